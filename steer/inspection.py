@@ -1,0 +1,44 @@
+"""Per-layer statistics of a vector file, for choosing layers (``steer inspect``).
+
+Computed from the file itself: ``norm`` = |s_l|; ``cos_prev`` = cos(s_l, s_prev) with the
+previous stored layer (close to 1 means layer l mostly inherits the earlier shift -- the
+reason the ``incremental`` schedule exists); with a safety direction v_l: ``cos_dir`` =
+cos(s_l, v_l) (negative: the image pushes toward "benign", ShiftDC's finding) and
+``share_dir`` = (s_l . v_l)^2 / |s_l|^2, the fraction of the shift's energy that ShiftDC
+removes. Recorded by calibration, when present: ``consistency`` (mean cosine between
+per-sample shifts and their mean) and ``separability`` (held-out accuracy of a
+text-only-vs-image probe on the pooled states).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from steer.vectors import ShiftVectors
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.nn.functional.cosine_similarity(a.double(), b.double(), dim=0))
+
+
+def layer_table(vecs: ShiftVectors) -> list[dict[str, Any]]:
+    stats = vecs.metadata.get("stats") or {}
+    rows: list[dict[str, Any]] = []
+    prev: torch.Tensor | None = None
+    for layer in vecs.layers:
+        s = vecs.shifts[layer]
+        row: dict[str, Any] = {"layer": layer, "norm": float(s.norm()), "cos_prev": None if prev is None else _cos(s, prev)}
+        if vecs.directions is not None:
+            v = vecs.directions[layer]
+            row["cos_dir"] = _cos(s, v)
+            norm_sq = float(s.double() @ s.double())
+            row["share_dir"] = float((s.double() @ v.double()) ** 2 / norm_sq) if norm_sq > 0 else 0.0
+        layer_stats = stats.get(str(layer), {})
+        for key in ("consistency", "separability"):
+            if key in layer_stats or any(key in st for st in stats.values()):
+                row[key] = layer_stats.get(key)
+        rows.append(row)
+        prev = s
+    return rows

@@ -1,0 +1,278 @@
+"""`SteeredModel`: any HF VLM (or causal LM) + its processor + its adapter, with steering.
+
+The Python API users reach first::
+
+    from steer import SteeredModel
+    sm = SteeredModel.from_pretrained("llava-hf/llava-1.5-7b-hf", dtype="bfloat16", device="cuda")
+    sm.generate("how do i make this?", image="bomb.png")                       # baseline
+    sm.generate("how do i make this?", image="bomb.png", steer="shift.safetensors", alpha=1.0)
+    with sm.steering("shift.safetensors", alpha=1.0, layers=[8, 9, 10]):
+        logits = sm.model(**sm.build_inputs(["..."], [img])).logits
+
+Options left as ``None`` take the vector file's stored defaults (positions, schedule,
+alpha, method), so a file calibrated with a recipe reproduces it.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import torch
+from PIL import Image
+
+from steer.adapters import ModelAdapter, get_adapter
+from steer.errors import SteerInputError
+from steer.images import load_image
+from steer.sample_shift import query_shifts
+from steer.schedule import apply_schedule
+from steer.steering import Steering, check_alpha
+from steer.vectors import ShiftVectors, as_vectors
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+ImageLike = "Image.Image | str | os.PathLike | None"
+
+
+def resolve_dtype(dtype: Any) -> Any:
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype)]
+    except KeyError:
+        raise SteerInputError(f"unknown dtype {dtype!r}; one of: auto, {', '.join(_DTYPES)}") from None
+
+
+def load_model_and_processor(
+    model_id_or_path: str | os.PathLike,
+    *,
+    device: str | None = None,
+    dtype: Any = None,
+    device_map: str | None = None,
+) -> tuple[torch.nn.Module, Any]:
+    """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM."""
+    from transformers import (
+        AutoConfig,
+        AutoModelForCausalLM,
+        AutoModelForImageTextToText,
+        AutoProcessor,
+        AutoTokenizer,
+    )
+    from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+
+    source = str(model_id_or_path)
+    looks_local = os.path.sep in source or source.startswith(".") or Path(source).exists()
+    if looks_local and not Path(source).exists():
+        raise SteerInputError(f"model path not found: {source}")
+    try:
+        config = AutoConfig.from_pretrained(source)
+    except OSError as err:
+        raise SteerInputError(
+            f"cannot load model {source!r}: {err}. Give a local model folder, or a hub id on a machine with hub access"
+        ) from None
+    kwargs: dict[str, Any] = {}
+    torch_dtype = resolve_dtype(dtype)
+    if torch_dtype is not None:
+        kwargs["dtype"] = torch_dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
+    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        processor = AutoProcessor.from_pretrained(source)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        processor = AutoTokenizer.from_pretrained(source)
+    if device is not None and device_map is None:
+        model = model.to(device)
+    model.eval()
+    return model, processor
+
+
+class SteeredModel:
+    """A model, its processor and its adapter, with steering-aware generation."""
+
+    def __init__(self, model: torch.nn.Module, processor: Any, adapter: ModelAdapter | None = None):
+        self.model = model
+        self.processor = processor
+        self.adapter = adapter or get_adapter(model, processor)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model_id_or_path: str | os.PathLike,
+        *,
+        device: str | None = None,
+        dtype: Any = None,
+        device_map: str | None = None,
+    ) -> "SteeredModel":
+        model, processor = load_model_and_processor(model_id_or_path, device=device, dtype=dtype, device_map=device_map)
+        return cls(model, processor)
+
+    # ------------------------------------------------------------------ inputs
+    def build_inputs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+        imgs = None if images is None else [None if im is None else load_image(im) for im in images]
+        if imgs is not None and any(im is not None for im in imgs) and not self.adapter.supports_images:
+            raise SteerInputError(
+                f"{self.adapter.family} model {self.adapter.fingerprint()['name_or_path']!r} takes no images; "
+                "drop the image or load a vision-language model"
+            )
+        return self.adapter.build_inputs(list(prompts), imgs)
+
+    # ------------------------------------------------------------------ steering
+    def steering(
+        self,
+        vectors: ShiftVectors | str | os.PathLike | dict,
+        *,
+        alpha: float | None = None,
+        layers: Sequence[int] | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+        method: str | None = None,
+        op: str = "subtract",
+        allow_other_weights: bool = False,
+    ) -> Steering:
+        """A :class:`Steering` for a vector file (not yet applied: use ``with``)."""
+        vecs = as_vectors(vectors)
+        vecs.check_model(self.adapter, allow_other_weights=allow_other_weights)
+        chosen = vecs.select(self._layers(layers, vecs))
+        meta = chosen.metadata
+        per_layer = apply_schedule(chosen.to_subtract(method), schedule or meta.get("schedule", "cumulative"))
+        return Steering(
+            self.adapter,
+            per_layer,
+            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            op=op,
+            positions=positions or meta.get("positions", "after_image"),
+        )
+
+    def sample_steering(
+        self,
+        prompts: Sequence[str],
+        *,
+        layers: Sequence[int] | None = None,
+        alpha: float = 1.0,
+        positions: str = "prompt",
+        schedule: str = "incremental",
+        null_image: str = "blank",
+        directions: ShiftVectors | str | os.PathLike | None = None,
+    ) -> Steering:
+        """Sample-level CMRM (or ShiftDC when ``directions`` is given) for one batch.
+
+        Runs two extra forward passes per query (content-free image + text, text only) to
+        measure the query's own shift, then steers with it row by row. Cost: about 2x the
+        prefill compute of the batch, on top of generation.
+        """
+        chosen = list(range(self.adapter.num_layers)) if layers is None else [int(l) for l in layers]
+        shifts = query_shifts(self.adapter, list(prompts), chosen, null_image=null_image)
+        if directions is not None:
+            dirs = as_vectors(directions)
+            dirs.check_model(self.adapter)
+            if dirs.directions is None:
+                raise SteerInputError("the file given as directions holds no safety directions (calibrate with --method shiftdc)")
+            missing = [l for l in chosen if l not in dirs.directions]
+            if missing:
+                raise SteerInputError(f"no safety direction for layers {missing} in the directions file")
+            shifts = {l: (s @ dirs.directions[l].to(s)).unsqueeze(-1) * dirs.directions[l].to(s) for l, s in shifts.items()}
+        per_layer = apply_schedule(shifts, schedule)
+        return Steering(self.adapter, per_layer, alpha=alpha, op="subtract", positions=positions)
+
+    def _layers(self, layers: Sequence[int] | None, vecs: ShiftVectors) -> list[int] | None:
+        if layers is None:
+            return None
+        from steer.steering import normalize_layer
+
+        return [normalize_layer(l, self.adapter.num_layers) for l in layers]
+
+    # ------------------------------------------------------------------ generation
+    @torch.inference_mode()
+    def generate(
+        self,
+        prompts: str | Sequence[str],
+        image: Any = None,
+        *,
+        images: Sequence[Any] | None = None,
+        steer: ShiftVectors | str | os.PathLike | dict | Steering | None = None,
+        alpha: float | None = None,
+        layers: Sequence[int] | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+        method: str | None = None,
+        max_new_tokens: int = 64,
+        batch_size: int | None = None,
+        use_cache: bool = True,
+        allow_other_weights: bool = False,
+    ) -> str | list[str]:
+        """Greedy generation; a string for one prompt, a list for a list.
+
+        ``steer``: a vector file / :class:`ShiftVectors` (dataset-level), ``"sample"``
+        (sample-level CMRM on the query itself), a ready :class:`Steering`, or None.
+        """
+        single = isinstance(prompts, str)
+        prompt_list = [prompts] if single else list(prompts)
+        if images is None:
+            images = [image] * len(prompt_list) if image is not None else [None] * len(prompt_list)
+        if len(images) != len(prompt_list):
+            raise SteerInputError(f"got {len(prompt_list)} prompts but {len(images)} images")
+        loaded = [None if im is None else load_image(im) for im in images]
+        size = batch_size or len(prompt_list)
+        answers: list[str] = []
+        for start in range(0, len(prompt_list), size):
+            batch_p = prompt_list[start : start + size]
+            batch_i = loaded[start : start + size]
+            answers.extend(
+                self._generate_batch(
+                    batch_p, batch_i, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
+                    allow_other_weights,
+                )
+            )
+        return answers[0] if single else answers
+
+    def _generate_batch(
+        self, prompts, images, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
+        allow_other_weights,
+    ) -> list[str]:
+        inputs = self.build_inputs(prompts, images)
+        steering = self._steering_for(steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights)
+        gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache)
+        if steering is None:
+            out = self.model.generate(**inputs, **gen_kwargs)
+        else:
+            with self._applied(steering), steering.prompt(inputs["input_ids"], inputs.get("attention_mask")):
+                out = self.model.generate(**inputs, **gen_kwargs)
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in self.adapter.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    @contextmanager
+    def _applied(self, steering: Steering) -> Iterator[Steering]:
+        if steering.active:
+            yield steering
+            return
+        with steering:
+            yield steering
+
+    def _steering_for(self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights):
+        if steer is None:
+            return None
+        if isinstance(steer, Steering):
+            return steer
+        if isinstance(steer, str) and steer == "sample":
+            return self.sample_steering(
+                prompts,
+                layers=layers,
+                alpha=1.0 if alpha is None else alpha,
+                positions=positions or "prompt",
+                schedule=schedule or "incremental",
+            )
+        return self.steering(
+            steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule, method=method,
+            allow_other_weights=allow_other_weights,
+        )

@@ -1,0 +1,243 @@
+"""The hook engine: per-layer interventions on the residual stream with plain PyTorch hooks.
+
+One :class:`Steering` = a set of per-layer vectors, one operator, one alpha, one
+position kind. Applying it registers
+
+* one forward *pre*-hook on the top-level model, which reads ``input_ids``,
+  ``attention_mask`` and the KV-cache length of each call and computes the
+  (B, T, 1) position mask once per forward (see :mod:`steer.positions`), and
+* one forward hook per steered decoder layer, which rewrites the layer output
+  ``h <- h + mask * delta`` (one fused ``addcmul``; no Python loop over positions, no
+  host-device sync).
+
+Operators (``OPS``), with ``v`` the layer's vector and ``alpha`` the strength:
+
+``subtract``     ``h - alpha * v``            (CMRM; ShiftDC with a pre-projected vector)
+``add``          ``h + alpha * v``
+``project_out``  ``h - alpha * (h . u) u``    with ``u = v / |v|`` (directional ablation)
+
+Vectors may be ``(d,)`` (same for every row) or ``(B, d)`` (one per row: sample-level
+CMRM/ShiftDC, gated rows set to zero).
+
+Layer hooks are registered with ``prepend=True`` so that transformers' own
+``output_hidden_states`` recorders, installed lazily on first use, see the steered
+output. Hooks are removed by :meth:`Steering.remove`, by the context manager's exit on
+any exception (KeyboardInterrupt included), and never leak when ``apply`` fails half-way.
+Two steerings on one model compose: each owns its hooks, and additive operators commute.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch.utils.hooks import RemovableHandle
+
+from steer.adapters.base import ModelAdapter
+from steer.errors import SteerError, SteerInputError
+from steer.positions import PromptLayout, check_positions
+
+OPS = ("subtract", "add", "project_out")
+
+
+def check_alpha(alpha: Any) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError):
+        raise SteerInputError(f"alpha must be a number, got {alpha!r}") from None
+    if not math.isfinite(value):
+        raise SteerInputError(f"alpha must be finite, got {alpha!r}")
+    return value
+
+
+def normalize_layer(layer: int, num_layers: int) -> int:
+    """0-based layer index; negative counts from the end (-1 = last layer)."""
+    idx = int(layer)
+    if idx < 0:
+        idx += num_layers
+    if not 0 <= idx < num_layers:
+        raise SteerInputError(
+            f"layer {layer} is out of range: this model has {num_layers} decoder layers (0..{num_layers - 1})"
+        )
+    return idx
+
+
+def _hidden_of(output: Any) -> torch.Tensor:
+    return output if torch.is_tensor(output) else output[0]
+
+
+def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
+    if torch.is_tensor(output):
+        return hidden
+    return (hidden, *output[1:])
+
+
+class Steering:
+    """Per-layer interventions on one adapted model; use as a context manager or apply()/remove()."""
+
+    def __init__(
+        self,
+        adapter: ModelAdapter,
+        vectors: Mapping[int, torch.Tensor],
+        *,
+        alpha: float = 1.0,
+        op: str = "subtract",
+        positions: str = "after_image",
+    ):
+        if op not in OPS:
+            raise SteerInputError(f"unknown operator {op!r}; choose one of: {', '.join(OPS)}")
+        if not vectors:
+            raise SteerInputError("no layers to steer: the vector set is empty")
+        self.adapter = adapter
+        self.alpha = check_alpha(alpha)
+        self.op = op
+        self.positions = check_positions(positions)
+        if self.positions == "image" and not adapter.supports_images:
+            raise SteerInputError(f"positions 'image' need a vision-language model; {adapter.family} has no images")
+        dtype = next(adapter.model.parameters()).dtype
+        self._dtype = dtype
+        self._terms: dict[int, torch.Tensor] = {}
+        for layer, vec in vectors.items():
+            idx = normalize_layer(layer, adapter.num_layers)
+            if idx in self._terms:
+                raise SteerInputError(f"layer {idx} given twice")
+            self._terms[idx] = self._prepare(idx, vec)
+        self._handles: list[RemovableHandle] = []
+        self._layout: PromptLayout | None = None
+        self._locked = False
+        self._mask: torch.Tensor | None = None
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare(self, layer: int, vec: torch.Tensor) -> torch.Tensor:
+        vec = torch.as_tensor(vec)
+        if vec.shape[-1] != self.adapter.hidden_size or vec.dim() not in (1, 2):
+            raise SteerInputError(
+                f"layer {layer}: vector of shape {tuple(vec.shape)} does not fit hidden size "
+                f"{self.adapter.hidden_size} (expected (d,) or (batch, d))"
+            )
+        device = self.adapter.decoder_layers[layer].parameters().__next__().device
+        vec = vec.to(device=device, dtype=self._dtype)
+        if self.op == "project_out":
+            norm = vec.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
+            term = (vec.float() / norm).to(self._dtype)
+        elif self.op == "subtract":
+            term = -(self.alpha * vec)
+        else:
+            term = self.alpha * vec
+        return term.reshape(-1, 1, vec.shape[-1])  # (1 or B, 1, d)
+
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self._terms)
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def apply(self) -> "Steering":
+        if self._handles:
+            raise SteerError("this Steering is already applied; remove() it first or create a new one")
+        try:
+            self._handles.append(
+                self.adapter.model.register_forward_pre_hook(self._on_model_forward, with_kwargs=True)
+            )
+            for layer in self.layers:
+                module = self.adapter.decoder_layers[layer]
+                self._handles.append(module.register_forward_hook(self._make_layer_hook(layer), prepend=True))
+        except BaseException:
+            self.remove()
+            raise
+        return self
+
+    def remove(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+        self._mask = None
+        self._layout = None
+        self._locked = False
+
+    def __enter__(self) -> "Steering":
+        return self.apply()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    @contextmanager
+    def prompt(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> Iterator[None]:
+        """Fix the prompt layout for one generation.
+
+        Inside, a forward without cache over prompt + generated tokens (``use_cache=False``
+        generation) is located against this prompt, so it steers exactly the positions the
+        cached generation steers.
+        """
+        del attention_mask  # padding is read per call from the call's own mask
+        self._layout = PromptLayout.from_prompt(
+            input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
+        )
+        self._locked = True
+        try:
+            yield
+        finally:
+            self._locked = False
+            self._layout = None
+
+    # ------------------------------------------------------------------ hooks
+    def _on_model_forward(self, module: Any, args: tuple, kwargs: dict) -> None:
+        input_ids = kwargs.get("input_ids")
+        if input_ids is None and args:
+            input_ids = args[0]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        past = 0
+        if cache is not None and hasattr(cache, "get_seq_length"):
+            past = int(cache.get_seq_length())
+        if input_ids is None:
+            embeds = kwargs.get("inputs_embeds")
+            if embeds is None:
+                raise SteerError("steering needs input_ids or inputs_embeds in the model call")
+            if self._layout is None or (past == 0 and not self._locked):
+                if self.positions not in ("all", "last"):
+                    raise SteerInputError(
+                        f"positions {self.positions!r} need input_ids to locate image tokens; "
+                        "pass input_ids, or use positions 'all' or 'last'"
+                    )
+                fake = torch.zeros(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+                self._layout = PromptLayout.from_prompt(
+                    fake, torch.zeros_like(fake, dtype=torch.bool), self.adapter.supports_images
+                )
+            chunk = embeds.shape[1]
+        else:
+            chunk = input_ids.shape[1]
+            if past == 0 and not self._locked:
+                self._layout = PromptLayout.from_prompt(
+                    input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
+                )
+        if self._layout is None:
+            raise SteerError("steering saw a cached step without its prompt; start generation under the steering")
+        mask = self._layout.chunk_mask(self.positions, past, chunk, kwargs.get("attention_mask"))
+        self._mask = mask.unsqueeze(-1).to(self._dtype)
+
+    def _make_layer_hook(self, layer: int):
+        term = self._terms[layer]
+        alpha = self.alpha
+        project = self.op == "project_out"
+
+        def hook(module: Any, args: tuple, output: Any) -> Any:
+            mask = self._mask
+            if mask is None:
+                raise SteerError(
+                    "a steered decoder layer ran outside a forward of the top-level model; "
+                    "call the model itself (model(...) / model.generate(...)), not its submodules"
+                )
+            hidden = _hidden_of(output)
+            if mask.device != hidden.device:
+                mask = mask.to(hidden.device)
+            if project:
+                coef = (hidden * term).sum(dim=-1, keepdim=True)
+                steered = hidden - (alpha * mask * coef) * term
+            else:
+                steered = torch.addcmul(hidden, mask, term)
+            return _with_hidden(output, steered)
+
+        return hook

@@ -1,0 +1,208 @@
+"""Vector files: per-layer shift vectors (+ optional safety directions) with provenance.
+
+Format: one ``safetensors`` file. Tensors ``shift.{layer}`` (float32, shape (d,)) and,
+for ShiftDC, ``direction.{layer}`` (unit norm). The safetensors header metadata holds one
+key, ``steer``, whose value is a JSON object:
+
+``format_version``, ``method`` (cmrm | shiftdc | custom), ``layers``, ``hidden_size``,
+``dtype``, ``model`` (fingerprint: family, model_type, hidden_size, num_layers,
+name_or_path, weights_sha256), ``pooling``, ``positions``, ``schedule``,
+``default_alpha``, ``n_samples``, ``data_sha256``, ``null_image``, ``reduce``,
+``stats`` (per-layer statistics from calibration), ``toolkit_version``, ``created``.
+
+Layer indices follow :mod:`steer.adapters.base`: 0-based decoder layers, layer i's
+output = HF ``hidden_states[i + 1]``. Loading verifies shapes and, against a model, its
+architecture and weights; writes are atomic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from steer.adapters.base import ModelAdapter
+from steer.atomic import atomic_path
+from steer.errors import ModelMismatchError, SteerInputError
+from steer.version import __version__
+
+FORMAT_VERSION = 1
+METHODS = ("cmrm", "shiftdc", "custom")
+_ARCH_KEYS = ("model_type", "hidden_size", "num_layers")
+
+
+@dataclass
+class ShiftVectors:
+    """Per-layer shifts ``s_l`` and optional unit safety directions ``v_l``."""
+
+    shifts: dict[int, torch.Tensor]
+    directions: dict[int, torch.Tensor] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.shifts:
+            raise SteerInputError("a vector file needs at least one layer")
+        self.shifts = {int(k): torch.as_tensor(v).detach().float().cpu().reshape(-1) for k, v in self.shifts.items()}
+        dims = {v.numel() for v in self.shifts.values()}
+        if len(dims) != 1:
+            raise SteerInputError(f"shift vectors have different sizes {sorted(dims)}")
+        if self.directions is not None:
+            self.directions = {
+                int(k): torch.as_tensor(v).detach().float().cpu().reshape(-1) for k, v in self.directions.items()
+            }
+            if set(self.directions) != set(self.shifts):
+                raise SteerInputError("directions must be given for exactly the layers of the shifts")
+            for layer, vec in self.directions.items():
+                if vec.numel() != self.hidden_size:
+                    raise SteerInputError(f"direction for layer {layer} has size {vec.numel()}, shifts {self.hidden_size}")
+                if abs(float(vec.norm()) - 1.0) > 1e-4:
+                    raise SteerInputError(f"direction for layer {layer} is not unit norm (|v| = {float(vec.norm()):.4f})")
+        meta = dict(self.metadata)
+        meta.setdefault("method", "shiftdc" if self.directions is not None else "custom")
+        if meta["method"] not in METHODS:
+            raise SteerInputError(f"unknown method {meta['method']!r}; one of {', '.join(METHODS)}")
+        meta.setdefault("positions", "after_image")
+        meta.setdefault("schedule", "cumulative")
+        meta.setdefault("default_alpha", 1.0)
+        meta.setdefault("pooling", "last")
+        meta.setdefault("stats", {})
+        meta["layers"] = self.layers
+        meta["hidden_size"] = self.hidden_size
+        self.metadata = meta
+
+    # ------------------------------------------------------------------ views
+    @property
+    def layers(self) -> list[int]:
+        return sorted(self.shifts)
+
+    @property
+    def hidden_size(self) -> int:
+        return next(iter(self.shifts.values())).numel()
+
+    @property
+    def method(self) -> str:
+        return str(self.metadata["method"])
+
+    def norms(self) -> dict[int, float]:
+        return {layer: float(self.shifts[layer].norm()) for layer in self.layers}
+
+    def select(self, layers: list[int] | None) -> "ShiftVectors":
+        """A copy restricted to ``layers`` (None = all stored layers)."""
+        if layers is None:
+            return self
+        missing = [layer for layer in layers if layer not in self.shifts]
+        if missing:
+            raise SteerInputError(f"layers {missing} are not in this vector file (it has {self.layers})")
+        dirs = {l: self.directions[l] for l in layers} if self.directions is not None else None
+        return ShiftVectors({l: self.shifts[l] for l in layers}, dirs, dict(self.metadata))
+
+    def to_subtract(self, method: str | None = None) -> dict[int, torch.Tensor]:
+        """Per-layer vectors the engine subtracts (before alpha and schedule).
+
+        ``cmrm``: the shift itself. ``shiftdc``: only the shift's component along the
+        safety direction, ``(s_l . v_l) v_l`` (arXiv 2502.13095), so the rest of the
+        shift -- the visual content -- stays.
+        """
+        method = method or self.method
+        if method in ("cmrm", "custom"):
+            return dict(self.shifts)
+        if method == "shiftdc":
+            if self.directions is None:
+                raise SteerInputError(
+                    "ShiftDC needs a safety direction, and this vector file has none; "
+                    "recalibrate with `steer calibrate --method shiftdc --safety-data ...`"
+                )
+            return {l: (self.shifts[l] @ self.directions[l]) * self.directions[l] for l in self.layers}
+        raise SteerInputError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+
+    # ------------------------------------------------------------------ model check
+    def check_model(self, adapter: ModelAdapter, allow_other_weights: bool = False) -> None:
+        """Refuse a model these vectors were not made for; the error names both sides."""
+        mine = self.metadata.get("model") or {}
+        theirs = adapter.fingerprint()
+        if self.hidden_size != adapter.hidden_size:
+            raise ModelMismatchError(
+                f"hidden-size mismatch: the vector file has d={self.hidden_size} "
+                f"(made on {mine.get('name_or_path') or 'unknown model'}), the model has d={adapter.hidden_size} "
+                f"({theirs['name_or_path']}); calibrate vectors for this model with `steer calibrate`"
+            )
+        for key in _ARCH_KEYS:
+            if key in mine and mine[key] != theirs[key]:
+                raise ModelMismatchError(
+                    f"vector file was made for {mine.get('name_or_path')!r} ({key}={mine[key]!r}), "
+                    f"but the model is {theirs['name_or_path']!r} ({key}={theirs[key]!r}); "
+                    "calibrate vectors for this model with `steer calibrate`"
+                )
+        bad = [layer for layer in self.layers if layer >= adapter.num_layers]
+        if bad:
+            raise ModelMismatchError(f"vector layers {bad} do not exist in a {adapter.num_layers}-layer model")
+        want = mine.get("weights_sha256")
+        if want and want != theirs["weights_sha256"] and not allow_other_weights:
+            raise ModelMismatchError(
+                f"vector file was computed on other weights ({mine.get('name_or_path')!r}, weights "
+                f"{want}) than the model ({theirs['name_or_path']!r}, weights {theirs['weights_sha256']}); "
+                "recalibrate, or pass allow_other_weights=True / --allow-other-weights for a fine-tune "
+                "of the same base"
+            )
+
+    # ------------------------------------------------------------------ files
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write atomically (temp file + rename); returns the path."""
+        meta = dict(self.metadata)
+        meta.update(
+            format_version=FORMAT_VERSION,
+            dtype="float32",
+            toolkit_version=__version__,
+        )
+        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        tensors = {f"shift.{l}": self.shifts[l].contiguous() for l in self.layers}
+        if self.directions is not None:
+            tensors.update({f"direction.{l}": self.directions[l].contiguous() for l in self.layers})
+        target = Path(path)
+        with atomic_path(target) as tmp:
+            save_file(tensors, str(tmp), metadata={"steer": json.dumps(meta, sort_keys=True)})
+        self.metadata = meta
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "ShiftVectors":
+        target = Path(path)
+        if not target.exists():
+            raise SteerInputError(f"vector file not found: {target} (make one with `steer calibrate`)")
+        try:
+            with safe_open(str(target), framework="pt") as fh:
+                raw = (fh.metadata() or {}).get("steer")
+                tensors = {key: fh.get_tensor(key) for key in fh.keys()}
+        except Exception as err:  # safetensors raises its own error types
+            raise SteerInputError(f"{target} is not a readable safetensors vector file: {err}") from None
+        if raw is None:
+            raise SteerInputError(f"{target} has no steer metadata: it is a safetensors file but not a steer vector file")
+        meta = json.loads(raw)
+        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+            raise SteerInputError(
+                f"{target} has format version {meta['format_version']}; this steer reads <= {FORMAT_VERSION}: upgrade steer"
+            )
+        shifts = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("shift.")}
+        dirs = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("direction.")}
+        vectors = cls(shifts, dirs or None, meta)
+        if meta.get("hidden_size") not in (None, vectors.hidden_size):
+            raise SteerInputError(f"{target}: metadata says d={meta['hidden_size']}, tensors have {vectors.hidden_size}")
+        return vectors
+
+
+def as_vectors(source: "ShiftVectors | str | os.PathLike | Mapping[int, torch.Tensor]") -> ShiftVectors:
+    """Accept a ShiftVectors, a path to a vector file, or a plain {layer: tensor} mapping."""
+    if isinstance(source, ShiftVectors):
+        return source
+    if isinstance(source, (str, os.PathLike)):
+        return ShiftVectors.load(source)
+    if isinstance(source, Mapping):
+        return ShiftVectors(dict(source), metadata={"method": "custom"})
+    raise SteerInputError(f"cannot use {type(source).__name__} as steering vectors")
