@@ -24,13 +24,19 @@ Layer hooks are registered with ``prepend=True`` so that transformers' own
 output. Hooks are removed by :meth:`Steering.remove`, by the context manager's exit on
 any exception (KeyboardInterrupt included), and never leak when ``apply`` fails half-way.
 Two steerings on one model compose: each owns its hooks, and additive operators commute.
+
+Gated steering (conditional steering, in the spirit of CAST and PSA-VLM's safety head):
+with ``gate=`` a :class:`RowGate`, one more hook reads the *unsteered* state of the gate's
+layer at the last prompt token during the prefill, scores each row, and the steering is
+applied only to rows whose score exceeds the gate's threshold -- in the same forward pass,
+so the gate layer must come before every steered layer.
 """
 
 from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 from torch.utils.hooks import RemovableHandle
@@ -40,6 +46,17 @@ from steer.errors import SteerError, SteerInputError
 from steer.positions import PromptLayout, check_positions
 
 OPS = ("subtract", "add", "project_out")
+
+
+class RowGate(Protocol):
+    """What the engine needs from a gate (see ``steer.gate.ProbeGate``)."""
+
+    layer: int
+    threshold: float
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        """(B, d) last-prompt-token states of ``layer`` -> (B,) risk scores in [0, 1]."""
+        ...
 
 
 def check_alpha(alpha: Any) -> float:
@@ -85,6 +102,7 @@ class Steering:
         alpha: float = 1.0,
         op: str = "subtract",
         positions: str = "after_image",
+        gate: RowGate | None = None,
     ):
         if op not in OPS:
             raise SteerInputError(f"unknown operator {op!r}; choose one of: {', '.join(OPS)}")
@@ -104,10 +122,23 @@ class Steering:
             if idx in self._terms:
                 raise SteerInputError(f"layer {idx} given twice")
             self._terms[idx] = self._prepare(idx, vec)
+        self.gate = gate
+        if gate is not None:
+            gate_layer = normalize_layer(gate.layer, adapter.num_layers)
+            early = [layer for layer in self._terms if layer <= gate_layer]
+            if early:
+                raise SteerInputError(
+                    f"the gate reads layer {gate_layer}, so it can only gate layers after it, but layers {early} "
+                    f"are steered; steer layers > {gate_layer} or use a probe of an earlier layer"
+                )
         self._handles: list[RemovableHandle] = []
         self._layout: PromptLayout | None = None
         self._locked = False
         self._mask: torch.Tensor | None = None
+        self._row_scale: torch.Tensor | None = None
+        self._past = 0
+        #: (B,) gate scores of the last prefill (None without a gate)
+        self.gate_scores: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
     def _prepare(self, layer: int, vec: torch.Tensor) -> torch.Tensor:
@@ -146,6 +177,9 @@ class Steering:
             for layer in self.layers:
                 module = self.adapter.decoder_layers[layer]
                 self._handles.append(module.register_forward_hook(self._make_layer_hook(layer), prepend=True))
+            if self.gate is not None:
+                module = self.adapter.decoder_layers[normalize_layer(self.gate.layer, self.adapter.num_layers)]
+                self._handles.append(module.register_forward_hook(self._on_gate_layer))
         except BaseException:
             self.remove()
             raise
@@ -157,6 +191,14 @@ class Steering:
         self._mask = None
         self._layout = None
         self._locked = False
+        self._row_scale = None
+
+    @property
+    def gate_decisions(self) -> torch.Tensor | None:
+        """(B,) bool: rows the gate let the steering touch in the last generation."""
+        if self.gate_scores is None or self.gate is None:
+            return None
+        return self.gate_scores > self.gate.threshold
 
     def __enter__(self) -> "Steering":
         return self.apply()
@@ -217,6 +259,23 @@ class Steering:
             raise SteerError("steering saw a cached step without its prompt; start generation under the steering")
         mask = self._layout.chunk_mask(self.positions, past, chunk, kwargs.get("attention_mask"))
         self._mask = mask.unsqueeze(-1).to(self._dtype)
+        self._past = past
+        if self.gate is not None and past > 0 and past >= self._layout.prompt_len:
+            if self._row_scale is None:
+                raise SteerError("gated steering saw a decode step without its prefill")
+            self._mask = self._mask * self._row_scale.to(self._mask.device)
+
+    def _on_gate_layer(self, module: Any, args: tuple, output: Any) -> None:
+        """Score rows from the unsteered last-prompt-token state, once the prompt is in view."""
+        hidden = _hidden_of(output)
+        past = self._past
+        index = self._layout.prompt_len - 1 - past
+        if not 0 <= index < hidden.shape[1]:
+            return  # a decode step: keep the prefill's decision
+        scores = self.gate.score(hidden[:, index, :])
+        self.gate_scores = scores.detach()
+        self._row_scale = (scores > self.gate.threshold).to(self._dtype).view(-1, 1, 1)
+        self._mask = self._mask * self._row_scale.to(self._mask.device)
 
     def _make_layer_hook(self, layer: int):
         term = self._terms[layer]

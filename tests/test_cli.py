@@ -1,0 +1,102 @@
+"""`steer generate` / `steer inspect` end to end, and one-line errors on bad input."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+import torch
+
+import cli
+from steer import SteeredModel, ShiftVectors
+
+
+def run_cli(args, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
+    code = 0
+    try:
+        cli.main()
+    except SystemExit as ex:
+        code = ex.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def llava_setup(tiny_model_path, tiny_loaded, tmp_path):
+    path = tiny_model_path("llava")
+    sm = SteeredModel(*tiny_loaded("llava"))
+    gen = torch.Generator().manual_seed(0)
+    shifts = {l: 4 * torch.randn(sm.adapter.hidden_size, generator=gen) for l in range(sm.adapter.num_layers)}
+    vec_path = ShiftVectors(shifts, None, {"method": "cmrm", "model": sm.adapter.fingerprint()}).save(
+        tmp_path / "shift.safetensors"
+    )
+    img_path = tmp_path / "img.png"
+    sm.adapter.content_free_image("noise", seed=4).save(img_path)
+    return path, sm, vec_path, img_path
+
+
+def test_generate_baseline_and_steered_match_the_api(llava_setup, capsys, monkeypatch):
+    path, sm, vec_path, img_path = llava_setup
+    base_args = ["generate", "--model", path, "--prompt", "how do i make a bomb", "--image", img_path, "--max-new-tokens", 6]
+    code, out, err = run_cli(base_args, capsys, monkeypatch)
+    assert code == 0, err
+    assert out.strip() == sm.generate("how do i make a bomb", image=img_path, max_new_tokens=6)
+    code, out_steered, err = run_cli(base_args + ["--steer", vec_path, "--alpha", "1.0", "--layers", "0-1"], capsys, monkeypatch)
+    assert code == 0, err
+    want = sm.generate("how do i make a bomb", image=img_path, steer=vec_path, alpha=1.0, layers=[0, 1], max_new_tokens=6)
+    assert out_steered.strip() == want
+
+
+def test_inspect_shows_layers_and_provenance(llava_setup, capsys, monkeypatch):
+    _, sm, vec_path, _ = llava_setup
+    code, out, err = run_cli(["inspect", vec_path], capsys, monkeypatch)
+    assert code == 0, err
+    assert "llava" in out and "norm" in out and "cos_prev" in out
+    code, out, _ = run_cli(["inspect", vec_path, "--json"], capsys, monkeypatch)
+    assert code == 0 and '"method": "cmrm"' in out
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--image", "/nonexistent/cat.png"], "image not found"),
+        (["--steer", "/nonexistent/v.safetensors"], "vector file not found"),
+        (["--steer", "VEC", "--layers", "0-99"], "out of range"),
+        (["--steer", "VEC", "--alpha", "strong"], "alpha must be a number"),
+        (["--image", "BADIMG"], "cannot read image"),
+    ],
+)
+def test_bad_input_gives_one_line_error(llava_setup, capsys, monkeypatch, tmp_path, extra, message):
+    path, _, vec_path, _ = llava_setup
+    bad_img = tmp_path / "bad.png"
+    bad_img.write_text("this is not an image")
+    extra = [str(vec_path) if e == "VEC" else str(bad_img) if e == "BADIMG" else e for e in extra]
+    code, out, err = run_cli(["generate", "--model", path, "--prompt", "hi", *extra], capsys, monkeypatch)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_text_model_with_image_and_foreign_vectors_are_refused(tiny_model_path, llava_setup, capsys, monkeypatch):
+    _, _, vec_path, img_path = llava_setup
+    llama = tiny_model_path("llama")
+    code, _, err = run_cli(["generate", "--model", llama, "--prompt", "hi", "--image", img_path], capsys, monkeypatch)
+    assert code == 2 and "drop --image" in err
+    code, _, err = run_cli(["generate", "--model", llama, "--prompt", "hi", "--steer", vec_path], capsys, monkeypatch)
+    assert code == 2 and "vector file" in err and "llava" in err
+
+
+def test_missing_model_path_is_clear(capsys, monkeypatch, tmp_path):
+    code, _, err = run_cli(["generate", "--model", tmp_path / "nope", "--prompt", "hi"], capsys, monkeypatch)
+    assert code == 2 and "model path not found" in err
+
+
+def test_parse_layers():
+    assert cli.parse_layers("8-10") == [8, 9, 10]
+    assert cli.parse_layers("3,5,7-8") == [3, 5, 7, 8]
+    assert cli.parse_layers("all", 3) == [0, 1, 2]
+    assert cli.parse_layers("-1") == [-1]
+    assert cli.parse_layers(None) is None
+    with pytest.raises(Exception, match="cannot read layers"):
+        cli.parse_layers("ten")

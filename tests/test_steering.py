@@ -1,0 +1,247 @@
+"""Hook-engine invariants, for every adapter family (issue 3's must-pass list)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steer import SteeredModel, Steering
+from steer.errors import SteerError, SteerInputError
+from tests.tiny_models import ALL_FAMILIES, VLM_FAMILIES
+
+PROMPTS = ["how do i make a bomb", "what is in this picture"]
+
+
+def _sm(tiny_loaded, family) -> SteeredModel:
+    model, processor = tiny_loaded(family)
+    return SteeredModel(model, processor)
+
+
+def _images(sm: SteeredModel, n_image_rows: int, total: int):
+    if not sm.adapter.supports_images:
+        return None
+    img = sm.adapter.content_free_image("noise", seed=1)
+    return [img] * n_image_rows + [None] * (total - n_image_rows)
+
+
+def _vectors(sm: SteeredModel, scale: float = 3.0, seed: int = 0) -> dict[int, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return {l: scale * torch.randn(sm.adapter.hidden_size, generator=gen) for l in range(sm.adapter.num_layers)}
+
+
+def _hook_ids(sm: SteeredModel) -> set[int]:
+    """Ids of every forward (pre-)hook on the model and its decoder layers.
+
+    transformers installs its own output recorders once per model (on the first
+    ``output_hidden_states`` call), so tests compare against a snapshot, not against empty.
+    """
+    modules = [sm.model, *sm.adapter.decoder_layers]
+    return {hid for m in modules for hid in (*m._forward_hooks, *m._forward_pre_hooks)}
+
+
+def _positions_for(sm: SteeredModel) -> str:
+    return "after_image" if sm.adapter.supports_images else "all"
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_alpha_zero_is_bit_identical(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    inputs = sm.build_inputs(PROMPTS, _images(sm, 1, 2))
+    with torch.no_grad():
+        base = sm.model(**inputs).logits
+        with Steering(sm.adapter, _vectors(sm), alpha=0.0, positions=_positions_for(sm)):
+            zero = sm.model(**inputs).logits
+        with Steering(sm.adapter, _vectors(sm), alpha=1.0, positions=_positions_for(sm)):
+            steered = sm.model(**inputs).logits
+    assert torch.equal(base, zero)
+    assert not torch.allclose(base, steered)  # the same vectors at alpha=1 do change the output
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_layer_output_is_exactly_shifted_at_chosen_positions(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    inputs = sm.build_inputs(PROMPTS, _images(sm, 1, 2))
+    layer = sm.adapter.num_layers - 2  # hidden_states[-1] is post-norm in transformers 5
+    vec = 2.5 * torch.randn(sm.adapter.hidden_size, generator=torch.Generator().manual_seed(3))
+    alpha = 0.75
+    positions = _positions_for(sm)
+    with torch.no_grad():
+        base = sm.model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
+        with Steering(sm.adapter, {layer: vec}, alpha=alpha, positions=positions) as steering:
+            got = sm.model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
+            mask = steering._layout.chunk_mask(positions, 0, inputs["input_ids"].shape[1], inputs.get("attention_mask"))
+    expected = torch.where(mask.unsqueeze(-1), base - alpha * vec.to(base.dtype), base)
+    assert mask.any()
+    assert torch.equal(got, expected)
+    if sm.adapter.supports_images:
+        ids = inputs["input_ids"]
+        image_pos = sm.adapter.image_token_mask(ids)
+        assert not (mask & image_pos).any()  # after_image never touches image tokens
+        assert not mask[1].any()  # the text-only row of a VLM batch is left alone
+        last_image = image_pos[0].nonzero().max()
+        assert mask[0, last_image + 1 :].all() and not mask[0, : last_image + 1].any()
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_hooks_removed_on_exit_and_on_exception(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    inputs = sm.build_inputs(PROMPTS[:1], _images(sm, 1, 1))
+    with torch.no_grad():
+        base = sm.model(**inputs).logits
+        before = _hook_ids(sm)
+        with Steering(sm.adapter, _vectors(sm), positions=_positions_for(sm)):
+            assert len(_hook_ids(sm) - before) == 1 + sm.adapter.num_layers
+        assert _hook_ids(sm) == before
+        assert torch.equal(sm.model(**inputs).logits, base)
+        for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+            with pytest.raises(type(exc)):
+                with Steering(sm.adapter, _vectors(sm), positions=_positions_for(sm)):
+                    sm.model(**inputs)
+                    raise exc
+            assert _hook_ids(sm) == before
+            assert torch.equal(sm.model(**inputs).logits, base)
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+def test_left_padded_batch_equals_one_by_one(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    prompts = ["how do i make a bomb", "what is in this picture please tell me", "hello"]
+    images = _images(sm, 2, 3)
+    vecs = _vectors(sm, scale=2.0)
+    steer = {"steer": vecs, "alpha": 1.0, "positions": _positions_for(sm)}
+    batched = sm.generate(prompts, images=images, max_new_tokens=6, **steer)
+    single = [
+        sm.generate(p, image=None if images is None else images[i], max_new_tokens=6, **steer)
+        for i, p in enumerate(prompts)
+    ]
+    assert batched == single
+    unsteered = sm.generate(prompts, images=images, max_new_tokens=6)
+    assert unsteered != batched  # steering changed something, so the comparison is not vacuous
+
+
+@pytest.mark.parametrize("family", ALL_FAMILIES)
+@pytest.mark.parametrize("positions", ["after_image", "prompt", "last"])
+def test_cached_generation_equals_full_recomputation(tiny_loaded, family, positions):
+    sm = _sm(tiny_loaded, family)
+    images = _images(sm, 1, 2)
+    kwargs = dict(steer=_vectors(sm, scale=2.0), alpha=1.0, positions=positions, max_new_tokens=6)
+    cached = sm.generate(PROMPTS, images=images, use_cache=True, **kwargs)
+    recomputed = sm.generate(PROMPTS, images=images, use_cache=False, **kwargs)
+    assert cached == recomputed
+
+
+def test_prompt_positions_leave_generated_tokens_unsteered(tiny_loaded):
+    sm = _sm(tiny_loaded, "llava")
+    images = _images(sm, 1, 1)
+    inputs = sm.build_inputs(PROMPTS[:1], images)
+    layer = 1
+    with torch.no_grad(), Steering(sm.adapter, {layer: torch.ones(sm.adapter.hidden_size)}, positions="prompt") as st:
+        with st.prompt(inputs["input_ids"]):
+            length = inputs["input_ids"].shape[1]
+            full = inputs["input_ids"].new_full((1, length + 2), 5)
+            full[:, :length] = inputs["input_ids"]
+            mask = st._layout.chunk_mask("prompt", 0, length + 2, None)
+    assert mask[0, :length].any() and not mask[0, length:].any()
+
+
+def test_nested_steerings_compose_additively(tiny_loaded):
+    sm = _sm(tiny_loaded, "llava")
+    inputs = sm.build_inputs(PROMPTS[:1], _images(sm, 1, 1))
+    v = _vectors(sm)
+    half = {l: t / 2 for l, t in v.items()}
+    with torch.no_grad():
+        with Steering(sm.adapter, v):
+            once = sm.model(**inputs, output_hidden_states=True).hidden_states[1]
+        with Steering(sm.adapter, half), Steering(sm.adapter, half):
+            twice = sm.model(**inputs, output_hidden_states=True).hidden_states[1]
+    assert torch.allclose(once, twice, atol=1e-5)
+
+
+def test_project_out_removes_the_direction(tiny_loaded):
+    sm = _sm(tiny_loaded, "llama")
+    inputs = sm.build_inputs(PROMPTS)
+    layer = 1
+    direction = torch.randn(sm.adapter.hidden_size, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad(), Steering(sm.adapter, {layer: direction}, op="project_out", positions="all"):
+        h = sm.model(**inputs, output_hidden_states=True).hidden_states[layer + 1]
+    unit = direction / direction.norm()
+    valid = inputs["attention_mask"].bool()
+    assert (h[valid] @ unit).abs().max() < 1e-4
+
+
+def test_bad_layer_alpha_positions_are_clear_errors(tiny_loaded):
+    sm = _sm(tiny_loaded, "llava")
+    vec = torch.zeros(sm.adapter.hidden_size)
+    with pytest.raises(SteerInputError, match="out of range"):
+        Steering(sm.adapter, {sm.adapter.num_layers: vec})
+    with pytest.raises(SteerInputError, match="alpha must be a number"):
+        Steering(sm.adapter, {0: vec}, alpha="strong")
+    with pytest.raises(SteerInputError, match="unknown positions"):
+        Steering(sm.adapter, {0: vec}, positions="middle")
+    with pytest.raises(SteerInputError, match="hidden size"):
+        Steering(sm.adapter, {0: torch.zeros(sm.adapter.hidden_size + 1)})
+
+
+def test_layer_hook_outside_model_forward_is_refused(tiny_loaded):
+    sm = _sm(tiny_loaded, "llama")
+    hidden = torch.zeros(1, 3, sm.adapter.hidden_size)
+    before = _hook_ids(sm)
+    with Steering(sm.adapter, {0: torch.ones(sm.adapter.hidden_size)}, positions="all"):
+        with pytest.raises(SteerError, match="outside a forward"):
+            layer = sm.adapter.decoder_layers[0]
+            rotary = sm.model.model.rotary_emb(hidden, torch.arange(3).unsqueeze(0))
+            layer(hidden, position_embeddings=rotary)
+    assert _hook_ids(sm) == before
+
+
+@pytest.mark.parametrize("family", VLM_FAMILIES)
+def test_sample_level_steering_batch_equals_one_by_one(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    img = sm.adapter.content_free_image("noise", seed=2)
+    prompts = ["how do i make a bomb", "what is in this picture"]
+    batched = sm.generate(prompts, images=[img, img], steer="sample", alpha=1.0, max_new_tokens=5)
+    single = [sm.generate(p, image=img, steer="sample", alpha=1.0, max_new_tokens=5) for p in prompts]
+    assert batched == single
+
+
+class _FixedGate:
+    """A gate whose scores are given per row, to test the engine's gating alone."""
+
+    def __init__(self, layer: int, scores: list[float], threshold: float):
+        self.layer, self.threshold = layer, threshold
+        self._scores = torch.tensor(scores)
+        self.seen: list[torch.Tensor] = []
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        self.seen.append(hidden.clone())
+        return self._scores.to(hidden.device)
+
+
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_gate_steers_exactly_the_flagged_rows(tiny_loaded, use_cache):
+    sm = _sm(tiny_loaded, "llava")
+    prompts = ["how do i make a bomb", "what is in this picture", "hello there"]
+    img = sm.adapter.content_free_image("noise", seed=1)
+    images = [img] * 3
+    steered_layers = {l: v for l, v in _vectors(sm, scale=3.0).items() if l >= 1}
+    kw = dict(images=images, max_new_tokens=6, use_cache=use_cache)
+    base = sm.generate(prompts, **kw)
+    always = sm.generate(prompts, steer=steered_layers, alpha=1.0, positions="prompt", **kw)
+    assert base != always
+
+    def gated(scores, threshold):
+        steering = Steering(sm.adapter, steered_layers, alpha=1.0, positions="prompt", gate=_FixedGate(0, scores, threshold))
+        return sm.generate(prompts, steer=steering, **kw), steering
+
+    above, _ = gated([0.2, 0.5, 0.9], threshold=0.95)
+    assert above == base
+    below, _ = gated([0.2, 0.5, 0.9], threshold=0.1)
+    assert below == always
+    mixed, steering = gated([0.9, 0.1, 0.8], threshold=0.5)
+    assert mixed == [always[0], base[1], always[2]]
+
+
+def test_gate_must_precede_steered_layers(tiny_loaded):
+    sm = _sm(tiny_loaded, "llava")
+    with pytest.raises(SteerInputError, match="gate reads layer 1"):
+        Steering(sm.adapter, {1: torch.ones(sm.adapter.hidden_size)}, gate=_FixedGate(1, [1.0], 0.5))

@@ -1,0 +1,392 @@
+"""Tiny random-weight models of every supported family, built offline from configs.
+
+``build_tiny_model(family, out_dir)`` writes a checkpoint directory that loads exactly
+like a hub model: ``AutoModelForImageTextToText`` + ``AutoProcessor`` for the VLMs,
+``AutoModelForCausalLM`` + ``AutoTokenizer`` for ``"llama"``. Each uses the family's real
+processor class, a word-level tokenizer over a few hundred plain English words (plus the
+family's special tokens) and a chat template in the family's style. Weights are float32
+from a fixed seed; building all five takes a few seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+ALL_FAMILIES = ("llava", "llava_next", "qwen2_vl", "idefics3", "llama")
+VLM_FAMILIES = ("llava", "llava_next", "qwen2_vl", "idefics3")
+
+PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
+
+# Plain words: enough for the prompts the tests (and harmful/benign example sets) use.
+WORDS = """
+a about above across after again against all almost alone along already also always am an
+and another answer any anyone anything are area around as ask at away back bad be because
+been before behind being below best better between big bird black blue boat body bomb book
+both box boy bring brown build building but buy by call can car care cat change child city
+clean close cold color come could count cup cut dangerous day did different do does dog
+doing done door down draw drink drive drug during each easy eat end enough even ever every
+everyone example explain eye face fact family far fast field find fire first fish five food
+for four friend from front full game gave get girl give go good green gun hack hand happy
+hard harm has hat have he head help her here high hill him his hold home horse hot house
+how hurt i if illegal image in inside instructions into is it its just keep kill kind know
+large last learn left let life light like list little live long look lot made make man many
+may me mean money more most mother mountain move much must my name near need never new next
+night no not nothing now number of off often old on one only open or other our out over
+own page paper part people person photo picture place plan plant play please point poison
+power read red right river road rock room round run safe same say see she shop should show
+side sign simple sit sky small so some someone something sky sorry start step steal still
+stop story street sun sure table take talk tell ten than thank that the their them then
+there these they thing think this those three through time to today together too top town
+tree true try two under up us use very view wall want was water way we weapon well went
+were what when where which while white who why will window with without woman word work
+world would write wrong year yellow yes you your
+user assistant system inst
+s t d m re ll ve
+""".split()
+PUNCT = list(".,?!:;'\"()[]/-#*")
+
+# family -> (special tokens, template pieces)
+_IMAGE_TOKENS = {
+    "llava": ["<image>"],
+    "llava_next": ["<image>"],
+    "qwen2_vl": [
+        "<|im_start|>",
+        "<|im_end|>",
+        "<|vision_start|>",
+        "<|vision_end|>",
+        "<|image_pad|>",
+        "<|video_pad|>",
+    ],
+    "idefics3": ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
+    + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)],
+    "llama": [],
+}
+
+# Chat-template pieces per family: bos, {role: (prefix, suffix)}, image placeholder,
+# generation prefix. Shapes follow the real hub templates of each family.
+_TEMPLATES = {
+    "llava": (  # llava-hf/llava-1.5: "USER: <image>\nQ ASSISTANT:"
+        "",
+        {"user": ("USER: ", " "), "assistant": ("ASSISTANT: ", "</s> ")},
+        "<image>\n",
+        "ASSISTANT:",
+    ),
+    "llava_next": (  # llava-v1.6-mistral: "[INST] <image>\nQ [/INST]"
+        "",
+        {"user": ("[INST] ", " [/INST]"), "assistant": (" ", "</s>")},
+        "<image>\n",
+        "",
+    ),
+    "qwen2_vl": (
+        "",
+        {
+            "user": ("<|im_start|>user\n", "<|im_end|>\n"),
+            "assistant": ("<|im_start|>assistant\n", "<|im_end|>\n"),
+            "system": ("<|im_start|>system\n", "<|im_end|>\n"),
+        },
+        "<|vision_start|><|image_pad|><|vision_end|>",
+        "<|im_start|>assistant\n",
+    ),
+    "idefics3": (  # "<|begin_of_text|>User:<image>Q<end_of_utterance>\nAssistant:"
+        "<s>",
+        {"user": ("User:", "<end_of_utterance>\n"), "assistant": ("Assistant:", "<end_of_utterance>\n")},
+        "<image>",
+        "Assistant:",
+    ),
+    "llama": (
+        "<s>",
+        {"user": ("User: ", "\n"), "assistant": ("Assistant: ", "</s>\n"), "system": ("System: ", "\n")},
+        "",
+        "Assistant:",
+    ),
+}
+
+
+def _lit(s: str) -> str:
+    """A jinja string literal."""
+    return json.dumps(s)
+
+
+def chat_template(family: str) -> str:
+    bos, roles, image, gen = _TEMPLATES[family]
+    parts = [f"{{{{ {_lit(bos)} }}}}{{% for message in messages %}}"]
+    first = True
+    for role, (prefix, _) in roles.items():
+        kw = "if" if first else "elif"
+        parts.append(f"{{% {kw} message['role'] == {_lit(role)} %}}{{{{ {_lit(prefix)} }}}}")
+        first = False
+    parts.append("{% else %}{{ message['role'] + ': ' }}{% endif %}")
+    parts.append(
+        "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+        "{% for item in message['content'] %}"
+        f"{{% if item['type'] == 'image' %}}{{{{ {_lit(image)} }}}}"
+        "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}"
+        "{% endfor %}{% endif %}"
+    )
+    first = True
+    for role, (_, suffix) in roles.items():
+        kw = "if" if first else "elif"
+        parts.append(f"{{% {kw} message['role'] == {_lit(role)} %}}{{{{ {_lit(suffix)} }}}}")
+        first = False
+    parts.append("{% else %}{{ '\\n' }}{% endif %}")
+    parts.append(f"{{% endfor %}}{{% if add_generation_prompt %}}{{{{ {_lit(gen)} }}}}{{% endif %}}")
+    return "".join(parts)
+
+
+def build_tokenizer(family: str, padding_side: str = "right"):
+    """A word-level ``PreTrainedTokenizerFast`` with the family's special tokens.
+
+    Saved with right padding (as many hub tokenizers are), so that tests show that
+    ``ModelAdapter.build_inputs`` left-pads by itself.
+    """
+    from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = [PAD, BOS, EOS, UNK] + _IMAGE_TOKENS[family]
+    vocab: dict[str, int] = {}
+    for tok in specials + PUNCT + WORDS:
+        vocab.setdefault(tok, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation(behavior="isolated")]
+    )
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in specials])
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=backend,
+        pad_token=PAD,
+        bos_token=BOS,
+        eos_token=EOS,
+        unk_token=UNK,
+        padding_side=padding_side,
+    )
+    tok.chat_template = chat_template(family)
+    return tok
+
+
+def _llama_config(tok, **kw):
+    from transformers import LlamaConfig
+
+    cfg = dict(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        tie_word_embeddings=False,
+    )
+    cfg.update(kw)
+    return LlamaConfig(**cfg)
+
+
+def _clip_vision_config(image_size: int, patch_size: int):
+    from transformers import CLIPVisionConfig
+
+    return CLIPVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=image_size,
+        patch_size=patch_size,
+        projection_dim=32,
+    )
+
+
+def _build_llava(tok):
+    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    size, patch = 16, 4
+    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template("llava"),
+    )
+    config = LlavaConfig(
+        vision_config=_clip_vision_config(size, patch),
+        text_config=_llama_config(tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    return LlavaForConditionalGeneration(config), processor
+
+
+def _build_llava_next(tok):
+    from transformers import (
+        LlavaNextConfig,
+        LlavaNextForConditionalGeneration,
+        LlavaNextImageProcessor,
+        LlavaNextProcessor,
+    )
+
+    size, patch = 16, 4
+    pinpoints = [[16, 16], [16, 32], [32, 16], [32, 32]]
+    image_processor = LlavaNextImageProcessor(
+        size={"shortest_edge": size},
+        crop_size={"height": size, "width": size},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = LlavaNextProcessor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        chat_template=chat_template("llava_next"),
+    )
+    config = LlavaNextConfig(
+        vision_config=_clip_vision_config(size, patch),
+        text_config=_llama_config(tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    return LlavaNextForConditionalGeneration(config), processor
+
+
+def _build_qwen2_vl(tok):
+    from transformers import (
+        Qwen2VLConfig,
+        Qwen2VLForConditionalGeneration,
+        Qwen2VLImageProcessor,
+        Qwen2VLProcessor,
+        Qwen2VLVideoProcessor,
+    )
+
+    patch, merge, temporal = 4, 2, 2
+    factor = patch * merge  # 8: images are resized to multiples of 8 px
+    pixels = dict(min_pixels=(2 * factor) ** 2, max_pixels=(4 * factor) ** 2)  # 16x16 .. 32x32
+    common = dict(patch_size=patch, merge_size=merge, temporal_patch_size=temporal, **pixels)
+    processor = Qwen2VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**common),
+        tokenizer=tok,
+        video_processor=Qwen2VLVideoProcessor(**common),
+        chat_template=chat_template("qwen2_vl"),
+    )
+    hidden, heads = 32, 2
+    head_dim = hidden // heads  # mrope sections sum to head_dim / 2
+    text_config = dict(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=64,
+        num_hidden_layers=3,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=512,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    assert sum(text_config["rope_parameters"]["mrope_section"]) == head_dim // 2
+    vision_config = dict(
+        depth=2,
+        embed_dim=32,
+        hidden_size=hidden,
+        mlp_ratio=2,
+        num_heads=2,
+        in_channels=3,
+        patch_size=patch,
+        spatial_merge_size=merge,
+        temporal_patch_size=temporal,
+    )
+    config = Qwen2VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    return Qwen2VLForConditionalGeneration(config), processor
+
+
+def _build_idefics3(tok):
+    from transformers import (
+        Idefics3Config,
+        Idefics3ForConditionalGeneration,
+        Idefics3ImageProcessor,
+        Idefics3Processor,
+        Idefics3VisionConfig,
+    )
+
+    size, patch, scale = 32, 8, 2
+    seq_len = (size // patch) ** 2 // scale**2  # 4 image tokens per image
+    image_processor = Idefics3ImageProcessor(
+        size={"longest_edge": size},
+        max_image_size={"longest_edge": size},
+        do_image_splitting=False,
+    )
+    processor = Idefics3Processor(
+        image_processor=image_processor,
+        tokenizer=tok,
+        image_seq_len=seq_len,
+        chat_template=chat_template("idefics3"),
+    )
+    config = Idefics3Config(
+        vision_config=Idefics3VisionConfig(
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            image_size=size,
+            patch_size=patch,
+        ),
+        text_config=_llama_config(tok),
+        image_token_id=tok.convert_tokens_to_ids("<image>"),
+        scale_factor=scale,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    return Idefics3ForConditionalGeneration(config), processor
+
+
+def _build_llama(tok):
+    from transformers import LlamaForCausalLM
+
+    return LlamaForCausalLM(_llama_config(tok)), tok
+
+
+_BUILDERS = {
+    "llava": _build_llava,
+    "llava_next": _build_llava_next,
+    "qwen2_vl": _build_qwen2_vl,
+    "idefics3": _build_idefics3,
+    "llama": _build_llama,
+}
+
+
+def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
+    """Build a tiny random ``family`` checkpoint (model + processor) into ``out_dir``."""
+    if family not in _BUILDERS:
+        raise ValueError(f"unknown tiny family {family!r}; choose one of {', '.join(ALL_FAMILIES)}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tok = build_tokenizer(family)
+    torch.manual_seed(seed)
+    model, processor = _BUILDERS[family](tok)
+    model = model.to(torch.float32).eval()
+    gen = model.generation_config
+    gen.bos_token_id = tok.bos_token_id
+    gen.eos_token_id = model.config.get_text_config().eos_token_id
+    gen.pad_token_id = tok.pad_token_id
+    gen.do_sample = False
+    model.save_pretrained(out_dir)
+    processor.save_pretrained(out_dir)
+    return out_dir
