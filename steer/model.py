@@ -113,9 +113,21 @@ class SteeredModel:
         device: str | None = None,
         dtype: Any = None,
         device_map: str | None = None,
+        projector: str | os.PathLike | None = None,
     ) -> "SteeredModel":
+        """Load a hub id or local folder; ``projector`` swaps in a TGA-trained projector
+        artifact (``steer train-tga``) after loading -- the base model files are never touched."""
         model, processor = load_model_and_processor(model_id_or_path, device=device, dtype=dtype, device_map=device_map)
-        return cls(model, processor)
+        sm = cls(model, processor)
+        if projector is not None:
+            sm.load_projector(projector)
+        return sm
+
+    def load_projector(self, path: str | os.PathLike) -> dict:
+        """Swap the multimodal projector's weights for a TGA artifact's (in memory only)."""
+        from steer.projector import load_projector
+
+        return load_projector(self, path)
 
     # ------------------------------------------------------------------ inputs
     def build_inputs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
@@ -139,6 +151,7 @@ class SteeredModel:
         method: str | None = None,
         op: str = "subtract",
         allow_other_weights: bool = False,
+        gate: Any = None,
     ) -> Steering:
         """A :class:`Steering` for a vector file (not yet applied: use ``with``)."""
         vecs = as_vectors(vectors)
@@ -152,6 +165,7 @@ class SteeredModel:
             alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
+            gate=gate,
         )
 
     def sample_steering(
@@ -164,6 +178,7 @@ class SteeredModel:
         schedule: str = "incremental",
         null_image: str = "blank",
         directions: ShiftVectors | str | os.PathLike | None = None,
+        gate: Any = None,
     ) -> Steering:
         """Sample-level CMRM (or ShiftDC when ``directions`` is given) for one batch.
 
@@ -183,7 +198,7 @@ class SteeredModel:
                 raise SteerInputError(f"no safety direction for layers {missing} in the directions file")
             shifts = {l: (s @ dirs.directions[l].to(s)).unsqueeze(-1) * dirs.directions[l].to(s) for l, s in shifts.items()}
         per_layer = apply_schedule(shifts, schedule)
-        return Steering(self.adapter, per_layer, alpha=alpha, op="subtract", positions=positions)
+        return Steering(self.adapter, per_layer, alpha=alpha, op="subtract", positions=positions, gate=gate)
 
     def _layers(self, layers: Sequence[int] | None, vecs: ShiftVectors) -> list[int] | None:
         if layers is None:
@@ -210,11 +225,17 @@ class SteeredModel:
         batch_size: int | None = None,
         use_cache: bool = True,
         allow_other_weights: bool = False,
-    ) -> str | list[str]:
+        gate: Any = None,
+        threshold: float | None = None,
+        return_details: bool = False,
+    ) -> str | list[str] | list[dict]:
         """Greedy generation; a string for one prompt, a list for a list.
 
         ``steer``: a vector file / :class:`ShiftVectors` (dataset-level), ``"sample"``
         (sample-level CMRM on the query itself), a ready :class:`Steering`, or None.
+        ``gate``: a probe file / ``ProbeGate`` (``steer probe``): steer only rows whose risk
+        score exceeds ``threshold`` (default: the probe's), decided in the same prefill.
+        ``return_details``: a dict per row with ``text``, ``gate_score``, ``steered``.
         """
         single = isinstance(prompts, str)
         prompt_list = [prompts] if single else list(prompts)
@@ -223,25 +244,41 @@ class SteeredModel:
         if len(images) != len(prompt_list):
             raise SteerInputError(f"got {len(prompt_list)} prompts but {len(images)} images")
         loaded = [None if im is None else load_image(im) for im in images]
+        gate_obj = self._gate_for(gate, threshold)
         size = batch_size or len(prompt_list)
-        answers: list[str] = []
+        answers: list[Any] = []
         for start in range(0, len(prompt_list), size):
             batch_p = prompt_list[start : start + size]
             batch_i = loaded[start : start + size]
             answers.extend(
                 self._generate_batch(
                     batch_p, batch_i, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-                    allow_other_weights,
+                    allow_other_weights, gate_obj, return_details,
                 )
             )
         return answers[0] if single else answers
 
+    def _gate_for(self, gate: Any, threshold: float | None) -> Any:
+        if gate is None:
+            if threshold is not None:
+                raise SteerInputError("a threshold needs a gate (--gate probe.safetensors)")
+            return None
+        from steer.gate import ProbeGate
+
+        probe = gate if isinstance(gate, ProbeGate) else ProbeGate.load(gate)
+        probe.check_model(self.adapter)
+        return probe.with_threshold(threshold) if threshold is not None else probe
+
     def _generate_batch(
         self, prompts, images, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-        allow_other_weights,
-    ) -> list[str]:
+        allow_other_weights, gate=None, return_details=False,
+    ) -> list[Any]:
         inputs = self.build_inputs(prompts, images)
-        steering = self._steering_for(steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights)
+        steering = self._steering_for(
+            steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate
+        )
+        if gate is not None and steering is None:
+            raise SteerInputError("a gate decides where to steer: give --steer vectors too")
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache)
         if steering is None:
             out = self.model.generate(**inputs, **gen_kwargs)
@@ -249,7 +286,18 @@ class SteeredModel:
             with self._applied(steering), steering.prompt(inputs["input_ids"], inputs.get("attention_mask")):
                 out = self.model.generate(**inputs, **gen_kwargs)
         new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self.adapter.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = [t.strip() for t in self.adapter.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        if not return_details:
+            return texts
+        scores = steering.gate_scores.tolist() if steering is not None and steering.gate_scores is not None else None
+        return [
+            {
+                "text": text,
+                "gate_score": None if scores is None else float(scores[i]),
+                "steered": steering is not None and (scores is None or scores[i] > steering.gate.threshold),
+            }
+            for i, text in enumerate(texts)
+        ]
 
     @contextmanager
     def _applied(self, steering: Steering) -> Iterator[Steering]:
@@ -259,10 +307,12 @@ class SteeredModel:
         with steering:
             yield steering
 
-    def _steering_for(self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights):
+    def _steering_for(self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate=None):
         if steer is None:
             return None
         if isinstance(steer, Steering):
+            if gate is not None:
+                raise SteerInputError("give the gate to the Steering itself, not to generate, when passing a Steering")
             return steer
         if isinstance(steer, str) and steer == "sample":
             return self.sample_steering(
@@ -271,8 +321,9 @@ class SteeredModel:
                 alpha=1.0 if alpha is None else alpha,
                 positions=positions or "prompt",
                 schedule=schedule or "incremental",
+                gate=gate,
             )
         return self.steering(
             steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule, method=method,
-            allow_other_weights=allow_other_weights,
+            allow_other_weights=allow_other_weights, gate=gate,
         )
