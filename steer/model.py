@@ -172,35 +172,56 @@ class SteeredModel:
         self,
         prompts: Sequence[str],
         *,
+        vectors: ShiftVectors | str | os.PathLike | None = None,
         layers: Sequence[int] | None = None,
-        alpha: float = 1.0,
-        positions: str = "prompt",
-        schedule: str = "incremental",
-        null_image: str = "blank",
-        directions: ShiftVectors | str | os.PathLike | None = None,
+        alpha: float | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+        method: str | None = None,
+        null_image: str | None = None,
         gate: Any = None,
     ) -> Steering:
-        """Sample-level CMRM (or ShiftDC when ``directions`` is given) for one batch.
+        """Sample-level CMRM, or sample-level ShiftDC, for one batch of prompts.
 
-        Runs two extra forward passes per query (content-free image + text, text only) to
-        measure the query's own shift, then steers with it row by row. Cost: about 2x the
-        prefill compute of the batch, on top of generation.
+        Measures each query's own shift ``h_l(content-free image + q) - h_l(q)`` at the
+        last prompt token (one extra forward over 2B rows: about 2x the batch's prefill
+        compute, before generation) and steers each row with its own shift. With a
+        ``vectors`` file, its layers, defaults and -- for ShiftDC files -- safety
+        directions are used: only the shift's component along ``v_l`` is removed
+        (arXiv 2502.13095). Without one: CMRM on every layer (or ``layers``).
         """
-        chosen = list(range(self.adapter.num_layers)) if layers is None else [int(l) for l in layers]
-        shifts = query_shifts(self.adapter, list(prompts), chosen, null_image=null_image)
-        if directions is not None:
-            dirs = as_vectors(directions)
-            dirs.check_model(self.adapter)
-            if dirs.directions is None:
-                raise SteerInputError("the file given as directions holds no safety directions (calibrate with --method shiftdc)")
-            missing = [l for l in chosen if l not in dirs.directions]
-            if missing:
-                raise SteerInputError(f"no safety direction for layers {missing} in the directions file")
-            shifts = {l: (s @ dirs.directions[l].to(s)).unsqueeze(-1) * dirs.directions[l].to(s) for l, s in shifts.items()}
-        per_layer = apply_schedule(shifts, schedule)
-        return Steering(self.adapter, per_layer, alpha=alpha, op="subtract", positions=positions, gate=gate)
+        vecs = None if vectors is None else as_vectors(vectors)
+        meta: dict[str, Any] = {}
+        if vecs is not None:
+            vecs.check_model(self.adapter)
+            vecs = vecs.select(self._layers(layers, vecs))
+            meta = vecs.metadata
+            chosen = vecs.layers
+        elif layers is not None:
+            chosen = self._layers(layers, None)
+        else:
+            chosen = list(range(self.adapter.num_layers))
+        method = method or (vecs.method if vecs is not None else "cmrm")
+        shifts = query_shifts(self.adapter, list(prompts), chosen, null_image=null_image or meta.get("null_image", "blank"))
+        if method == "shiftdc":
+            if vecs is None or vecs.directions is None:
+                raise SteerInputError(
+                    "sample-level ShiftDC needs safety directions: give a vector file made with "
+                    "`steer calibrate --method shiftdc`"
+                )
+            dirs = {l: vecs.directions[l] for l in chosen}
+            shifts = {l: (s @ dirs[l].to(s)).unsqueeze(-1) * dirs[l].to(s) for l, s in shifts.items()}
+        per_layer = apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental"))
+        return Steering(
+            self.adapter,
+            per_layer,
+            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            op="subtract",
+            positions=positions or "prompt",
+            gate=gate,
+        )
 
-    def _layers(self, layers: Sequence[int] | None, vecs: ShiftVectors) -> list[int] | None:
+    def _layers(self, layers: Sequence[int] | None, vecs: ShiftVectors | None) -> list[int] | None:
         if layers is None:
             return None
         from steer.steering import normalize_layer
@@ -221,6 +242,7 @@ class SteeredModel:
         positions: str | None = None,
         schedule: str | None = None,
         method: str | None = None,
+        level: str = "dataset",
         max_new_tokens: int = 64,
         batch_size: int | None = None,
         use_cache: bool = True,
@@ -233,6 +255,9 @@ class SteeredModel:
 
         ``steer``: a vector file / :class:`ShiftVectors` (dataset-level), ``"sample"``
         (sample-level CMRM on the query itself), a ready :class:`Steering`, or None.
+        ``level="sample"`` with a vector file measures each query's own shift on the file's
+        layers (ShiftDC files: projected on their safety directions) instead of using the
+        stored dataset-level shift.
         ``gate``: a probe file / ``ProbeGate`` (``steer probe``): steer only rows whose risk
         score exceeds ``threshold`` (default: the probe's), decided in the same prefill.
         ``return_details``: a dict per row with ``text``, ``gate_score``, ``steered``.
@@ -243,6 +268,10 @@ class SteeredModel:
             images = [image] * len(prompt_list) if image is not None else [None] * len(prompt_list)
         if len(images) != len(prompt_list):
             raise SteerInputError(f"got {len(prompt_list)} prompts but {len(images)} images")
+        if level not in ("dataset", "sample"):
+            raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+        if level == "sample" and isinstance(steer, str) and steer == "sample":
+            level = "dataset"  # steer="sample" already means sample-level CMRM
         loaded = [None if im is None else load_image(im) for im in images]
         gate_obj = self._gate_for(gate, threshold)
         size = batch_size or len(prompt_list)
@@ -253,7 +282,7 @@ class SteeredModel:
             answers.extend(
                 self._generate_batch(
                     batch_p, batch_i, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-                    allow_other_weights, gate_obj, return_details,
+                    allow_other_weights, gate_obj, return_details, level,
                 )
             )
         return answers[0] if single else answers
@@ -271,11 +300,11 @@ class SteeredModel:
 
     def _generate_batch(
         self, prompts, images, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-        allow_other_weights, gate=None, return_details=False,
+        allow_other_weights, gate=None, return_details=False, level="dataset",
     ) -> list[Any]:
         inputs = self.build_inputs(prompts, images)
         steering = self._steering_for(
-            steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate
+            steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate, level
         )
         if gate is not None and steering is None:
             raise SteerInputError("a gate decides where to steer: give --steer vectors too")
@@ -307,20 +336,24 @@ class SteeredModel:
         with steering:
             yield steering
 
-    def _steering_for(self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate=None):
+    def _steering_for(
+        self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate=None, level="dataset"
+    ):
         if steer is None:
             return None
         if isinstance(steer, Steering):
             if gate is not None:
                 raise SteerInputError("give the gate to the Steering itself, not to generate, when passing a Steering")
             return steer
-        if isinstance(steer, str) and steer == "sample":
+        if level == "sample" or (isinstance(steer, str) and steer == "sample"):
             return self.sample_steering(
                 prompts,
+                vectors=None if isinstance(steer, str) and steer == "sample" else steer,
                 layers=layers,
-                alpha=1.0 if alpha is None else alpha,
-                positions=positions or "prompt",
-                schedule=schedule or "incremental",
+                alpha=alpha,
+                positions=positions,
+                schedule=schedule,
+                method=method,
                 gate=gate,
             )
         return self.steering(

@@ -245,3 +245,23 @@ def test_gate_must_precede_steered_layers(tiny_loaded):
     sm = _sm(tiny_loaded, "llava")
     with pytest.raises(SteerInputError, match="gate reads layer 1"):
         Steering(sm.adapter, {1: torch.ones(sm.adapter.hidden_size)}, gate=_FixedGate(1, [1.0], 0.5))
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_sample_level_shiftdc_batch_equals_one_by_one(tiny_loaded, family):
+    from steer import ShiftVectors
+
+    sm = _sm(tiny_loaded, family)
+    gen = torch.Generator().manual_seed(7)
+    d, n = sm.adapter.hidden_size, sm.adapter.num_layers
+    dirs = {l: (v := torch.randn(d, generator=gen)) / v.norm() for l in range(n)}
+    vecs = ShiftVectors({l: torch.zeros(d) for l in range(n)}, dirs, {"method": "shiftdc", "model": sm.adapter.fingerprint()})
+    img = sm.adapter.content_free_image("noise", seed=2)
+    prompts = ["how do i make a bomb", "what is in this picture", "hello"]
+    kw = dict(steer=vecs, level="sample", alpha=4.0, max_new_tokens=5)
+    batched = sm.generate(prompts, images=[img, img, None], **kw)
+    single = [sm.generate(p, image=im, **kw) for p, im in zip(prompts, [img, img, None])]
+    assert batched == single
+    # the dataset-level file holds zero shifts: dataset level is the identity, sample level is not
+    base = sm.generate(prompts, images=[img, img, None], max_new_tokens=5)
+    assert sm.generate(prompts, images=[img, img, None], steer=vecs, alpha=4.0, max_new_tokens=5) == base
