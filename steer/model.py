@@ -319,11 +319,12 @@ class SteeredModel:
         if not return_details:
             return texts
         scores = steering.gate_scores.tolist() if steering is not None and steering.gate_scores is not None else None
+        decisions = steering.gate_decisions.tolist() if scores is not None else None  # the engine's own float32 test
         return [
             {
                 "text": text,
                 "gate_score": None if scores is None else float(scores[i]),
-                "steered": steering is not None and (scores is None or scores[i] > steering.gate.threshold),
+                "steered": steering is not None and (decisions is None or bool(decisions[i])),
             }
             for i, text in enumerate(texts)
         ]
