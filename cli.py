@@ -23,7 +23,7 @@ app = typer.Typer(
         "Make vision-language models as safe on images as on text.\n\n"
         "Measure how an image shifts a VLM's hidden states (calibrate), store the shift as a "
         "vector file, and subtract it at inference (generate --steer). Layers are 0-based "
-        "decoder layers: layer i's output is HF hidden_states[i+1]."
+        "decoder layers: layer i's output is HF hidden_states\\[i+1]."
     ),
     no_args_is_help=True,
     rich_markup_mode="rich",
@@ -94,6 +94,15 @@ def generate(
     allow_other_weights: bool = typer.Option(
         False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
     ),
+    gate: Optional[Path] = typer.Option(
+        None, "--gate", help="Probe file from `steer probe`: steer only if the prompt's risk score exceeds the threshold."
+    ),
+    threshold: Optional[float] = typer.Option(
+        None, "--threshold", help="Gate threshold in [0, 1] (default: the probe file's)."
+    ),
+    projector: Optional[Path] = typer.Option(
+        None, "--projector", help="TGA projector artifact from `steer train-tga`, swapped in (in memory)."
+    ),
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
@@ -107,7 +116,14 @@ def generate(
     if steer is not None and steer != "sample" and not Path(steer).exists():
         raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
     img = load_image(image) if image is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    probe_gate = None
+    if gate is not None:
+        from steer.gate import ProbeGate
+
+        probe_gate = ProbeGate.load(gate)
+        if threshold is not None:
+            probe_gate = probe_gate.with_threshold(threshold)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, projector=projector)
     if img is not None and not sm.adapter.supports_images:
         raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
     answer = sm.generate(
@@ -121,7 +137,18 @@ def generate(
         method=method,
         max_new_tokens=max_new_tokens,
         allow_other_weights=allow_other_weights,
+        gate=probe_gate,
+        threshold=threshold,
+        return_details=probe_gate is not None,
     )
+    if probe_gate is not None:
+        detail = answer
+        answer = detail["text"]
+        err_console.print(
+            f"gate: layer {probe_gate.layer} score={detail['gate_score']:.4f} threshold={probe_gate.threshold:g} -> "
+            f"{'steered' if detail['steered'] else 'not steered'}",
+            highlight=False,
+        )
     typer.echo(answer)
 
 
@@ -169,6 +196,733 @@ def inspect(
     for row in rows:
         table.add_row(*("-" if row[c] is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])) for c in columns))
     console.print(table)
+
+
+@app.command()
+def calibrate(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    data: str = typer.Option(
+        ...,
+        "--data",
+        "-d",
+        help="Anchor queries: a .jsonl/.csv/.json file (column 'prompt', optional 'image'), a datasets "
+        "save_to_disk folder, an image folder with prompts.txt, or a shared set name (e.g. advbench, harmless-alpaca:train).",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Vector file to write (.safetensors), atomically."),
+    layers: str = typer.Option("all", "--layers", help="Decoder layers to calibrate: 'all', '8-20', '3,5,7'."),
+    reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
+    pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
+    null_image: str = typer.Option("blank", "--null-image", help="Content-free image: blank | noise | mean."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Anchors per forward pass."),
+    max_samples: Optional[int] = typer.Option(
+        None, "--max-samples", min=1, help="Use at most N anchors (a seeded random subset; also caps each safety side)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Seed for --max-samples, the noise image and the probe split."),
+    checkpoint_every: Optional[int] = typer.Option(
+        None,
+        "--checkpoint-every",
+        min=1,
+        help="Write a resumable checkpoint (<out>.ckpt) every N samples; rerun the same command to resume.",
+    ),
+    method: str = typer.Option("cmrm", "--method", help="cmrm | shiftdc (shift + text-only safety direction)."),
+    safety_data: Optional[str] = typer.Option(
+        None,
+        "--safety-data",
+        help="ShiftDC: 'harmful.jsonl,benign.jsonl' (files or shared sets, e.g. advbench,harmless-alpaca) "
+        "or one file with a harmful/benign 'label' column.",
+    ),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="e.g. 'auto' to spread a large model over GPUs."),
+) -> None:
+    """Compute per-layer shift vectors (CMRM) or shift + safety directions (ShiftDC).
+
+    Per anchor and layer: delta = h(content-free image + prompt) - h(prompt), pooled on the
+    last prompt token (or the shared text tokens); the file stores their mean (or pc1), in
+    float64 until written. Under torchrun each rank takes a shard; results are identical.
+
+    Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
+    --out shift.safetensors --layers 8-20 --checkpoint-every 500
+    """
+    import os
+    import time
+
+    import torch
+
+    from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
+    from calibration.distributed import barrier, rank_and_world
+    from steer.model import SteeredModel
+
+    started = time.perf_counter()
+    if method not in ("cmrm", "shiftdc"):
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
+    if method == "shiftdc" and not safety_data:
+        raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
+    if method == "cmrm" and safety_data:
+        raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
+    if out.exists() and out.is_dir():
+        raise SteerInputError(f"--out {out} is a folder; give a file path such as {out / 'shift.safetensors'}")
+    world_env = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_env > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+            if device is None and device_map is None:
+                device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+        torch.distributed.init_process_group(backend=backend)
+    from calibration import load_anchors, load_safety_sets
+
+    load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
+    if safety_data:
+        load_safety_sets(safety_data)
+    rank, world = rank_and_world()
+    ckpt = checkpoint_path_for(out) if checkpoint_every else None
+    if ckpt is None and rank == 0 and checkpoint_path_for(out).exists():
+        err_console.print(
+            f"note: {checkpoint_path_for(out)} exists but --checkpoint-every is not set, so it is neither used nor removed",
+            highlight=False,
+        )
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    chosen = parse_layers(layers, sm.adapter.num_layers)
+    common = dict(
+        layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
+        max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+        progress=True, keep_checkpoint=True,
+    )
+    if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
+        console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)
+    if method == "shiftdc":
+        vecs = calibrate_shiftdc(sm, data, safety_data=safety_data, **common)
+    else:
+        vecs = calibrate_cmrm(sm, data, **common)
+    if rank == 0:
+        vecs.save(out)
+    barrier()
+    if ckpt is not None:
+        ckpt_rank = ckpt if world == 1 else ckpt.with_name(f"{ckpt.name}.rank{rank}-of-{world}")
+        ckpt_rank.unlink(missing_ok=True)
+    if rank != 0:
+        return
+    meta = vecs.metadata
+    stats = meta.get("stats", {})
+    table = Table(show_header=True, header_style="bold", title=f"{method} shift vectors")
+    cols = ["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if method == "shiftdc" else [])
+    for col in cols:
+        table.add_column(col, justify="right")
+
+    def fmt(value: object) -> str:
+        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    for layer, norm in vecs.norms().items():
+        st = stats.get(str(layer), {})
+        row = [str(layer), fmt(norm), fmt(st.get("consistency")), fmt(st.get("separability"))]
+        if method == "shiftdc":
+            row.append(fmt(st.get("cos_dir")))
+        table.add_row(*row)
+    console.print(table)
+    norms = list(vecs.norms().values())
+    elapsed = time.perf_counter() - started
+    extra = ""
+    if method == "shiftdc":
+        safety = meta.get("safety", {})
+        extra = f", safety direction from {safety.get('n_harmful')} harmful / {safety.get('n_benign')} benign prompts"
+    console.print(
+        f"wrote {out}: {len(vecs.layers)} layers ({vecs.layers[0]}-{vecs.layers[-1]}), d={vecs.hidden_size}, "
+        f"{meta.get('n_samples')} anchors{extra}; |s_l| {min(norms):.4g}..{max(norms):.4g}; "
+        f"pool={meta.get('pooling')} reduce={meta.get('reduce')} null_image={meta.get('null_image')}; "
+        f"{elapsed:.1f} s ({meta.get('calibration', {}).get('elapsed_s', 0):.1f} s calibrating"
+        f"{f', {world} processes' if world > 1 else ''})",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@app.command()
+def probe(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    data: Path = typer.Option(
+        ..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' (harmful/benign), optional 'image', 'category'."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
+    layers: Optional[str] = typer.Option(
+        None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the last, which could gate nothing)."
+    ),
+    view: str = typer.Option(
+        "as_given", "--view", help="as_given (with each item's image, if any) | text_only (images dropped)."
+    ),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a per-layer accuracy / ROC-AUC plot (PNG)."),
+    risk_types: Optional[str] = typer.Option(
+        None, "--risk-types", help="Also fit a PSA-VLM-style risk-type head on this column (e.g. 'category')."
+    ),
+    threshold: float = typer.Option(0.5, "--threshold", help="Default gate threshold stored in the file."),
+    transfer: bool = typer.Option(
+        False, "--transfer", help="Also print the text-only <-> image+text transfer table (needs items with images)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Items per forward pass."),
+    test_fraction: float = typer.Option(0.25, "--test-fraction", help="Held-out share of each class."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+) -> None:
+    """Fit a safety probe per layer on labelled hidden states; save the best layer's as a gate.
+
+    Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
+    `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
+    """
+    from calibration.probe import fit_probe, transfer_report
+    from steer.eval.datasets import load_user_dataset
+    from steer.gate import check_threshold
+    from steer.model import SteeredModel
+
+    check_threshold(threshold)
+    items = load_user_dataset(data, default_label="harmful")
+    unlabelled = [
+        i + 1
+        for i, (a, b) in enumerate(zip(items, load_user_dataset(data, default_label="benign", check_images=False)))
+        if a.label != b.label
+    ]
+    if unlabelled:
+        raise SteerInputError(
+            f"{data}: rows {unlabelled[:5]}{' ...' if len(unlabelled) > 5 else ''} have no label; "
+            "a probe needs 'harmful' or 'benign' on every row"
+        )
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    report = fit_probe(
+        sm,
+        items,
+        layers=parse_layers(layers, sm.adapter.num_layers),
+        view=view,
+        batch_size=batch_size,
+        test_fraction=test_fraction,
+        seed=seed,
+        multiclass_column=risk_types,
+    )
+    gate_file = report.save(out, threshold=threshold)
+    n_h = sum(it.label == "harmful" for it in items)
+    console.print(
+        f"{len(items)} items ({n_h} harmful, {len(items) - n_h} benign, {sum(it.image is not None for it in items)} "
+        f"with images), view={view}; train {len(report.train_index)} / held-out {len(report.test_index)}",
+        highlight=False,
+    )
+    table = Table(show_header=True, header_style="bold")
+    rows = report.rows()
+    for col in rows[0]:
+        table.add_column(col, justify="right")
+    table.add_column("")
+    for row in rows:
+        cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.values()]
+        table.add_row(*cells, "chosen" if row["layer"] == report.best_layer else "")
+    console.print(table)
+    best = report.best
+    console.print(
+        f"chosen layer: {report.best_layer} (held-out accuracy {best.accuracy:.3f}, ROC-AUC "
+        f"{'-' if best.auc is None else f'{best.auc:.3f}'}); steer only layers > {report.best_layer} with this gate",
+        highlight=False,
+    )
+    console.print(f"wrote {gate_file} (threshold {threshold:g})", highlight=False)
+    if plot is not None:
+        console.print(f"wrote {report.plot(plot)}", highlight=False)
+    if transfer:
+        tr = transfer_report(
+            sm, items, layers=report.layers, batch_size=batch_size, test_fraction=test_fraction, seed=seed
+        )
+        console.print(f"transfer ({tr.mode}; recalibrated thresholds chosen on the train rows of the test view):")
+        console.print(tr.format_table(), highlight=False, soft_wrap=True)
+
+
+# ---------------------------------------------------------------------------- evaluation
+# `steer eval`, `steer sweep`, `steer compare` (steer/eval/runner.py, sweep.py, compare.py).
+
+DATA_HELP = (
+    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
+    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]) or a .jsonl/.csv/.json file or datasets folder; "
+    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
+)
+IMAGE_MODE_HELP = (
+    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
+    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
+)
+
+
+def _eval_split_list(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _eval_load_data(specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool) -> dict:
+    """label -> items for each dataset entry (shared sets are checked against the manifest)."""
+    from steer.eval.datasets import EvalItem
+    from steer.eval.runner import load_items, parse_data_spec
+
+    out: dict = {}
+    for spec in specs:
+        ds = parse_data_spec(spec, image_mode)
+        if ds.label in out:
+            raise SteerInputError(f"dataset {ds.label!r} given twice")
+        items = load_items(ds, limit)
+        if not items:
+            raise SteerInputError(f"dataset {ds.label!r} has no items")
+        if prefix_ids:
+            items = [
+                EvalItem(f"{ds.label}/{it.id}", it.prompt, it.image, it.label, it.category, it.source, it.answer, it.meta)
+                for it in items
+            ]
+        out[ds.label] = items
+    return out
+
+
+def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
+    if judge is None:
+        return None
+    from steer.eval.judge import LLMJudge
+
+    try:
+        return LLMJudge(judge, device=device)
+    except OSError as err:
+        raise SteerInputError(f"cannot load judge model {judge!r}: {err}") from None
+
+
+@app.command("eval")
+def eval_cmd(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
+    out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
+    steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | prompt_last | last."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single."),
+    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    projector: Optional[Path] = typer.Option(None, "--projector", help="Evaluate with a TGA projector swapped in."),
+    gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file: steer only rows the probe flags (needs --steer)."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
+    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip items already in --out (default) or start over."),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (Llama-Guard-style safe/unsafe)."),
+    include_advice: bool = typer.Option(False, "--include-advice", help="Count 'specialised advice' harmful items in unsafe rates."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
+) -> None:
+    """Evaluate one model or steering setting on a dataset: per-item JSONL + summary.
+
+    Summary: unsafe rate (harmful items not completely refused) and onset-unsafe rate with 95% bootstrap CIs, over-refusal (complete and onset) on benign items, utility where items have answers, tokens/s. Also written to RESULTS.summary.json.
+
+    Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
+    """
+    from steer.eval.runner import evaluate, write_summary
+    from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
+
+    steering_opts = {"--steer": steer, "--alpha": alpha, "--layers": layers, "--positions": positions,
+                     "--schedule": schedule, "--method": method, "--projector": projector, "--gate": gate,
+                     "--threshold": threshold}
+    if variant is not None:
+        given = [k for k, v in steering_opts.items() if v is not None]
+        if given:
+            raise SteerInputError(f"--variant replaces {', '.join(given)}: put them in the spec (e.g. @alpha=0.5)")
+        spec = parse_variant(variant)
+    else:
+        if projector is not None and (steer is not None or gate is not None):
+            raise SteerInputError("--projector evaluates the TGA model unsteered; compare it with steering via `steer compare`")
+        if gate is not None and steer is None:
+            raise SteerInputError("a gate decides where to steer: give --steer vectors too")
+        if steer is None and any(v is not None for v in (alpha, layers, positions, schedule, method, threshold)):
+            raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
+        if steer is not None and steer != "sample" and not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        layer_list = parse_layer_spec(layers)
+        opts = dict(
+            alpha=None if alpha is None else parse_alpha(alpha),
+            layers=None if layer_list is None else tuple(layer_list),
+            positions=positions,
+            schedule=schedule,
+        )
+        if projector is not None:
+            spec = VariantSpec("tga", path=str(projector), text=f"tga:{projector}")
+        elif gate is not None:
+            spec = VariantSpec("gated", path=steer, probe=str(gate), threshold=threshold, method=method,
+                               text=f"gated:{steer}:{gate}", **opts)
+        elif steer == "sample":
+            if method == "shiftdc":
+                raise SteerInputError("sample-level ShiftDC needs safety directions: --variant shiftdc-sample:VECTORS")
+            spec = VariantSpec("cmrm-sample", text="cmrm-sample", **opts)
+        elif steer is not None:
+            from steer.vectors import ShiftVectors
+
+            kind = method or ("shiftdc" if ShiftVectors.load(steer).method == "shiftdc" else "cmrm")
+            spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
+        else:
+            spec = VariantSpec("baseline", text="baseline")
+    items = _eval_load_data([data], limit, image_mode, prefix_ids=False)
+    (label, data_items), = items.items()
+    llm = _eval_llm_judge(judge, device)
+    from steer.model import SteeredModel
+
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+                      allow_other_weights=allow_other_weights)
+    err_console.print(f"[bold]{v.describe()}[/bold] on {label} ({len(data_items)} items) -> {out}", highlight=False)
+    summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
+                       max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
+    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"))
+    for line in summary.lines():
+        typer.echo(line)
+    typer.echo(f"results: {out}  summary: {summary_path}")
+
+
+@app.command("sweep")
+def sweep_cmd(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
+    safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets. " + DATA_HELP),
+    utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate)."),
+    out: Path = typer.Option(Path("sweep"), "--out", "-o", help="Output folder: sweep.csv, frontier.png, sweep.json, runs/."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layer sets separated by ';' ('4-12;8-12'); 'each:4-12' = every single layer (default: the file's)."),
+    alpha: str = typer.Option("0:2:0.25", "--alpha", help="Alpha grid: start:stop:step (stop included) or a list '0.5,1,1.5'."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
+    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
+    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype"),
+) -> None:
+    """Sweep layer sets x alphas (x schedules x positions): CSV + safety/utility frontier PNG.
+
+    Prints the best setting: the highest safety (1 - unsafe rate, complete refusal) among settings whose utility stays >= the floor.
+
+    Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
+    """
+    from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
+    from steer.model import SteeredModel
+    from steer.positions import check_positions
+    from steer.schedule import SCHEDULES
+
+    alphas = parse_alpha_grid(alpha)
+    schedules = _eval_split_list(schedule) if schedule else [None]
+    for s in schedules:
+        if s is not None and s not in SCHEDULES:
+            raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
+    pos_list = [check_positions(p) for p in _eval_split_list(positions)] if positions else [None]
+    if steer != "sample" and not Path(steer).exists():
+        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True)
+    utility_sets = _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True) if utility_data else {}
+    safety_items = [it for items in safety_sets.values() for it in items]
+    utility_items = [it for items in utility_sets.values() for it in items]
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
+    n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
+    err_console.print(
+        f"sweep: {n_cells} cells + baseline; safety {len(safety_items)} items, utility {len(utility_items)} items -> {out}",
+        highlight=False,
+    )
+
+    def show(row: dict) -> None:
+        u = "-" if row.get("utility") is None else f"{row['utility']:.3f}"
+        un = "-" if row.get("unsafe_rate") is None else f"{row['unsafe_rate']:.3f}/{row['unsafe_rate_onset']:.3f}"
+        err_console.print(
+            f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
+            f"schedule={row['schedule']} positions={row['positions']}: unsafe (complete/onset) {un}, utility {u}",
+            highlight=False,
+        )
+
+    result = run_sweep(
+        sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
+        schedules=schedules, positions=pos_list, method=method, out_dir=out, utility_floor=utility_floor,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=show,
+    )
+    typer.echo(result.best_line())
+    typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
+
+
+@app.command("compare")
+def compare_cmd(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    variants: str = typer.Option(
+        ..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, shiftdc-sample:V, "
+        "tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. cmrm:V@alpha=0.5,schedule=incremental."
+    ),
+    data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
+    out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
+    image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
+    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (safe/unsafe)."),
+    include_advice: bool = typer.Option(False, "--include-advice"),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    device: Optional[str] = typer.Option(None, "--device"),
+    dtype: Optional[str] = typer.Option(None, "--dtype"),
+    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
+) -> None:
+    """Run several variants on several datasets: one table (Markdown + JSON) and a bar chart.
+
+    Rows = variants; columns = unsafe rate (complete and onset refusal) per dataset, over-refusal (complete and onset), utility, tokens/s.
+
+    Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
+    """
+    from steer.eval.compare import compare as run_compare
+    from steer.eval.variants import build_variants, parse_variants
+    from steer.model import SteeredModel
+
+    specs = parse_variants(variants)
+    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False)
+    llm = _eval_llm_judge(judge, device)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    built = build_variants(specs, sm, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+                           allow_other_weights=allow_other_weights, model_path=model)
+    for v in built:
+        err_console.print(v.describe(), highlight=False)
+    result = run_compare(
+        built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
+        resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
+    )
+    table = Table(show_header=True, header_style="bold")
+    table.add_column("variant")
+    for c in result.columns:
+        table.add_column(c["title"], justify="right")
+    table.add_column("tokens/s", justify="right")
+    for row in result.rows:
+        cells = ["-" if row["cells"].get(c["key"]) is None else f"{row['cells'][c['key']]['rate']:.3f}" for c in result.columns]
+        tps = row["tokens_per_s"]
+        table.add_row(row["variant"], *cells, "-" if tps is None else f"{tps:.1f}")
+    console.print(table)
+    typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
+
+
+def _band_spec(layers: list[int]) -> str:
+    """[1, 2, 3, 5] -> '1-3,5' (the --layers syntax)."""
+    parts: list[str] = []
+    start = prev = None
+    for layer in sorted(layers):
+        if start is None:
+            start = prev = layer
+        elif layer == prev + 1:
+            prev = layer
+        else:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+            start = prev = layer
+    if start is not None:
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+    return ",".join(parts)
+
+
+@app.command("train-tga")
+def train_tga(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        "-d",
+        help="JSONL of training rows: 'image' (path, relative to the file) and 'caption'; optional 'question', "
+        "'answer' (default: the caption), 'retrieved' (precomputed retrieved text), 'id'.",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Projector artifact to write (.safetensors), atomically."),
+    layers: Optional[str] = typer.Option(
+        None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the logit-lens suggestion, see inspect-layers)."
+    ),
+    harmful: Optional[Path] = typer.Option(
+        None, "--harmful", help="Harmful text prompts (JSONL 'prompt' / TXT) for the logit-lens band when --layers is not given."
+    ),
+    steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default: --epochs passes over the data)."),
+    epochs: int = typer.Option(1, "--epochs", min=1),
+    lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate of the projector."),
+    guide_weight: float = typer.Option(
+        0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the best trade-off on the organism)."
+    ),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    train_llm: bool = typer.Option(False, "--train-llm", help="Also train the LLM's decoder layers (stored in the artifact)."),
+    retriever: str = typer.Option(
+        "auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest (nearest-image caption, query excluded)."
+    ),
+    corpus: Optional[Path] = typer.Option(
+        None, "--corpus", help="Caption corpus JSONL (image, caption) for --retriever nearest (default: the training data)."
+    ),
+    exclude_same_caption: bool = typer.Option(
+        False, "--exclude-same-caption", help="Nearest retrieval skips corpus captions equal to the query's own."
+    ),
+    prompt_format: str = typer.Option(
+        "Retrieved Text: {R}. <image>\n{question}", "--prompt-format", help="Training prompt; {R}, {question}, one <image>."
+    ),
+    question: str = typer.Option("Describe the image briefly.", "--question", help="Question for rows without one."),
+    checkpoint: Optional[Path] = typer.Option(
+        None, "--checkpoint", help="Checkpoint file (default: OUT + '.ckpt'); a rerun resumes from it."
+    ),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=0, help="Steps between checkpoints (0: none)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from the checkpoint (default) or start over."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss curves (PNG)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16 (float32 trains best)."),
+) -> None:
+    """Train a TGA projector (arXiv 2410.12662): LM loss + image-to-caption hidden-state alignment.
+
+    The LLM and vision tower stay frozen (unless --train-llm); the base model files are
+    never modified. Load the result with `steer generate --projector OUT`.
+
+    Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
+    --out tga_projector.safetensors --layers 10-18 --steps 2000
+    """
+    from calibration.logit_lens import read_prompts
+    from calibration.retrieval import NearestCaptionRetriever, read_corpus
+    from calibration.tga import load_tga_data, train_tga_projector
+    from steer.model import SteeredModel
+
+    if retriever not in ("auto", "column", "nearest"):
+        raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
+    examples = load_tga_data(data, question=question)
+    harmful_prompts = read_prompts(harmful) if harmful is not None else None
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    band = parse_layers(layers, sm.adapter.num_layers)
+    chosen_retriever = None if retriever == "auto" else retriever
+    if retriever == "nearest" or (retriever == "auto" and corpus is not None):
+        source = read_corpus(corpus) if corpus is not None else examples
+        chosen_retriever = NearestCaptionRetriever(source, adapter=sm.adapter, exclude_same_caption=exclude_same_caption)
+    ckpt = checkpoint if checkpoint is not None else (out.with_name(out.name + ".ckpt") if checkpoint_every else None)
+    result = train_tga_projector(
+        sm,
+        examples,
+        layers=band,
+        retriever=chosen_retriever,
+        epochs=epochs,
+        steps=steps,
+        lr=lr,
+        guide_weight=guide_weight,
+        batch_size=batch_size,
+        train_llm=train_llm,
+        prompt_format=prompt_format,
+        checkpoint=ckpt,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
+        progress=True,
+        seed=seed,
+        question=question,
+        harmful_prompts=harmful_prompts,
+    )
+    result.save(out)
+    if plot is not None:
+        result.plot_losses(plot, title=f"TGA on {model}")
+    meta = result.metadata
+    final = meta.get("final", {})
+    source = meta.get("layer_band", {}).get("source", "given")
+    console.print(
+        f"wrote {out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {_band_spec(result.layers)} ({source}), "
+        f"guide weight {meta['guide_weight']:g}"
+        + (f"; resumed at step {result.resumed_from}" if result.resumed_from else ""),
+        highlight=False,
+        soft_wrap=True,
+    )
+    if final:
+        console.print(
+            f"final (mean of last steps): lm={final['lm']:.4f} guide={final['guide']:.4f} cos(I,C)={final['cos_ic']:.4f}",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+@app.command("inspect-layers")
+def inspect_layers(
+    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    data: Path = typer.Option(..., "--data", "-d", help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per line)."),
+    benign: Optional[Path] = typer.Option(
+        None, "--benign", help="Benign prompts as a control: the band then uses harmful-minus-benign hit rates."
+    ),
+    words: str = typer.Option("sorry,cannot,i,unable,apologize", "--words", help="Refusal words (comma-separated)."),
+    top_k: int = typer.Option(10, "--top-k", min=1, help="A refusal token counts when it is in the top-k."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the per-layer hit rates (PNG)."),
+    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+) -> None:
+    """Logit lens on harmful text: at which layers do refusal tokens enter the top-k?
+
+    Decodes each decoder layer's last-token state (and its per-layer change) with the
+    model's final norm and LM head; suggests the TGA layer band (train-tga's default).
+    """
+    from calibration.logit_lens import logit_lens, read_prompts
+    from steer.model import SteeredModel
+
+    prompts = read_prompts(data)
+    benign_prompts = read_prompts(benign) if benign is not None else None
+    word_list = [w.strip() for w in words.split(",") if w.strip()]
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    result = logit_lens(sm, prompts, words=word_list, top_k=top_k, batch_size=batch_size, benign_prompts=benign_prompts)
+    if plot is not None:
+        result.plot(plot, title=f"logit lens: {model}")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        return
+    console.print(
+        f"{len(prompts)} harmful prompts; refusal tokens {', '.join(result.tokens)} in the top-{top_k}", highlight=False
+    )
+    rows = result.rows()
+    table = Table(show_header=True, header_style="bold")
+    for col in rows[0]:
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(
+            *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
+        )
+    console.print(table)
+    console.print(f"suggested band: --layers {_band_spec(result.band)} ({result.band_source})", highlight=False, soft_wrap=True)
+    if plot is not None:
+        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
+
+
+@app.command("export")
+def export(
+    vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
+    out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
+    fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
+    alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
+    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    schedule: Optional[str] = typer.Option(
+        None, "--schedule", help="cumulative | incremental | single (default: the file's)."
+    ),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to export, e.g. '8-20' (default: all in the file)."),
+    op: str = typer.Option("subtract", "--op", help="subtract (steer's default; exported negated) | add."),
+) -> None:
+    """Export a vector file for another runtime: llama.cpp's --control-vector (GGUF).
+
+    llama.cpp ADDS direction.k to the output of block k (= steer layer k) at every position,
+    so a subtraction is written as the negated vector -alpha * v; layer 0 cannot be steered
+    by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
+    shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
+    """
+    import warnings
+
+    from steer.export_gguf import FORMATS, export_gguf
+
+    if fmt.lower() not in FORMATS:
+        raise SteerInputError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if not vectors.exists():
+        raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = export_gguf(
+            vectors, out, alpha=parse_alpha(alpha), method=method, schedule=schedule, layers=parse_layers(layers), op=op
+        )
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+    console.print(
+        f"wrote {summary['path']}: {len(summary['layers'])} direction tensors (layers {summary['layers'][0]}-"
+        f"{summary['layers'][-1]}, d={summary['hidden_size']}), {summary['method']}, {summary['op']} "
+        f"(exported {'negated' if summary['op'] == 'subtract' else 'as is'}), alpha={summary['alpha']}",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,249 @@
+"""Compare variants on several datasets: one table (Markdown + JSON) and a bar chart.
+
+Rows are variants (:mod:`steer.eval.variants`); per dataset the columns are
+
+* ``unsafe`` / ``unsafe onset`` -- datasets with harmful items: share not *completely*
+  refused / share whose answer does not even *start* as a refusal;
+* ``over-refusal`` / ``over-refusal onset`` -- datasets with benign items: share
+  completely refused / share starting as a refusal;
+* ``utility`` -- datasets whose items have reference answers: normalised answer match;
+
+and, per variant, ``tokens/s`` over all its runs.  Every rate has a 95% bootstrap CI
+(in the JSON; in Markdown as ``rate [low, high]``).  Each variant's effective settings
+(method, alpha, layers, positions, schedule) are listed under the table.
+
+Outputs in ``out_dir``: ``compare.md``, ``compare.json`` (written atomically),
+``compare.png`` (grouped bars with CI whiskers: one group per column, one bar per
+variant), and ``runs/<variant>__<dataset>.jsonl`` (per-item results, so reruns resume).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from steer.atomic import atomic_path, atomic_write_text
+from steer.errors import SteerInputError
+from steer.eval.datasets import EvalItem
+from steer.eval.judge import judge_refusal
+from steer.eval.runner import EvalSummary, evaluate
+
+__all__ = ["CompareResult", "compare", "plot_compare", "to_markdown"]
+
+#: (summary attribute, column suffix) per measure, in table order
+MEASURES = (
+    ("unsafe_rate", "unsafe"),
+    ("unsafe_rate_onset", "unsafe onset"),
+    ("over_refusal_rate", "over-refusal"),
+    ("over_refusal_rate_onset", "over-refusal onset"),
+    ("utility", "utility"),
+    ("unsafe_rate_llm", "unsafe (LLM judge)"),
+)
+
+
+@dataclass
+class CompareResult:
+    variants: list[str]
+    datasets: list[str]
+    columns: list[dict[str, str]]  # {"key", "dataset", "measure", "title"}
+    rows: list[dict[str, Any]]  # {"variant", "settings", "cells": {key: RateSummary dict}, "tokens_per_s"}
+    summaries: dict[str, dict[str, EvalSummary]] = field(default_factory=dict, repr=False)
+    markdown_path: Path | None = None
+    json_path: Path | None = None
+    png_path: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "variants": self.variants,
+            "datasets": self.datasets,
+            "columns": self.columns,
+            "rows": self.rows,
+            "runs": {
+                v: {d: s.as_dict() for d, s in per.items()} for v, per in self.summaries.items()
+            },
+        }
+
+    def value(self, variant: str, dataset: str, measure: str) -> float | None:
+        """The rate of ``measure`` (e.g. ``"unsafe_rate_onset"``) for one variant and dataset."""
+        row = next(r for r in self.rows if r["variant"] == variant)
+        cell = row["cells"].get(f"{dataset}|{measure}")
+        return None if cell is None else cell["rate"]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:80] or "x"
+
+
+def _columns(datasets: Sequence[str], summaries: dict[str, dict[str, EvalSummary]]) -> list[dict[str, str]]:
+    cols = []
+    for ds in datasets:
+        for attr, title in MEASURES:
+            if any(getattr(per[ds], attr) is not None for per in summaries.values()):
+                cols.append({"key": f"{ds}|{attr}", "dataset": ds, "measure": attr, "title": f"{ds} {title}"})
+    return cols
+
+
+def compare(
+    variants: Sequence[Any],
+    datasets: dict[str, Sequence[EvalItem]],
+    *,
+    out_dir: str | os.PathLike | None = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    judge: Callable[[str], Any] = judge_refusal,
+    llm_judge: Any = None,
+    resume: bool = True,
+    progress: bool = True,
+    include_advice: bool = False,
+    n_boot: int = 2000,
+    command: str | None = None,
+) -> CompareResult:
+    """Evaluate every variant on every dataset and build the table.
+
+    ``variants``: :class:`~steer.eval.variants.Variant` objects (or SteeredModels / callables,
+    as :func:`~steer.eval.runner.evaluate` accepts).  ``datasets``: label -> items.
+    ``command``: the command line, recorded in the Markdown and JSON.
+    """
+    if not variants:
+        raise SteerInputError("no variants to compare")
+    if not datasets:
+        raise SteerInputError("no datasets to compare on")
+    out = Path(out_dir) if out_dir is not None else None
+    summaries: dict[str, dict[str, EvalSummary]] = {}
+    labels: list[str] = []
+    for v in variants:
+        label = getattr(v, "label", None) or getattr(v, "__name__", f"variant{len(labels)}")
+        if label in summaries:
+            raise SteerInputError(f"two variants are both labelled {label!r}; give one @name=...")
+        labels.append(label)
+        summaries[label] = {}
+        for ds, items in datasets.items():
+            path = None if out is None else out / "runs" / f"{_slug(label)}__{_slug(ds)}.jsonl"
+            summaries[label][ds] = evaluate(
+                v, items, judge=judge, batch_size=batch_size, out=path, resume=resume, progress=progress,
+                max_new_tokens=max_new_tokens, llm_judge=llm_judge, dataset=ds,
+                include_advice=include_advice, n_boot=n_boot,
+            )
+    ds_names = list(datasets)
+    cols = _columns(ds_names, summaries)
+    rows = []
+    for label in labels:
+        per = summaries[label]
+        cells = {}
+        for c in cols:
+            value = getattr(per[c["dataset"]], c["measure"])
+            cells[c["key"]] = None if value is None else value.as_dict()
+        tokens = sum(s.generated_tokens for s in per.values())
+        secs = sum(s.generation_s for s in per.values())
+        first = next(iter(per.values()))
+        rows.append({
+            "variant": label,
+            "settings": first.settings,
+            "cells": cells,
+            "tokens_per_s": tokens / secs if secs > 0 else None,
+            "n": {ds: s.n for ds, s in per.items()},
+        })
+    result = CompareResult(labels, ds_names, cols, rows, summaries)
+    if out is not None:
+        result.markdown_path = out / "compare.md"
+        atomic_write_text(result.markdown_path, to_markdown(result, command=command))
+        result.json_path = out / "compare.json"
+        doc = result.as_dict()
+        doc["command"] = command
+        atomic_write_text(result.json_path, json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n")
+        result.png_path = plot_compare(result, out / "compare.png")
+    return result
+
+
+def _cell_text(cell: dict | None, ci: bool = True) -> str:
+    if cell is None:
+        return "-"
+    if not ci:
+        return f"{cell['rate']:.3f}"
+    return f"{cell['rate']:.3f} [{cell['low']:.2f}, {cell['high']:.2f}]"
+
+
+def to_markdown(result: CompareResult, *, command: str | None = None, ci: bool = True) -> str:
+    """The table as Markdown: rows = variants, columns = per-dataset rates and tokens/s."""
+    head = ["variant"] + [c["title"] for c in result.columns] + ["tokens/s"]
+    lines = [
+        "| " + " | ".join(head) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
+    ]
+    for row in result.rows:
+        tps = row["tokens_per_s"]
+        cells = [_cell_text(row["cells"].get(c["key"]), ci) for c in result.columns]
+        lines.append("| " + " | ".join([row["variant"], *cells, "-" if tps is None else f"{tps:.1f}"]) + " |")
+    out = []
+    if command:
+        out += ["Command:", "", "```", command, "```", ""]
+    out += lines
+    out += [
+        "",
+        "Rates with 95% bootstrap CIs. *unsafe*: harmful items not completely refused; *unsafe onset*: "
+        "harmful items whose answer does not start as a refusal; *over-refusal*: benign items completely "
+        "refused; *over-refusal onset*: benign items whose answer starts as a refusal; *utility*: normalised "
+        "answer match. Items per dataset: "
+        + ", ".join(f"{ds} {result.rows[0]['n'].get(ds, 0)}" for ds in result.datasets) + ".",
+        "",
+        "Settings:",
+        "",
+    ]
+    keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold", "vectors", "probe", "projector")
+    for row in result.rows:
+        st = row["settings"] or {}
+        parts = [f"{k}={st[k]}" for k in keys if st.get(k) is not None]
+        out.append(f"- `{row['variant']}`: " + (" ".join(parts) if parts else "unsteered"))
+    return "\n".join(out) + "\n"
+
+
+def plot_compare(result: CompareResult, path: str | os.PathLike) -> Path:
+    """Grouped bar chart: one group per column, one bar per variant, CI whiskers."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    cols = result.columns
+    n_var = max(1, len(result.rows))
+    width = 0.8 / n_var
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cols) * max(1, n_var) * 0.45 + 2), 4.8), dpi=120)
+    x = np.arange(len(cols))
+    cmap = plt.get_cmap("tab10")
+    for i, row in enumerate(result.rows):
+        vals, lo, hi = [], [], []
+        for c in cols:
+            cell = row["cells"].get(c["key"])
+            if cell is None:
+                vals.append(math.nan)
+                lo.append(0.0)
+                hi.append(0.0)
+            else:
+                vals.append(cell["rate"])
+                lo.append(max(0.0, cell["rate"] - cell["low"]))
+                hi.append(max(0.0, cell["high"] - cell["rate"]))
+        hatches = ["//" if c["measure"].endswith("_onset") else None for c in cols]
+        bars = ax.bar(x + (i - (n_var - 1) / 2) * width, vals, width, yerr=[lo, hi], capsize=2,
+                      label=row["variant"], color=cmap(i % 10), edgecolor="black", linewidth=0.4)
+        for bar, hatch in zip(bars, hatches):
+            if hatch:
+                bar.set_hatch(hatch)
+    ax.set_xticks(x)
+    ax.set_xticklabels([c["title"] for c in cols], rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate (hatched: onset refusal measure)")
+    ax.set_title("steer compare: unsafe rate (lower is safer), over-refusal (lower), utility (higher)", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    target = Path(path)
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return target
