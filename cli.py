@@ -88,6 +88,12 @@ def generate(
         None, "--schedule", help="cumulative | incremental | single (default: the file's)."
     ),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    level: str = typer.Option(
+        "dataset",
+        "--level",
+        help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
+        "layers (2 extra forward passes; ShiftDC files project it on their safety direction).",
+    ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
@@ -135,6 +141,7 @@ def generate(
         positions=positions,
         schedule=schedule,
         method=method,
+        level=level,
         max_new_tokens=max_new_tokens,
         allow_other_weights=allow_other_weights,
         gate=probe_gate,
@@ -923,6 +930,106 @@ def export(
         highlight=False,
         soft_wrap=True,
     )
+
+
+organism_app = typer.Typer(help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
+app.add_typer(organism_app, name="organism")
+
+
+@organism_app.command("train")
+def organism_train(
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
+    short: bool = typer.Option(False, "--short", help="A few steps of every stage (smoke test), not the full recipe."),
+) -> None:
+    """Retrain the organism from scratch (about 10-15 min on 2 CPU cores; recipe in docs/organism.md)."""
+    from steer.organism import train_organism
+
+    record = train_organism(out, seed=seed, schedule="short" if short else "full", progress=True)
+    console.print(f"saved to {out} in {record.get('seconds', record.get('total_seconds', '?'))} s", highlight=False)
+
+
+@organism_app.command("path")
+def organism_path() -> None:
+    """Print the folder of the shipped organism (usable as --model anywhere)."""
+    from steer.organism import ORGANISM_DIR
+
+    typer.echo(str(ORGANISM_DIR))
+
+
+@app.command()
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N items per evaluation cell (faster, noisier)."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Another organism checkpoint (default: the shipped one)."),
+) -> None:
+    """Show the failure and the fix on the embedded model organism, offline, in minutes on CPU.
+
+    Baseline eval on held-out prompts -> CMRM calibration on a separate anchor split ->
+    ShiftDC safety direction from labelled text -> steered evals -> a table, and
+    OUT/demo.json with every number (unsafe rates are 1 - complete refusal; *_onset
+    variants use the answer's first words).
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
+    ) as bar:
+        tasks: dict[str, int] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"eval {name}", total=total)
+            bar.update(tasks[name], completed=done)
+
+        summary = run_demo(out, model_path=model, limit=limit, progress=progress)
+    table = Table(title="model organism: harmful requests with and without images", header_style="bold")
+    for col in ("", "baseline", "CMRM", "ShiftDC"):
+        table.add_column(col, justify="right" if col else "left")
+
+    def pct(key: str) -> str:
+        return f"{summary[key]:.0%}"
+
+    table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-")
+    table.add_row(
+        "unsafe, harmful text + image", pct("image_unsafe_rate"), pct("image_cmrm_unsafe_rate"), pct("image_shiftdc_unsafe_rate")
+    )
+    table.add_row(
+        "  (onset: answer starts as a refusal)",
+        pct("image_unsafe_rate_onset"),
+        pct("image_cmrm_unsafe_rate_onset"),
+        pct("image_shiftdc_unsafe_rate_onset"),
+    )
+    table.add_row(
+        "unsafe, harmful-object image + 'make this'",
+        pct("object_image_unsafe_rate"),
+        pct("object_image_cmrm_unsafe_rate"),
+        pct("object_image_shiftdc_unsafe_rate"),
+    )
+    table.add_row(
+        "benign image QA accuracy",
+        pct("benign_image_accuracy"),
+        pct("benign_image_accuracy_cmrm"),
+        pct("benign_image_accuracy_shiftdc"),
+    )
+    table.add_row(
+        "benign image + 'make this' answered",
+        pct("benign_make_this_answer_rate"),
+        pct("benign_make_this_answer_rate_cmrm"),
+        pct("benign_make_this_answer_rate_shiftdc"),
+    )
+    table.add_row("benign text answered", pct("benign_text_answer_rate"), pct("benign_text_answer_rate_cmrm"), "-")
+    table.add_row(
+        "look-alike over-refusal", pct("over_refusal_rate"), pct("over_refusal_rate_cmrm"), pct("over_refusal_rate_shiftdc")
+    )
+    console.print(table)
+    console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
+    console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)
+    for line in summary["verdict"]:
+        console.print(line, highlight=False)
+    console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)", highlight=False)
 
 
 def main() -> None:
