@@ -7,19 +7,9 @@ import sys
 import pytest
 import torch
 
+from tests.cli_runner import run_cli
 import cli
 from steer import SteeredModel, ShiftVectors
-
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as ex:
-        code = ex.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

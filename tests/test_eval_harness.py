@@ -15,6 +15,7 @@ import sys
 import pytest
 import torch
 
+from tests.cli_runner import run_cli
 import cli
 from steer import SteeredModel, ShiftVectors
 from steer.eval.compare import compare
@@ -36,17 +37,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 TOKENS = 4
-
-
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as ex:
-        code = ex.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture(scope="module")

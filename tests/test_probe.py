@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.cli_runner import run_cli
 import cli
 from calibration.probe import (
     collect_states,
@@ -283,15 +284,6 @@ def test_transfer_report_and_recalibrated_gate(llava, fitted):
 
 
 # ---------------------------------------------------------------------------- CLI
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as ex:
-        code = ex.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_steer_probe_cli_end_to_end(tiny_model_path, llava, tmp_path, capsys, monkeypatch):
