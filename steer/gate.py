@@ -25,27 +25,21 @@ Writes are atomic.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from steer.adapters.base import ModelAdapter
-from steer.atomic import atomic_path
+from steer.artifact import check_fingerprint, check_format_version, read_artifact, write_artifact
 from steer.errors import ModelMismatchError, SteerInputError
-from steer.version import __version__
 
 FORMAT_VERSION = 1
 KIND = "probe"
 DEFAULT_THRESHOLD = 0.5
-_ARCH_KEYS = ("model_type", "hidden_size", "num_layers")
 
 
 def check_threshold(value: Any) -> float:
@@ -179,32 +173,19 @@ class ProbeGate:
     # ------------------------------------------------------------------ model check
     def check_model(self, adapter: ModelAdapter, allow_other_weights: bool = False) -> None:
         """Refuse a model this probe was not fitted on; the error names both models."""
-        mine = self.metadata.get("model") or {}
-        theirs = adapter.fingerprint()
-        made_on = mine.get("name_or_path") or "an unknown model"
         refit = "fit a probe for this model with `steer probe`"
-        if self.hidden_size != adapter.hidden_size:
-            raise ModelMismatchError(
-                f"hidden-size mismatch: the probe has d={self.hidden_size} (fitted on {made_on!r}), "
-                f"the model {theirs['name_or_path']!r} has d={adapter.hidden_size}; {refit}"
-            )
-        for key in _ARCH_KEYS:
-            if key in mine and mine[key] != theirs[key]:
-                raise ModelMismatchError(
-                    f"the probe was fitted on {made_on!r} ({key}={mine[key]!r}), but the model is "
-                    f"{theirs['name_or_path']!r} ({key}={theirs[key]!r}); {refit}"
-                )
+        check_fingerprint(
+            self.metadata.get("model"),
+            adapter,
+            what="probe",
+            remedy=refit,
+            hidden_size=self.hidden_size,
+            allow_other_weights=allow_other_weights,
+        )
         if self.layer >= adapter.num_layers:
             raise ModelMismatchError(
-                f"the probe reads layer {self.layer}, which does not exist in {theirs['name_or_path']!r} "
-                f"({adapter.num_layers} layers); {refit}"
-            )
-        want = mine.get("weights_sha256")
-        if want and want != theirs["weights_sha256"] and not allow_other_weights:
-            raise ModelMismatchError(
-                f"the probe was fitted on other weights ({made_on!r}, weights {want}) than the model "
-                f"({theirs['name_or_path']!r}, weights {theirs['weights_sha256']}): its scores would not mean "
-                f"anything there; {refit}"
+                f"the probe reads layer {self.layer}, which does not exist in "
+                f"{adapter.fingerprint()['name_or_path']!r} ({adapter.num_layers} layers); {refit}"
             )
 
     # ------------------------------------------------------------------ files
@@ -219,9 +200,7 @@ class ProbeGate:
             threshold=self.threshold,
             classes=list(self.classes),
             type_classes=None if self.type_classes is None else list(self.type_classes),
-            toolkit_version=__version__,
         )
-        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         tensors = {
             "mean": self.mean.contiguous(),
             "scale": self.scale.contiguous(),
@@ -231,41 +210,19 @@ class ProbeGate:
         if self.type_coef is not None:
             tensors["type_coef"] = self.type_coef.contiguous()
             tensors["type_intercept"] = self.type_intercept.contiguous()
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            save_file(tensors, str(tmp), metadata={"steer": json.dumps(meta, sort_keys=True)})
-        self.metadata = meta
-        return target
+        self.metadata = write_artifact(path, tensors, meta)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProbeGate":
         target = Path(path)
-        if not target.exists():
-            raise SteerInputError(f"probe file not found: {target} (make one with `steer probe`)")
-        if target.is_dir():
-            raise SteerInputError(f"probe path is a folder, not a file: {target}")
-        try:
-            with safe_open(str(target), framework="pt") as fh:
-                raw = (fh.metadata() or {}).get("steer")
-                tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-        except Exception as err:  # safetensors raises its own error types
-            raise SteerInputError(f"{target} is not a readable safetensors probe file: {err}") from None
-        if raw is None:
-            raise SteerInputError(f"{target} has no steer metadata: it is a safetensors file but not a steer probe")
-        try:
-            meta = json.loads(raw)
-        except json.JSONDecodeError as err:
-            raise SteerInputError(f"{target}: unreadable steer metadata ({err})") from None
+        tensors, meta = read_artifact(target, what="probe file", make_with="steer probe")
         if meta.get("kind") != KIND:
             what = "a steering vector file" if any(k.startswith("shift.") for k in tensors) else "not a probe"
             raise SteerInputError(
                 f"{target} is {what} (kind={meta.get('kind')!r}); give a probe file written by `steer probe`"
             )
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise SteerInputError(
-                f"{target} has probe format version {meta['format_version']}; this steer reads <= {FORMAT_VERSION}: "
-                "upgrade steer"
-            )
+        check_format_version(target, meta, FORMAT_VERSION)
         missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in tensors]
         if missing or "layer" not in meta:
             raise SteerInputError(f"{target}: incomplete probe file (missing {missing or ['layer']})")

@@ -1,10 +1,10 @@
 """Vector files: per-layer shift vectors (+ optional safety directions) with provenance.
 
-Format: one ``safetensors`` file. Tensors ``shift.{layer}`` (float32, shape (d,)) and,
+Format (:mod:`steer.artifact`): one ``safetensors`` file. Tensors ``shift.{layer}`` (float32, shape (d,)) and,
 for ShiftDC, ``direction.{layer}`` (unit norm). The safetensors header metadata holds one
 key, ``steer``, whose value is a JSON object:
 
-``format_version``, ``method`` (cmrm | shiftdc | custom), ``layers``, ``hidden_size``,
+``kind`` ("vectors"), ``format_version``, ``method`` (cmrm | shiftdc | custom), ``layers``, ``hidden_size``,
 ``dtype``, ``model`` (fingerprint: family, model_type, hidden_size, num_layers,
 name_or_path, weights_sha256), ``pooling``, ``positions``, ``schedule``,
 ``default_alpha``, ``n_samples``, ``data_sha256``, ``null_image``, ``reduce``,
@@ -17,25 +17,20 @@ architecture and weights; writes are atomic.
 
 from __future__ import annotations
 
-import json
 import os
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 
 from steer.adapters.base import ModelAdapter
-from steer.atomic import atomic_path
+from steer.artifact import check_fingerprint, check_format_version, read_artifact, write_artifact
 from steer.errors import ModelMismatchError, SteerInputError
-from steer.version import __version__
 
 FORMAT_VERSION = 1
+KIND = "vectors"
 METHODS = ("cmrm", "shiftdc", "custom")
-_ARCH_KEYS = ("model_type", "hidden_size", "num_layers")
 
 
 @dataclass
@@ -125,75 +120,41 @@ class ShiftVectors:
     # ------------------------------------------------------------------ model check
     def check_model(self, adapter: ModelAdapter, allow_other_weights: bool = False) -> None:
         """Refuse a model these vectors were not made for; the error names both sides."""
-        mine = self.metadata.get("model") or {}
-        theirs = adapter.fingerprint()
-        if self.hidden_size != adapter.hidden_size:
-            raise ModelMismatchError(
-                f"hidden-size mismatch: the vector file has d={self.hidden_size} "
-                f"(made on {mine.get('name_or_path') or 'unknown model'}), the model has d={adapter.hidden_size} "
-                f"({theirs['name_or_path']}); calibrate vectors for this model with `steer calibrate`"
-            )
-        for key in _ARCH_KEYS:
-            if key in mine and mine[key] != theirs[key]:
-                raise ModelMismatchError(
-                    f"vector file was made for {mine.get('name_or_path')!r} ({key}={mine[key]!r}), "
-                    f"but the model is {theirs['name_or_path']!r} ({key}={theirs[key]!r}); "
-                    "calibrate vectors for this model with `steer calibrate`"
-                )
+        check_fingerprint(
+            self.metadata.get("model"),
+            adapter,
+            what="vector file",
+            remedy="calibrate vectors for this model with `steer calibrate`",
+            hidden_size=self.hidden_size,
+            allow_other_weights=allow_other_weights,
+        )
         bad = [layer for layer in self.layers if layer >= adapter.num_layers]
         if bad:
             raise ModelMismatchError(f"vector layers {bad} do not exist in a {adapter.num_layers}-layer model")
-        want = mine.get("weights_sha256")
-        if want and want != theirs["weights_sha256"] and not allow_other_weights:
-            raise ModelMismatchError(
-                f"vector file was computed on other weights ({mine.get('name_or_path')!r}, weights "
-                f"{want}) than the model ({theirs['name_or_path']!r}, weights {theirs['weights_sha256']}); "
-                "recalibrate, or pass allow_other_weights=True / --allow-other-weights for a fine-tune "
-                "of the same base"
-            )
 
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename); returns the path."""
-        meta = dict(self.metadata)
-        meta.update(
-            format_version=FORMAT_VERSION,
-            dtype="float32",
-            toolkit_version=__version__,
-        )
-        meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-        tensors = {f"shift.{l}": self.shifts[l].contiguous() for l in self.layers}
+        meta = dict(self.metadata, kind=KIND, format_version=FORMAT_VERSION, dtype="float32")
+        tensors = {f"shift.{l}": self.shifts[l] for l in self.layers}
         if self.directions is not None:
-            tensors.update({f"direction.{l}": self.directions[l].contiguous() for l in self.layers})
-        target = Path(path)
-        with atomic_path(target) as tmp:
-            save_file(tensors, str(tmp), metadata={"steer": json.dumps(meta, sort_keys=True)})
-        self.metadata = meta
-        return target
+            tensors.update({f"direction.{l}": self.directions[l] for l in self.layers})
+        self.metadata = write_artifact(path, tensors, meta)
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ShiftVectors":
-        target = Path(path)
-        if not target.exists():
-            raise SteerInputError(f"vector file not found: {target} (make one with `steer calibrate`)")
-        try:
-            with safe_open(str(target), framework="pt") as fh:
-                raw = (fh.metadata() or {}).get("steer")
-                tensors = {key: fh.get_tensor(key) for key in fh.keys()}
-        except Exception as err:  # safetensors raises its own error types
-            raise SteerInputError(f"{target} is not a readable safetensors vector file: {err}") from None
-        if raw is None:
-            raise SteerInputError(f"{target} has no steer metadata: it is a safetensors file but not a steer vector file")
-        meta = json.loads(raw)
-        if int(meta.get("format_version", 0)) > FORMAT_VERSION:
-            raise SteerInputError(
-                f"{target} has format version {meta['format_version']}; this steer reads <= {FORMAT_VERSION}: upgrade steer"
-            )
+        tensors, meta = read_artifact(path, what="vector file", make_with="steer calibrate")
+        if meta.get("kind", KIND) != KIND:
+            raise SteerInputError(f"{path} is a steer {meta['kind']} file, not a vector file (make one with `steer calibrate`)")
+        check_format_version(path, meta, FORMAT_VERSION)
         shifts = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("shift.")}
         dirs = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("direction.")}
+        if not shifts:
+            raise SteerInputError(f"{path} holds no shift vectors")
         vectors = cls(shifts, dirs or None, meta)
         if meta.get("hidden_size") not in (None, vectors.hidden_size):
-            raise SteerInputError(f"{target}: metadata says d={meta['hidden_size']}, tensors have {vectors.hidden_size}")
+            raise SteerInputError(f"{path}: metadata says d={meta['hidden_size']}, tensors have {vectors.hidden_size}")
         return vectors
 
 

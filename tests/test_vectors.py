@@ -88,12 +88,12 @@ def test_failed_write_leaves_old_file(tmp_path, monkeypatch):
     path = tmp_path / "v.safetensors"
     ShiftVectors({0: torch.ones(4)}).save(path)
     before = path.read_bytes()
-    import steer.vectors as vectors_mod
+    import steer.artifact as artifact_mod
 
     def boom(*a, **k):
         raise OSError("disk full")
 
-    monkeypatch.setattr(vectors_mod, "save_file", boom)
+    monkeypatch.setattr(artifact_mod, "save_file", boom)
     with pytest.raises(OSError):
         ShiftVectors({0: torch.zeros(4)}).save(path)
     assert path.read_bytes() == before
