@@ -14,6 +14,15 @@ class LlavaAdapter(ModelAdapter):
     architectures = ("LlavaForConditionalGeneration",)
     model_types = ("llava",)
     layers_path = "model.language_model.layers"
+    #: dotted path from the top-level model to the multimodal projector (TGA swaps it)
+    projector_path = "model.multi_modal_projector"
+
+    @property
+    def projector_module(self):
+        """The multimodal projector (vision features -> LLM embeddings)."""
+        from steer.adapters.base import _get_path
+
+        return _get_path(self.model, self.projector_path)
 
     def fallback_prompt(self, prompt: str, with_image: bool) -> str:
         # The llava-hf 1.5 conversation format.
