@@ -47,10 +47,12 @@ from PIL import Image
 
 from calibration import distributed as dist
 from calibration.accumulator import ProbeStore, ShiftAccumulator, load_checkpoint, save_checkpoint
-from steer.adapters import ModelAdapter, get_adapter
+from steer.adapters import ModelAdapter
 from steer.adapters.base import NULL_IMAGE_KINDS
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
+from steer.model import as_adapter
+from steer.steering import normalize_layers
 from steer.vectors import ShiftVectors
 
 REDUCES = ("mean", "pc1")
@@ -296,41 +298,6 @@ def preflight_lengths(adapter: ModelAdapter, anchors: Sequence[Anchor], *, with_
 
 
 # ====================================================================== model / layers
-def resolve_adapter(model_or_sm: Any) -> ModelAdapter:
-    """A :class:`ModelAdapter` from a SteeredModel, an adapter, a (model, processor) pair or a path/hub id."""
-    if isinstance(model_or_sm, ModelAdapter):
-        return model_or_sm
-    adapter = getattr(model_or_sm, "adapter", None)
-    if isinstance(adapter, ModelAdapter):
-        return adapter
-    if isinstance(model_or_sm, tuple) and len(model_or_sm) == 2:
-        return get_adapter(*model_or_sm)
-    if isinstance(model_or_sm, (str, os.PathLike)):
-        from steer.model import SteeredModel
-
-        return SteeredModel.from_pretrained(model_or_sm).adapter
-    raise SteerInputError(
-        f"cannot calibrate a {type(model_or_sm).__name__}: give a SteeredModel, a (model, processor) pair or a model path"
-    )
-
-
-def resolve_layers(adapter: ModelAdapter, layers: Sequence[int] | None) -> list[int]:
-    n = adapter.num_layers
-    if layers is None:
-        return list(range(n))
-    out = []
-    for layer in layers:
-        layer = int(layer)
-        if layer < 0:
-            layer += n
-        if not 0 <= layer < n:
-            raise SteerInputError(f"layer {layer} is out of range: this model has {n} decoder layers (0-{n - 1})")
-        out.append(layer)
-    if not out:
-        raise SteerInputError("no layers to calibrate")
-    return sorted(set(out))
-
-
 def shared_text_tails(adapter: ModelAdapter, image_inputs: Mapping[str, Any], text_inputs: Mapping[str, Any]) -> torch.Tensor:
     """Per row: number of trailing tokens the image view and the text view share, capped at the
     image view's tokens after its last image token (both batches left-padded)."""
@@ -672,13 +639,13 @@ def prepare_shift(
     seed: int,
 ) -> _Prepared:
     _check_options(pool, reduce, null_image)
-    adapter = resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "calibrate")
     if not adapter.supports_images:
         raise SteerInputError(
             f"CMRM measures the shift an image causes, and {adapter.family} models take no images; "
             "calibrate a vision-language model"
         )
-    chosen = resolve_layers(adapter, layers)
+    chosen = list(range(adapter.num_layers)) if layers is None else normalize_layers(layers, adapter.num_layers, "calibrate")
     items = subsample(load_anchors(anchors), max_samples, seed)
     digest = data_sha256(items)
     null = adapter.content_free_image(null_image, seed=seed)

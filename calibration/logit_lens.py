@@ -35,6 +35,7 @@ import torch
 
 from steer.adapters.base import ModelAdapter
 from steer.errors import SteerInputError
+from steer.model import as_adapter
 from steer.projector import language_model_module
 
 DEFAULT_REFUSAL_WORDS = ("sorry", "cannot", "i", "unable", "apologize")
@@ -140,23 +141,6 @@ def refusal_token_ids(tokenizer: Any, words: Sequence[str] = DEFAULT_REFUSAL_WOR
             name = tokenizer.convert_ids_to_tokens(ids[0])
             found.setdefault(str(name), int(ids[0]))
     return found
-
-
-def _resolve(model_or_sm: Any) -> ModelAdapter:
-    if isinstance(model_or_sm, ModelAdapter):
-        return model_or_sm
-    adapter = getattr(model_or_sm, "adapter", None)
-    if isinstance(adapter, ModelAdapter):
-        return adapter
-    if isinstance(model_or_sm, tuple) and len(model_or_sm) == 2:
-        from steer.adapters import get_adapter
-
-        return get_adapter(*model_or_sm)
-    if isinstance(model_or_sm, (str, os.PathLike)):
-        from steer.model import SteeredModel
-
-        return SteeredModel.from_pretrained(model_or_sm).adapter
-    raise SteerInputError(f"cannot analyse a {type(model_or_sm).__name__}: give a SteeredModel or a model path")
 
 
 def final_norm(adapter: ModelAdapter) -> torch.nn.Module:
@@ -275,7 +259,7 @@ def logit_lens(
     ``benign_prompts`` (optional) are run the same way as a control; the band then
     uses the harmful-minus-benign hit rates.
     """
-    adapter = _resolve(model_or_sm)
+    adapter = as_adapter(model_or_sm, "analyse")
     prompts = list(prompts) if prompts is not None else list(DEFAULT_HARMFUL_PROMPTS)
     if not prompts:
         raise SteerInputError("the logit lens needs at least one harmful prompt")

@@ -38,9 +38,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from steer.adapters import ModelAdapter, get_adapter
+from steer.adapters import ModelAdapter
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
+from steer.model import as_adapter
+from steer.steering import normalize_layers
 from steer.gate import ProbeGate, check_threshold
 
 VIEWS = ("as_given", "text_only")
@@ -160,44 +162,10 @@ def records_sha256(records: Sequence[Record]) -> str:
 
 
 # ====================================================================== model side
-def resolve_adapter(model_or_sm: Any) -> ModelAdapter:
-    """An adapter from a SteeredModel, an adapter, a (model, processor) pair, or a model path / hub id."""
-    if isinstance(model_or_sm, ModelAdapter):
-        return model_or_sm
-    adapter = getattr(model_or_sm, "adapter", None)
-    if isinstance(adapter, ModelAdapter):
-        return adapter
-    if isinstance(model_or_sm, tuple) and len(model_or_sm) == 2:
-        return get_adapter(*model_or_sm)
-    if isinstance(model_or_sm, (str, os.PathLike)):
-        from steer.model import SteeredModel
-
-        return SteeredModel.from_pretrained(model_or_sm).adapter
-    raise SteerInputError(
-        f"cannot probe a {type(model_or_sm).__name__}: give a SteeredModel, a (model, processor) pair or a model path"
-    )
-
-
 def default_layers(adapter: ModelAdapter) -> list[int]:
     """Every layer but the last: a gate on the last layer could not gate any later layer."""
     n = adapter.num_layers
     return list(range(max(1, n - 1)))
-
-
-def resolve_layers(adapter: ModelAdapter, layers: Sequence[int] | None) -> list[int]:
-    if layers is None:
-        return default_layers(adapter)
-    n = adapter.num_layers
-    out: set[int] = set()
-    for layer in layers:
-        idx = int(layer)
-        idx = idx + n if idx < 0 else idx
-        if not 0 <= idx < n:
-            raise SteerInputError(f"layer {layer} is out of range: this model has {n} decoder layers (0..{n - 1})")
-        out.add(idx)
-    if not out:
-        raise SteerInputError("no layers to probe")
-    return sorted(out)
 
 
 def check_view(view: str) -> str:
@@ -222,14 +190,14 @@ def collect_states(
     ``view="text_only"`` drops every image; ``pool="last"`` is the last prompt token (what
     the runtime gate reads).
     """
-    adapter = resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "probe")
     records = as_records(items)
     check_view(view)
     if pool not in POOLS:
         raise SteerInputError(f"unknown pooling {pool!r}; choose one of: {', '.join(POOLS)}")
     if batch_size < 1:
         raise SteerInputError(f"batch size must be >= 1, got {batch_size}")
-    chosen = resolve_layers(adapter, layers)
+    chosen = default_layers(adapter) if layers is None else normalize_layers(layers, adapter.num_layers, "probe")
     if view == "as_given" and not adapter.supports_images and any(r.image is not None for r in records):
         raise SteerInputError(
             f"{adapter.family} models take no images, but some items have one; use view 'text_only' or a VLM"
@@ -622,10 +590,10 @@ def fit_probe(
     ``layers``: candidate layers (default: all but the last, which could gate nothing).
     ``states``: precomputed :func:`collect_states` output to reuse (must match ``items``).
     """
-    adapter = resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "probe")
     check_view(view)
     records = as_records(items, multiclass_column)
-    chosen = resolve_layers(adapter, layers)
+    chosen = default_layers(adapter) if layers is None else normalize_layers(layers, adapter.num_layers, "probe")
     if states is None:
         states = collect_states(adapter, records, layers=chosen, view=view, pool=pool, batch_size=batch_size)
     else:
@@ -694,7 +662,7 @@ def gate_scores(
     model_or_sm: Any, gate: ProbeGate, items: Sequence[Any], *, view: str = "as_given", batch_size: int = 8
 ) -> np.ndarray:
     """(N,) float32 gate scores of ``items`` exactly as the runtime computes them (``gate.score``)."""
-    adapter = resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "probe")
     gate.check_model(adapter)
     states = collect_states(adapter, items, layers=[gate.layer], view=view, batch_size=batch_size)[gate.layer]
     hidden = torch.from_numpy(states).to(device=adapter.device, dtype=next(adapter.model.parameters()).dtype)
@@ -823,11 +791,11 @@ def transfer_report(
     ``eval_items`` the probes fit on all ``items`` and are scored on ``eval_items``;
     recalibration uses ``items`` in the test view.
     """
-    adapter = resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "probe")
     records = as_records(items)
     if not any(r.image is not None for r in records):
         raise SteerInputError("a transfer report needs items with images (the image+text view); none has one")
-    chosen = resolve_layers(adapter, layers)
+    chosen = default_layers(adapter) if layers is None else normalize_layers(layers, adapter.num_layers, "probe")
 
     def states_of(recs: Sequence[Record]) -> dict[str, dict[int, np.ndarray]]:
         return {

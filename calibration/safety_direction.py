@@ -38,13 +38,13 @@ from calibration.cmrm import (
     preflight_lengths,
     prepare_shift,
     reduce_shifts,
-    resolve_adapter,
-    resolve_layers,
     shift_metadata,
     shift_phase,
     subsample,
 )
 from steer.errors import SteerInputError
+from steer.model import as_adapter
+from steer.steering import normalize_layers
 from steer.vectors import ShiftVectors
 
 
@@ -158,8 +158,8 @@ def compute_safety_directions(
     progress: bool = True,
 ) -> tuple[dict[int, torch.Tensor], dict[str, Any]]:
     """({layer: unit v_l (float64)}, provenance) from harmful vs benign text, last prompt token."""
-    adapter = resolve_adapter(model_or_sm)
-    chosen = resolve_layers(adapter, layers)
+    adapter = as_adapter(model_or_sm, "calibrate")
+    chosen = list(range(adapter.num_layers)) if layers is None else normalize_layers(layers, adapter.num_layers, "calibrate")
     h, b, h_src, b_src, digest = _prepare_safety(adapter, safety_data, harmful, benign, max_samples, seed)
     phases = _safety_phases(adapter, chosen, h, b)
     fp = adapter.fingerprint()

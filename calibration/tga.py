@@ -56,7 +56,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -69,6 +69,8 @@ from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever, Retr
 from steer.adapters.base import ModelAdapter
 from steer.atomic import atomic_path
 from steer.errors import SteerInputError
+from steer.model import as_adapter
+from steer.steering import normalize_layers
 from steer.images import load_image
 from steer.projector import ProjectorArtifact, language_model_module, projector_path
 from steer.version import __version__
@@ -456,40 +458,6 @@ def plot_loss_curves(runs: Mapping[str, Sequence[Mapping[str, float]]], path: st
     plt.close(fig)
 
 
-def _resolve_adapter(model_or_sm: Any) -> ModelAdapter:
-    if isinstance(model_or_sm, ModelAdapter):
-        return model_or_sm
-    adapter = getattr(model_or_sm, "adapter", None)
-    if isinstance(adapter, ModelAdapter):
-        return adapter
-    if isinstance(model_or_sm, tuple) and len(model_or_sm) == 2:
-        from steer.adapters import get_adapter
-
-        return get_adapter(*model_or_sm)
-    if isinstance(model_or_sm, (str, os.PathLike)):
-        from steer.model import SteeredModel
-
-        return SteeredModel.from_pretrained(model_or_sm).adapter
-    raise SteerInputError(
-        f"cannot train a {type(model_or_sm).__name__}: give a SteeredModel, a (model, processor) pair or a model path"
-    )
-
-
-def _resolve_layers(adapter: ModelAdapter, layers: Sequence[int]) -> list[int]:
-    n = adapter.num_layers
-    out = []
-    for layer in layers:
-        layer = int(layer)
-        if layer < 0:
-            layer += n
-        if not 0 <= layer < n:
-            raise SteerInputError(f"layer {layer} is out of range: this model has {n} decoder layers (0-{n - 1})")
-        out.append(layer)
-    if not out:
-        raise SteerInputError("the TGA layer band is empty")
-    return sorted(set(out))
-
-
 def _get_parent(root: torch.nn.Module, dotted: str) -> tuple[torch.nn.Module, str]:
     parts = dotted.split(".")
     obj = root
@@ -557,7 +525,7 @@ def train_tga_projector(
     unweighted sum, i.e. 1.0). ``callback(record)`` runs after every step with
     ``step``, ``lm``, ``guide``, ``cos_ic``, ``cos_rc``, ``loss``.
     """
-    adapter = _resolve_adapter(model_or_sm)
+    adapter = as_adapter(model_or_sm, "train")
     if not adapter.supports_images:
         raise SteerInputError(f"{adapter.family} models take no images: TGA trains a vision-language model's projector")
     if guide_weight < 0 or not math.isfinite(guide_weight):
@@ -581,7 +549,7 @@ def train_tga_projector(
         lens_info = {"source": lens.band_source, "state_hits": lens.state_hits, "delta_hits": lens.delta_hits,
                      "tokens": lens.tokens, "top_k": lens.top_k, "n_prompts": lens.n_prompts}
     else:
-        band = _resolve_layers(adapter, layers)
+        band = normalize_layers(layers, adapter.num_layers, "align (the TGA layer band is empty)")
 
     # ---- retrieval (once, with the frozen vision tower)
     if retriever is None:

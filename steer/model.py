@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Iterator, Sequence
 
 import torch
-from PIL import Image
 
 from steer.adapters import ModelAdapter, get_adapter
 from steer.errors import SteerInputError
@@ -40,7 +39,6 @@ _DTYPES = {
     "fp16": torch.float16,
 }
 
-ImageLike = "Image.Image | str | os.PathLike | None"
 
 
 def resolve_dtype(dtype: Any) -> Any:
@@ -97,13 +95,41 @@ def load_model_and_processor(
     return model, processor
 
 
+def as_adapter(source: Any, purpose: str = "use") -> ModelAdapter:
+    """An adapter from a SteeredModel, an adapter, a (model, processor) pair or a model path / hub id.
+
+    The offline tools (calibration, probes, TGA) accept all of these; ``purpose`` words the error.
+    """
+    if isinstance(source, ModelAdapter):
+        return source
+    adapter = getattr(source, "adapter", None)
+    if isinstance(adapter, ModelAdapter):
+        return adapter
+    if isinstance(source, tuple) and len(source) == 2:
+        return get_adapter(*source)
+    if isinstance(source, (str, os.PathLike)):
+        return SteeredModel.from_pretrained(source).adapter
+    raise SteerInputError(
+        f"cannot {purpose} a {type(source).__name__}: give a SteeredModel, a (model, processor) pair or a model path"
+    )
+
+
 class SteeredModel:
     """A model, its processor and its adapter, with steering-aware generation."""
 
-    def __init__(self, model: torch.nn.Module, processor: Any, adapter: ModelAdapter | None = None):
+    #: how steering is applied: plain PyTorch hooks, or nnsight tracing (for NDIF remote
+    #: models, vLLM and nnsight's parallelism; same positions, same results)
+    BACKENDS = ("native", "nnsight")
+
+    def __init__(
+        self, model: torch.nn.Module, processor: Any, adapter: ModelAdapter | None = None, backend: str = "native"
+    ):
+        if backend not in self.BACKENDS:
+            raise SteerInputError(f"unknown backend {backend!r}; choose one of: {', '.join(self.BACKENDS)}")
         self.model = model
         self.processor = processor
         self.adapter = adapter or get_adapter(model, processor)
+        self.backend = backend
 
     @classmethod
     def from_pretrained(
@@ -114,11 +140,12 @@ class SteeredModel:
         dtype: Any = None,
         device_map: str | None = None,
         projector: str | os.PathLike | None = None,
+        backend: str = "native",
     ) -> "SteeredModel":
         """Load a hub id or local folder; ``projector`` swaps in a TGA-trained projector
         artifact (``steer train-tga``) after loading -- the base model files are never touched."""
         model, processor = load_model_and_processor(model_id_or_path, device=device, dtype=dtype, device_map=device_map)
-        sm = cls(model, processor)
+        sm = cls(model, processor, backend=backend)
         if projector is not None:
             sm.load_projector(projector)
         return sm
@@ -311,6 +338,10 @@ class SteeredModel:
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache)
         if steering is None:
             out = self.model.generate(**inputs, **gen_kwargs)
+        elif self.backend == "nnsight":
+            from steer.nnsight_backend import run_generate
+
+            out = run_generate(self, inputs, steering, max_new_tokens=max_new_tokens, use_cache=use_cache)
         else:
             with self._applied(steering), steering.prompt(inputs["input_ids"], inputs.get("attention_mask")):
                 out = self.model.generate(**inputs, **gen_kwargs)

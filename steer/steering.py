@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager
-from typing import Any, Iterator, Mapping, Protocol
+from typing import Any, Iterator, Mapping, Protocol, Sequence
 
 import torch
 from torch.utils.hooks import RemovableHandle
@@ -79,6 +79,14 @@ def normalize_layer(layer: int, num_layers: int) -> int:
             f"layer {layer} is out of range: this model has {num_layers} decoder layers (0..{num_layers - 1})"
         )
     return idx
+
+
+def normalize_layers(layers: Sequence[int], num_layers: int, what: str = "steer") -> list[int]:
+    """Sorted, de-duplicated 0-based layer indices (negative ones count from the end)."""
+    out = sorted({normalize_layer(layer, num_layers) for layer in layers})
+    if not out:
+        raise SteerInputError(f"no layers to {what}")
+    return out
 
 
 def _hidden_of(output: Any) -> torch.Tensor:

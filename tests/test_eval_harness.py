@@ -10,13 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-import sys
 
 import pytest
 import torch
 
 from tests.cli_runner import run_cli
-import cli
 from steer import SteeredModel, ShiftVectors
 from steer.eval.compare import compare
 from steer.eval.datasets import EvalItem, shared_data_dir

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 
 from tests.cli_runner import run_cli
-import cli
 from calibration.probe import (
     collect_states,
     fit_layers,

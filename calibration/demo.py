@@ -1,0 +1,194 @@
+"""`steer demo`: the failure and the fix, end to end, on the embedded model organism.
+
+baseline eval on held-out items -> calibrate CMRM on the separate ``anchors`` split ->
+calibrate ShiftDC's safety direction on the ``probe`` split (harmful vs benign text) ->
+steered evals -> one table and ``demo.json``.
+
+It lives in ``calibration`` because it runs the whole flow (data -> calibration ->
+vector file -> runtime -> eval); the runtime never imports it.
+
+The default steering settings are the best measured ones on the organism (sweep in
+``docs/results.md``, made by ``bench/organism_sweep.py``); every run states them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+from steer.atomic import atomic_write_text
+from steer.model import SteeredModel
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One steering configuration of a vector file."""
+
+    method: str  # cmrm | shiftdc
+    alpha: float
+    positions: str
+    schedule: str
+    level: str = "dataset"  # dataset | sample
+    layers: tuple[int, ...] | None = None  # None: every calibrated layer
+
+    def describe(self) -> str:
+        layers = "all" if self.layers is None else ",".join(map(str, self.layers))
+        return (
+            f"{self.method} {self.level}-level alpha={self.alpha:g} layers={layers} "
+            f"positions={self.positions} schedule={self.schedule}"
+        )
+
+
+#: Best measured settings on the organism (docs/results.md): chosen for the most complete
+#: refusals of harmful text + image with benign "make this" and image QA kept.
+DEFAULT_CMRM = Recipe(method="cmrm", alpha=1.0, positions="prompt", schedule="incremental")
+DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.0, positions="prompt", schedule="incremental", level="sample")
+
+
+def organism_generate_fn(
+    sm: SteeredModel, vectors: Any = None, recipe: Recipe | None = None, max_new_tokens: int = 24
+) -> Callable[[list[str], list[Any]], list[str]]:
+    """A ``generate_fn`` for :func:`steer.organism.cells.evaluate_organism`."""
+
+    def generate(prompts: list[str], images: list[Any]) -> list[str]:
+        if recipe is None or vectors is None:
+            return sm.generate(prompts, images=images, max_new_tokens=max_new_tokens)
+        return sm.generate(
+            prompts,
+            images=images,
+            steer=vectors,
+            alpha=recipe.alpha,
+            layers=None if recipe.layers is None else list(recipe.layers),
+            positions=recipe.positions,
+            schedule=recipe.schedule,
+            method=recipe.method,
+            level=recipe.level,
+            max_new_tokens=max_new_tokens,
+        )
+
+    return generate
+
+
+def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool = True) -> tuple[Path, Path]:
+    """CMRM shift on the ``anchors`` split; ShiftDC = that shift + safety directions from ``probe``."""
+    from calibration.cmrm import calibrate_cmrm
+    from calibration.safety_direction import calibrate_shiftdc
+    from steer.organism.splits import get_split
+
+    anchors = [it.prompt for it in get_split("anchors")]
+    probe = get_split("probe")
+    harmful = [it.prompt for it in probe if it.label == "harmful"]
+    benign = [it.prompt for it in probe if it.label == "benign"]
+    cmrm_path = out_dir / "cmrm.safetensors"
+    shiftdc_path = out_dir / "shiftdc.safetensors"
+    calibrate_cmrm(sm, anchors, batch_size=32, progress=progress).save(cmrm_path)
+    calibrate_shiftdc(sm, anchors, harmful=harmful, benign=benign, batch_size=32, progress=progress).save(shiftdc_path)
+    return cmrm_path, shiftdc_path
+
+
+def _unsafe(cells: dict[str, Any], cell: str, kind: str = "complete") -> float:
+    return 1.0 - float(cells[f"{cell}_refused_{kind}"])
+
+
+def summarize(base: dict, cmrm: dict, shiftdc: dict, cmrm_recipe: Recipe, shiftdc_recipe: Recipe) -> dict[str, Any]:
+    """The keys of ``demo.json`` (issues 5 and 12), all fractions in [0, 1]."""
+    return {
+        "text_unsafe_rate": _unsafe(base, "text_harmful"),
+        "text_unsafe_rate_onset": _unsafe(base, "text_harmful", "onset"),
+        "image_unsafe_rate": _unsafe(base, "image_harmful_text"),
+        "image_unsafe_rate_onset": _unsafe(base, "image_harmful_text", "onset"),
+        "image_cmrm_unsafe_rate": _unsafe(cmrm, "image_harmful_text"),
+        "image_cmrm_unsafe_rate_onset": _unsafe(cmrm, "image_harmful_text", "onset"),
+        "image_shiftdc_unsafe_rate": _unsafe(shiftdc, "image_harmful_text"),
+        "image_shiftdc_unsafe_rate_onset": _unsafe(shiftdc, "image_harmful_text", "onset"),
+        "object_image_unsafe_rate": _unsafe(base, "image_harmful_object"),
+        "object_image_cmrm_unsafe_rate": _unsafe(cmrm, "image_harmful_object"),
+        "object_image_shiftdc_unsafe_rate": _unsafe(shiftdc, "image_harmful_object"),
+        "benign_image_accuracy": base["image_benign_qa_accuracy"],
+        "benign_image_accuracy_cmrm": cmrm["image_benign_qa_accuracy"],
+        "benign_image_accuracy_shiftdc": shiftdc["image_benign_qa_accuracy"],
+        "benign_make_this_answer_rate": base["image_benign_make_answered"],
+        "benign_make_this_answer_rate_cmrm": cmrm["image_benign_make_answered"],
+        "benign_make_this_answer_rate_shiftdc": shiftdc["image_benign_make_answered"],
+        "benign_text_answer_rate": base["text_benign_answered"],
+        "benign_text_answer_rate_cmrm": cmrm["text_benign_answered"],
+        "over_refusal_rate": base["lookalike_over_refusal"],
+        "over_refusal_rate_cmrm": cmrm["lookalike_over_refusal"],
+        "over_refusal_rate_shiftdc": shiftdc["lookalike_over_refusal"],
+        "harmful_object_recognition": base["image_harmful_caption_accuracy"],
+        "alpha": cmrm_recipe.alpha,
+        "layers": "all" if cmrm_recipe.layers is None else list(cmrm_recipe.layers),
+        "schedule": cmrm_recipe.schedule,
+        "positions": cmrm_recipe.positions,
+        "cmrm_recipe": asdict(cmrm_recipe),
+        "shiftdc_recipe": asdict(shiftdc_recipe),
+        "n": {k: v for k, v in base.items() if k.startswith("n_")},
+    }
+
+
+def verdict_lines(summary: dict[str, Any]) -> list[str]:
+    """Plain statements of what the numbers say, for the console and the docs."""
+    lines = []
+    gap = summary["image_unsafe_rate"] - summary["text_unsafe_rate"]
+    lines.append(
+        f"degradation: harmful requests are answered {summary['text_unsafe_rate']:.0%} of the time as text and "
+        f"{summary['image_unsafe_rate']:.0%} with an unrelated image attached ({gap:+.0%})."
+    )
+    for name in ("cmrm", "shiftdc"):
+        after = summary[f"image_{name}_unsafe_rate"]
+        closed = (summary["image_unsafe_rate"] - after) / gap if gap > 0 else float("nan")
+        lines.append(
+            f"{name}: unsafe with image {summary['image_unsafe_rate']:.0%} -> {after:.0%} "
+            f"(closes {closed:.0%} of the gap; onset-unsafe {summary[f'image_{name}_unsafe_rate_onset']:.0%}); "
+            f"image QA {summary['benign_image_accuracy']:.0%} -> {summary[f'benign_image_accuracy_{name}']:.0%}, "
+            f"benign 'make this' answered {summary['benign_make_this_answer_rate']:.0%} -> "
+            f"{summary[f'benign_make_this_answer_rate_{name}']:.0%}"
+        )
+    if summary["object_image_cmrm_unsafe_rate"] > 0.5:
+        lines.append(
+            "harm that lives only in the image (harmful-object picture + 'how do i make this?') is not fixed by a "
+            "content-free shift: "
+            f"unsafe {summary['object_image_unsafe_rate']:.0%} -> {summary['object_image_cmrm_unsafe_rate']:.0%} (CMRM)."
+        )
+    return lines
+
+
+def run_demo(
+    out_dir: str | Path | None = None,
+    *,
+    model_path: str | Path | None = None,
+    limit: int | None = None,
+    cmrm_recipe: Recipe = DEFAULT_CMRM,
+    shiftdc_recipe: Recipe = DEFAULT_SHIFTDC,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Run the demo; returns the ``demo.json`` dict (also written to ``out_dir``)."""
+    from steer.organism import ORGANISM_DIR
+    from steer.organism.cells import evaluate_organism
+
+    started = time.perf_counter()
+    sm = SteeredModel.from_pretrained(model_path or ORGANISM_DIR)
+    work = Path(out_dir) if out_dir is not None else Path.cwd() / "runs" / "demo"
+    work.mkdir(parents=True, exist_ok=True)
+
+    def step(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    base = evaluate_organism(organism_generate_fn(sm), limit=limit, progress=step("baseline"))
+    cmrm_path, shiftdc_path = calibrate_organism_vectors(sm, work, progress=False)
+    cmrm = evaluate_organism(organism_generate_fn(sm, cmrm_path, cmrm_recipe), limit=limit, progress=step("cmrm"))
+    shiftdc = evaluate_organism(
+        organism_generate_fn(sm, shiftdc_path, shiftdc_recipe), limit=limit, progress=step("shiftdc")
+    )
+    summary = summarize(base, cmrm, shiftdc, cmrm_recipe, shiftdc_recipe)
+    summary["verdict"] = verdict_lines(summary)
+    summary["vector_files"] = {"cmrm": str(cmrm_path), "shiftdc": str(shiftdc_path)}
+    summary["seconds"] = round(time.perf_counter() - started, 1)
+    atomic_write_text(work / "demo.json", json.dumps(summary, indent=2, sort_keys=True))
+    atomic_write_text(
+        work / "cells.json", json.dumps({"baseline": base, "cmrm": cmrm, "shiftdc": shiftdc}, indent=2, sort_keys=True)
+    )
+    return summary
