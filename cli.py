@@ -97,6 +97,7 @@ def generate(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
     allow_other_weights: bool = typer.Option(
         False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
     ),
@@ -129,7 +130,7 @@ def generate(
         probe_gate = ProbeGate.load(gate)
         if threshold is not None:
             probe_gate = probe_gate.with_threshold(threshold)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, projector=projector)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, projector=projector, backend=backend)
     if img is not None and not sm.adapter.supports_images:
         raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
     answer = sm.generate(
