@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 gguf = pytest.importorskip("gguf")
 
-import cli  # noqa: E402
+from tests.cli_runner import run_cli  # noqa: E402
 from steer import ShiftVectors  # noqa: E402
 from steer.errors import SteerInputError  # noqa: E402
 from steer.export_gguf import ExportWarning, export_gguf, read_gguf_directions  # noqa: E402
@@ -99,26 +97,15 @@ def test_bad_requests_are_clear_errors(vec_file, tmp_path):
     assert not (tmp_path / "x.gguf").exists()
 
 
-def _run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as ex:
-        code = ex.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
-
-
 def test_cli_export(vec_file, tmp_path, capsys, monkeypatch):
     path, shifts = vec_file
     out = tmp_path / "cli.gguf"
-    code, stdout, stderr = _run_cli(["export", "--format", "gguf", path, out, "--alpha", "1.5"], capsys, monkeypatch)
+    code, stdout, stderr = run_cli(["export", "--format", "gguf", path, out, "--alpha", "1.5"], capsys, monkeypatch)
     assert code == 0, stderr
     assert "wrote" in stdout and "layer 0" in stderr
     got = read_gguf_directions(out)
     np.testing.assert_array_equal(got[4], (-1.5 * shifts[4]).numpy())
-    code, _, stderr = _run_cli(["export", "--format", "onnx", path, out], capsys, monkeypatch)
+    code, _, stderr = run_cli(["export", "--format", "onnx", path, out], capsys, monkeypatch)
     assert code == 2 and "unknown export format" in stderr
-    code, _, stderr = _run_cli(["export", tmp_path / "missing.safetensors", out], capsys, monkeypatch)
+    code, _, stderr = run_cli(["export", tmp_path / "missing.safetensors", out], capsys, monkeypatch)
     assert code == 2 and "not found" in stderr

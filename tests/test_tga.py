@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-import cli
+from tests.cli_runner import run_cli
 from calibration.logit_lens import logit_lens, refusal_token_ids, suggest_band
 from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever
 from calibration.tga import encode_batch, format_tga_prompt, load_tga_data, tga_loss, train_tga_projector
@@ -268,15 +267,6 @@ def test_logit_lens_runs_and_plots(sm, tmp_path):
 
 
 # ---------------------------------------------------------------------- CLI
-def run_cli(args, capsys, monkeypatch):
-    monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
-    code = 0
-    try:
-        cli.main()
-    except SystemExit as ex:
-        code = ex.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_cli_train_tga_then_generate_with_projector(tiny_model_path, tmp_path, capsys, monkeypatch):
