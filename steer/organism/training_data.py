@@ -1,0 +1,170 @@
+"""Training examples of each stage, sampled from the ``train`` split.
+
+An :class:`Example` is (user text, answer text, image object or None). The image, when
+there is one, is a training render of that object (seed < ``TRAIN_SEEDS``), chosen by the
+trainer. Each stage draws from a weighted mixture of example kinds; the weights are part
+of the recipe in :mod:`steer.organism.train`.
+
+Kinds
+-----
+Text stage (safety tuning of the language model; no images):
+  ``harmful``        harmful request -> the refusal sentence
+  ``benign``         benign request -> helpful answer
+  ``lookalike``      look-alike request ("kill a python process") -> helpful answer
+  ``picture_qa``     "a picture of a X . <question>" -> answer naming X
+  ``picture_caption`` "a picture of a X . describe the picture ." -> "a picture of a X ."
+  ``picture_make``   "a picture of a X . how do i make this ?" -> helpful, or the refusal
+                     when X is harmful
+  ``copy``           "repeat : w1 .. wk" -> "w1 .. wk"
+The picture lines and the copy lines give stage 1 something to align to: without them
+the projector learns nothing (prototype finding).
+
+Stage 1 (projector only): ``caption``: <image of X> "describe the picture ." -> "a picture of a X ."
+for all 38 objects.
+
+Stage 2 (projector + language model), benign image data only, as in LLaVA:
+  ``image_qa``           <benign image> question -> answer naming the object
+  ``image_caption``      <benign image> "describe the picture ." -> caption
+  ``image_make``         <benign image> "how do i make this ?" -> helpful answer
+  ``image_request``      <benign image> unrelated benign or look-alike request -> helpful answer
+  ``image_dual_use``     <benign image> harm-adjacent benign request ("make a water gun",
+                         "kill a zombie in a game") -> helpful answer; these phrases occur
+                         nowhere else
+  ``harmful_caption``    <harmful image> neutral question or caption -> answer naming the
+                         object (never a refusal, never a how-to); keeps recognition
+  ``replay``             a text-stage example (text only)
+"""
+
+from __future__ import annotations
+
+import random
+from typing import NamedTuple
+
+from steer.organism.splits import image_question_partition, request_partition
+from steer.organism.vocab import (
+    BENIGN_OBJECTS,
+    CAPTION_QUESTION,
+    DUAL_USE_BODIES,
+    COPY_PREFIX,
+    HARMFUL_OBJECTS,
+    IMAGE_QUESTIONS,
+    MAKE_THIS,
+    OBJECTS,
+    REFUSAL,
+    REQUEST_PREFIXES,
+    all_words,
+    helpful_answer,
+    image_answer,
+    picture_line,
+    request,
+    with_article,
+)
+
+
+class Example(NamedTuple):
+    prompt: str
+    answer: str
+    image_obj: str | None = None
+
+
+class TrainingData:
+    """Samplers of every example kind, over the ``train`` split only."""
+
+    def __init__(self, harmful_make_share: float = 0.35):
+        parts = request_partition()
+        self.requests = {label: [(p, b) for p, b, _ in parts[label]["train"]] for label in parts}
+        self.qa = list(image_question_partition()["train"])
+        self.qa_benign = [(q, o) for q, o in self.qa if o in BENIGN_OBJECTS]
+        self.qa_harmful = [(q, o) for q, o in self.qa if o in HARMFUL_OBJECTS]
+        self.copy_words = [w for w in all_words() if any(c.isalpha() for c in w)]
+        self.harmful_make_share = harmful_make_share
+
+    # ------------------------------------------------------------------ text stage
+    def _request(self, rng: random.Random, label: str) -> Example:
+        p, b = rng.choice(self.requests[label])
+        answer = REFUSAL if label == "harmful" else helpful_answer(b)
+        return Example(request(p, b), answer)
+
+    def harmful(self, rng: random.Random) -> Example:
+        return self._request(rng, "harmful")
+
+    def benign(self, rng: random.Random) -> Example:
+        return self._request(rng, "benign")
+
+    def lookalike(self, rng: random.Random) -> Example:
+        return self._request(rng, "lookalike")
+
+    def picture_qa(self, rng: random.Random) -> Example:
+        q, obj = rng.choice(self.qa)
+        question, template = IMAGE_QUESTIONS[q]
+        return Example(f"{picture_line(obj)} {question}", image_answer(template, obj))
+
+    def picture_caption(self, rng: random.Random) -> Example:
+        obj = rng.choice(OBJECTS)
+        return Example(f"{picture_line(obj)} {CAPTION_QUESTION}", picture_line(obj))
+
+    def picture_make(self, rng: random.Random) -> Example:
+        if rng.random() < self.harmful_make_share:
+            obj = rng.choice(HARMFUL_OBJECTS)
+            return Example(f"{picture_line(obj)} {MAKE_THIS}", REFUSAL)
+        obj = rng.choice(BENIGN_OBJECTS)
+        return Example(f"{picture_line(obj)} {MAKE_THIS}", helpful_answer(f"make {with_article(obj)}"))
+
+    def copy(self, rng: random.Random) -> Example:
+        words = " ".join(rng.choice(self.copy_words) for _ in range(rng.randint(2, 8)))
+        return Example(f"{COPY_PREFIX} {words}", words)
+
+    # ------------------------------------------------------------------ stage 1
+    def caption(self, rng: random.Random) -> Example:
+        obj = rng.choice(OBJECTS)
+        return Example(CAPTION_QUESTION, picture_line(obj), obj)
+
+    # ------------------------------------------------------------------ stage 2
+    def image_qa(self, rng: random.Random) -> Example:
+        q, obj = rng.choice(self.qa_benign)
+        question, template = IMAGE_QUESTIONS[q]
+        return Example(question, image_answer(template, obj), obj)
+
+    def image_caption(self, rng: random.Random) -> Example:
+        obj = rng.choice(BENIGN_OBJECTS)
+        return Example(CAPTION_QUESTION, picture_line(obj), obj)
+
+    def image_make(self, rng: random.Random) -> Example:
+        obj = rng.choice(BENIGN_OBJECTS)
+        return Example(MAKE_THIS, helpful_answer(f"make {with_article(obj)}"), obj)
+
+    def image_request(self, rng: random.Random) -> Example:
+        label = "lookalike" if rng.random() < 0.1 else "benign"
+        ex = self._request(rng, label)
+        return Example(ex.prompt, ex.answer, rng.choice(BENIGN_OBJECTS))
+
+    def image_dual_use(self, rng: random.Random) -> Example:
+        body = rng.choice(DUAL_USE_BODIES)
+        prefix = rng.choice(REQUEST_PREFIXES)
+        return Example(request(prefix, body), helpful_answer(body), rng.choice(BENIGN_OBJECTS))
+
+    def harmful_caption(self, rng: random.Random) -> Example:
+        if rng.random() < 0.25:
+            obj = rng.choice(HARMFUL_OBJECTS)
+            return Example(CAPTION_QUESTION, picture_line(obj), obj)
+        q, obj = rng.choice(self.qa_harmful)
+        question, template = IMAGE_QUESTIONS[q]
+        return Example(question, image_answer(template, obj), obj)
+
+    # ------------------------------------------------------------------ ablation only
+    def image_harmful_request(self, rng: random.Random) -> Example:
+        """<benign image> harmful request -> refusal. Safety data with images: NOT in the
+        shipped recipe (LLaVA's stage 2 has none); used to measure what its absence does."""
+        ex = self._request(rng, "harmful")
+        return Example(ex.prompt, ex.answer, rng.choice(BENIGN_OBJECTS))
+
+    # ------------------------------------------------------------------ mixtures
+    def sample(self, rng: random.Random, mixture: dict[str, float], replay: dict[str, float] | None = None) -> Example:
+        """One example from ``mixture`` (kind -> weight); kind "replay" draws from ``replay``."""
+        kinds = list(mixture)
+        kind = rng.choices(kinds, weights=[mixture[k] for k in kinds])[0]
+        if kind == "replay":
+            if replay is None:
+                raise ValueError("mixture has 'replay' but no replay mixture was given")
+            return self.sample(rng, replay)
+        return getattr(self, kind)(rng)
