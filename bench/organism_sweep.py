@@ -47,13 +47,20 @@ COLUMNS = (
 )
 
 
-def variants(num_layers: int) -> list[tuple[str, Recipe]]:
+def variants(num_layers: int, grid: str = "full") -> list[tuple[str, Recipe]]:
+    """``full``: every alpha x every variant (each layer alone for ``single``) x every position.
+    ``reduced``: every alpha and variant at ``prompt`` positions (single = the last two
+    layers), and alpha 0.5 / 1.0 at ``after_image`` and ``prompt_last`` -- a third of the
+    cost, for a shared 2-core machine."""
     out: list[tuple[str, Recipe]] = []
     for positions in POSITIONS:
-        for alpha in ALPHAS:
+        full_here = grid == "full" or positions == "prompt"
+        alphas = ALPHAS if full_here else (0.5, 1.0)
+        singles = range(num_layers) if grid == "full" else range(max(0, num_layers - 2), num_layers)
+        for alpha in alphas:
             out.append(("cmrm-cumulative", Recipe("cmrm", alpha, positions, "cumulative")))
             out.append(("cmrm-incremental", Recipe("cmrm", alpha, positions, "incremental")))
-            for layer in range(num_layers):
+            for layer in singles if full_here else ():
                 out.append((f"cmrm-single-L{layer}", Recipe("cmrm", alpha, positions, "single", layers=(layer,))))
             out.append(("shiftdc-dataset", Recipe("shiftdc", alpha, positions, "incremental")))
             out.append(("shiftdc-sample", Recipe("shiftdc", alpha, positions, "incremental", level="sample")))
@@ -71,6 +78,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--limit", type=int, default=None, help="items per cell (default: all)")
     parser.add_argument("--model", type=Path, default=ORGANISM_DIR)
+    parser.add_argument("--grid", choices=("full", "reduced"), default="full")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -79,7 +87,7 @@ def main() -> None:
     rows: list[dict] = []
     base = evaluate_organism(organism_generate_fn(sm), limit=args.limit)
     rows.append({"variant": "baseline", "alpha": 0.0, "positions": "-", "schedule": "-", **base})
-    grid = variants(sm.adapter.num_layers)
+    grid = variants(sm.adapter.num_layers, args.grid)
     for i, (name, recipe) in enumerate(grid, 1):
         path = shiftdc_path if recipe.method == "shiftdc" else cmrm_path
         cells = evaluate_organism(organism_generate_fn(sm, path, recipe), limit=args.limit)
@@ -99,7 +107,9 @@ def main() -> None:
     ok = [r for r in rows[1:] if r["image_benign_make_answered"] >= floor_make and r["image_benign_qa_accuracy"] >= floor_qa]
     best = max(ok, key=score) if ok else None
     lines = [
-        f"Command: `python bench/organism_sweep.py --out {args.out}" + (f" --limit {args.limit}" if args.limit else "") + "`",
+        f"Command: `python bench/organism_sweep.py --out {args.out} --grid {args.grid}"
+        + (f" --limit {args.limit}" if args.limit else "")
+        + "`",
         f"({len(rows) - 1} settings + baseline, {time.perf_counter() - started:.0f} s on 2 CPU cores; "
         f"items per cell: {', '.join(f'{k[2:]}={v}' for k, v in base.items() if k.startswith('n_'))})",
         "",

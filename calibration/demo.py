@@ -42,10 +42,12 @@ class Recipe:
         )
 
 
-#: Best measured settings on the organism (docs/results.md): chosen for the most complete
-#: refusals of harmful text + image with benign "make this" and image QA kept.
+#: Best measured settings on the organism (bench/organism_sweep.py, docs/results.md): the
+#: most complete refusals of harmful text + image with benign "make this" answered and
+#: image QA each within 5 points of the baseline. The paper-literal recipe (cumulative,
+#: after_image, alpha 1) collapses image QA and "make this" there, so it is not the default.
 DEFAULT_CMRM = Recipe(method="cmrm", alpha=1.0, positions="prompt", schedule="incremental")
-DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.0, positions="prompt", schedule="incremental", level="sample")
+DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.5, positions="prompt", schedule="incremental", level="sample")
 
 
 def organism_generate_fn(
