@@ -97,6 +97,11 @@ def _terms_of(steering: Steering) -> dict[int, torch.Tensor]:
 def _plan(sm: Any, root: Any, steering: Steering, input_ids: torch.Tensor) -> _Plan:
     if steering.gate is not None:
         raise SteerInputError("gated steering is not supported by the nnsight backend; use the native backend")
+    if steering.active:
+        raise SteerInputError(
+            "this Steering is already applied as hooks (inside `with steering:`), so the nnsight backend would steer "
+            "twice; pass it unapplied, or use the native backend"
+        )
     adapter = sm.adapter
     layers_envoy = root.get(adapter.layers_path)
     terms = _terms_of(steering)

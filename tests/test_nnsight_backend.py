@@ -150,6 +150,16 @@ def test_gated_steering_is_refused(fresh_sm):
         run_forward(sm, sm.build_inputs(PROMPTS, _images(sm)), steering)
 
 
+def test_an_applied_steering_is_not_applied_twice(fresh_sm):
+    from steer.nnsight_backend import run_forward
+
+    sm = fresh_sm("llava")
+    steering = Steering(sm.adapter, {1: torch.ones(sm.adapter.hidden_size)})
+    with steering, pytest.raises(SteerInputError, match="twice"):
+        run_forward(sm, sm.build_inputs(PROMPTS, _images(sm)), steering)
+    assert not steering.active
+
+
 _HAS_BACKEND = "backend" in inspect.signature(SteeredModel.__init__).parameters
 
 
