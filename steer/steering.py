@@ -143,6 +143,7 @@ class Steering:
         self._layout: PromptLayout | None = None
         self._locked = False
         self._mask: torch.Tensor | None = None
+        self._decode_rows: torch.Tensor | None = None  # (B, 1, 1) mask of a generated token, per prompt
         self._row_scale: torch.Tensor | None = None
         self._past = 0
         #: (B,) gate scores of the last prefill (None without a gate)
@@ -172,6 +173,12 @@ class Steering:
         return sorted(self._terms)
 
     @property
+    def terms(self) -> dict[int, torch.Tensor]:
+        """Per-layer prepared tensors: ``(1|B, 1, d)`` deltas (add/subtract, alpha applied)
+        or unit directions (project_out). Read-only view for other backends (nnsight)."""
+        return dict(self._terms)
+
+    @property
     def active(self) -> bool:
         return bool(self._handles)
 
@@ -198,6 +205,7 @@ class Steering:
             self._handles.pop().remove()
         self._mask = None
         self._layout = None
+        self._decode_rows = None
         self._locked = False
         self._row_scale = None
 
@@ -226,12 +234,14 @@ class Steering:
         self._layout = PromptLayout.from_prompt(
             input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
         )
+        self._decode_rows = None
         self._locked = True
         try:
             yield
         finally:
             self._locked = False
             self._layout = None
+            self._decode_rows = None
 
     # ------------------------------------------------------------------ hooks
     def _on_model_forward(self, module: Any, args: tuple, kwargs: dict) -> None:
@@ -256,6 +266,7 @@ class Steering:
                 self._layout = PromptLayout.from_prompt(
                     fake, torch.zeros_like(fake, dtype=torch.bool), self.adapter.supports_images
                 )
+                self._decode_rows = None
             chunk = embeds.shape[1]
         else:
             chunk = input_ids.shape[1]
@@ -263,10 +274,20 @@ class Steering:
                 self._layout = PromptLayout.from_prompt(
                     input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
                 )
+                self._decode_rows = None
         if self._layout is None:
             raise SteerError("steering saw a cached step without its prompt; start generation under the steering")
-        mask = self._layout.chunk_mask(self.positions, past, chunk, kwargs.get("attention_mask"))
-        self._mask = mask.unsqueeze(-1).to(self._dtype)
+        attention_mask = kwargs.get("attention_mask")
+        if chunk == 1 and past >= self._layout.prompt_len:
+            # a cached decode step: a generated token's mask depends only on its row (and on
+            # whether the caller marks it as padding), so the row part is computed once per prompt
+            if self._decode_rows is None:
+                self._decode_rows = self._layout.chunk_mask(self.positions, past, 1, None).unsqueeze(-1).to(self._dtype)
+            rows = self._decode_rows
+            self._mask = rows if attention_mask is None else rows * attention_mask[:, -1:, None]
+        else:
+            mask = self._layout.chunk_mask(self.positions, past, chunk, attention_mask)
+            self._mask = mask.unsqueeze(-1).to(self._dtype)
         self._past = past
         if self.gate is not None and past > 0 and past >= self._layout.prompt_len:
             if self._row_scale is None:
