@@ -88,10 +88,8 @@ class _Plan:
 
 
 def _terms_of(steering: Steering) -> dict[int, torch.Tensor]:
-    terms = getattr(steering, "terms", None)
-    if terms is None:
-        terms = steering._terms  # the engine's precomputed per-layer terms (same tensors => same numbers)
-    return dict(terms)
+    """The engine's precomputed per-layer terms (same tensors => same numbers)."""
+    return steering.terms
 
 
 def _plan(sm: Any, root: Any, steering: Steering, input_ids: torch.Tensor) -> _Plan:
