@@ -91,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     sm = SteeredModel(model, processor)
     adapter = sm.adapter
     layers = None if args.layers is None else [int(x) for x in args.layers.split(",")]
-    from calibration.probe import resolve_layers
+    from calibration.probe import default_layers
+    from steer.steering import normalize_layers
 
-    layers = resolve_layers(adapter, layers)
+    layers = default_layers(adapter) if layers is None else normalize_layers(layers, adapter.num_layers, "probe")
 
     # probe split with unrelated benign-object images (render seeds 500000+: neither training nor eval renders)
     probe_split = get_split("probe")
