@@ -298,28 +298,18 @@ def logit_lens(
 def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
     """Prompts from a ``.jsonl`` / ``.json`` (rows with ``prompt``, or ``text``/``question``)
     or ``.txt`` (one per line) file."""
-    import json
     from pathlib import Path
+
+    from steer.eval.datasets import read_json_rows
 
     source = Path(path)
     if not source.is_file():
         raise SteerInputError(f"prompt file not found: {source}")
-    text = source.read_text(encoding="utf-8-sig")
     if source.suffix.lower() == ".txt":
+        text = source.read_text(encoding="utf-8-sig")
         rows: list[Any] = [line.strip() for line in text.splitlines() if line.strip()]
-    elif source.suffix.lower() == ".json":
-        rows = json.loads(text)
-        if isinstance(rows, dict):
-            rows = rows.get("data") or rows.get("rows") or []
     else:
-        rows = []
-        for i, line in enumerate(text.splitlines()):
-            if not line.strip():
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError as err:
-                raise SteerInputError(f"{source} line {i + 1}: not JSON ({err})") from None
+        rows = read_json_rows(source, "prompt file")
     out = []
     for i, row in enumerate(rows):
         if isinstance(row, str):

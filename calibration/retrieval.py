@@ -19,6 +19,8 @@ own, which keeps the ranking term informative.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import hashlib
 import os
 from dataclasses import dataclass
@@ -52,7 +54,7 @@ class CorpusEntry:
     id: str | None = None
 
 
-class Retriever:
+class Retriever(ABC):
     """Gives the retrieved text ``R`` for each training example.
 
     ``examples`` are objects with ``image`` (path or PIL image), ``caption``, optional
@@ -62,8 +64,9 @@ class Retriever:
 
     name = "retriever"
 
+    @abstractmethod
     def retrieve(self, examples: Sequence[Any]) -> list[str]:
-        raise NotImplementedError
+        """One retrieved text per example."""
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name}

@@ -69,6 +69,7 @@ from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever, Retr
 from steer.adapters.base import ModelAdapter
 from steer.atomic import atomic_path
 from steer.errors import SteerInputError
+from steer.eval.datasets import read_json_rows
 from steer.model import as_adapter
 from steer.steering import normalize_layers
 from steer.images import load_image
@@ -150,21 +151,7 @@ def load_tga_data(source: Any, *, question: str = DEFAULT_QUESTION) -> list[TGAE
         path = Path(source).expanduser()
         if not path.is_file():
             raise SteerInputError(f"TGA data file not found: {path}")
-        text = path.read_text(encoding="utf-8-sig")
-        rows: list[Any]
-        if path.suffix.lower() == ".json":
-            rows = json.loads(text)
-            if not isinstance(rows, list):
-                raise SteerInputError(f"{path}: a .json data file must hold a list of rows")
-        else:
-            rows = []
-            for i, line in enumerate(text.splitlines()):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as err:
-                    raise SteerInputError(f"{path} line {i + 1}: not JSON ({err})") from None
+        rows = read_json_rows(path, "TGA data file")
         examples = [_example(r, f"{path} row {i + 1}", question, path.parent) for i, r in enumerate(rows)]
         name = str(path)
     elif isinstance(source, Sequence) and not isinstance(source, (str, bytes)):

@@ -234,6 +234,31 @@ _MMSB_SCENARIOS = (
 )
 
 
+def read_json_rows(path: Path, what: str = "data file") -> list[Any]:
+    """The rows of a ``.json`` file (a list, or a dict with ``data``/``rows``) or of a
+    ``.jsonl`` file (one JSON value per non-empty line); errors name the file and line."""
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise UserDatasetError(f"{path}: invalid JSON ({exc})") from None
+        if isinstance(rows, dict):
+            rows = rows.get("data") or rows.get("rows") or []
+        if not isinstance(rows, list):
+            raise UserDatasetError(f"{path}: a .json {what} must hold a list of rows")
+        return rows
+    rows = []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            raise UserDatasetError(f"{path} line {i + 1}: not JSON ({exc})") from None
+    return rows
+
+
 def _read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         return list(csv.DictReader(f))
