@@ -27,7 +27,7 @@ from steer.errors import SteerInputError
 from steer.images import load_image
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
-from steer.steering import Steering, check_alpha
+from steer.steering import Steering, check_alpha, normalize_layers
 from steer.vectors import ShiftVectors, as_vectors
 
 _DTYPES = {
@@ -183,7 +183,7 @@ class SteeredModel:
         """A :class:`Steering` for a vector file (not yet applied: use ``with``)."""
         vecs = as_vectors(vectors)
         vecs.check_model(self.adapter, allow_other_weights=allow_other_weights)
-        chosen = vecs.select(self._layers(layers, vecs))
+        chosen = vecs.select(self._layers(layers))
         meta = chosen.metadata
         per_layer = apply_schedule(chosen.to_subtract(method), schedule or meta.get("schedule", "cumulative"))
         return Steering(
@@ -221,11 +221,11 @@ class SteeredModel:
         meta: dict[str, Any] = {}
         if vecs is not None:
             vecs.check_model(self.adapter)
-            vecs = vecs.select(self._layers(layers, vecs))
+            vecs = vecs.select(self._layers(layers))
             meta = vecs.metadata
             chosen = vecs.layers
         elif layers is not None:
-            chosen = self._layers(layers, None)
+            chosen = self._layers(layers)
         else:
             chosen = list(range(self.adapter.num_layers))
         method = method or (vecs.method if vecs is not None else "cmrm")
@@ -248,12 +248,9 @@ class SteeredModel:
             gate=gate,
         )
 
-    def _layers(self, layers: Sequence[int] | None, vecs: ShiftVectors | None) -> list[int] | None:
-        if layers is None:
-            return None
-        from steer.steering import normalize_layer
-
-        return [normalize_layer(l, self.adapter.num_layers) for l in layers]
+    def _layers(self, layers: Sequence[int] | None) -> list[int] | None:
+        """Chosen layers as sorted 0-based indices (None = the vector file's own)."""
+        return None if layers is None else normalize_layers(layers, self.adapter.num_layers)
 
     # ------------------------------------------------------------------ generation
     @torch.inference_mode()
