@@ -118,7 +118,7 @@ def test_reader_errors():
         load_dataset_by_name("harmbench", split="train")
     assert set(DATASET_NAMES) == {
         "figstep", "figstep-tiny", "advbench", "harmbench", "mm-safetybench",
-        "xstest-safe", "xstest-unsafe", "harmless-alpaca",
+        "xstest-safe", "xstest-unsafe", "harmless-alpaca", "organism",
     }
 
 
@@ -318,3 +318,31 @@ def test_user_bad_columns_name_the_row(user_dir):
 def test_eval_item_rejects_bad_label():
     with pytest.raises(ValueError, match="label"):
         EvalItem(id="a", prompt="p", image=None, label="unsafe", category=None, source="s")
+
+
+# ---------------------------------------------------------------------------- organism sets
+def test_organism_splits_load_offline_with_rendered_images(tmp_path, monkeypatch):
+    from steer.eval.runner import load_items
+
+    monkeypatch.setenv("STEER_CACHE", str(tmp_path))
+    full = load_items("organism:image-harmful-text")
+    few = load_items("organism:image_harmful_text", limit=5)
+    assert len(few) == 5 and {it.id for it in few} <= {it.id for it in full}  # ids index the full cell
+    assert all(it.label == "harmful" and it.answer is None for it in full)
+    for it in few:
+        from PIL import Image
+
+        assert it.image.startswith(str(tmp_path)) and Image.open(it.image).size == (32, 32)
+    lookalikes = load_items("organism:text-lookalike")
+    assert lookalikes and all(it.label == "benign" and it.category == "lookalike" and it.image is None for it in lookalikes)
+    probe = load_items("organism:probe")
+    assert {it.label for it in probe} == {"harmful", "benign"}
+    whole = load_items("organism", limit=2)
+    assert len({it.meta["cell"] for it in whole}) == len(whole) // 2  # two per cell, every cell present
+
+
+def test_organism_unknown_split_names_the_choices():
+    from steer.eval.runner import load_items
+
+    with pytest.raises(SteerInputError, match="image-harmful-text"):
+        load_items("organism:nonsense")

@@ -20,6 +20,9 @@ name               items  content
 ``xstest-unsafe``    200  XSTest unsafe contrast prompts (harmful)
 ``harmless-alpaca`` 6266  Alpaca harmless instructions; ``split`` train/val/test (default
                           test: 18793 / 6264 / 6266)
+``organism``         912  the shipped model organism's held-out items (no shared data
+                          needed); ``split`` a cell or anchors/probe/train
+                          (:mod:`steer.eval.organism_data`)
 =================  =====  ================================================================
 
 Notes on the sources:
@@ -408,8 +411,9 @@ _READERS: dict[str, Callable[[Path, str | None, bool], list[EvalItem]]] = {
     "harmless-alpaca": _harmless_alpaca,
 }
 
-#: Names accepted by :func:`load_dataset_by_name`.
-DATASET_NAMES: tuple[str, ...] = tuple(_READERS)
+#: Names accepted by :func:`load_dataset_by_name`; ``organism`` is the shipped model
+#: organism's splits (:mod:`steer.eval.organism_data`), made offline, no shared data needed.
+DATASET_NAMES: tuple[str, ...] = tuple(_READERS) + ("organism",)
 
 
 def load_dataset_by_name(
@@ -427,10 +431,14 @@ def load_dataset_by_name(
     included, is checked against ``manifest.json`` first.
     """
     key = name.strip().lower().replace("_", "-")
-    if key not in _READERS:
+    if key not in DATASET_NAMES:
         raise SteerInputError(f"unknown dataset {name!r}; known: {', '.join(DATASET_NAMES)}")
     if limit is not None and limit < 0:
         raise SteerInputError(f"limit must be >= 0, got {limit}")
+    if key == "organism":
+        from steer.eval.organism_data import organism_items
+
+        return organism_items(split, limit)
     root = Path(data_dir).resolve() if data_dir is not None else shared_data_dir()
     if not root.is_dir():
         raise SharedDataMissingError(f"shared data folder missing: {root}; {_RESTORE_HINT}")
