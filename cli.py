@@ -378,16 +378,14 @@ def probe(
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
     from calibration.probe import fit_probe, transfer_report
-    from steer.eval.datasets import load_user_dataset
+    from steer.eval.runner import load_items
     from steer.gate import check_threshold
     from steer.model import SteeredModel
 
     check_threshold(threshold)
-    items = load_user_dataset(data, default_label="harmful")
+    items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
     unlabelled = [
-        i + 1
-        for i, (a, b) in enumerate(zip(items, load_user_dataset(data, default_label="benign", check_images=False)))
-        if a.label != b.label
+        i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
     ]
     if unlabelled:
         raise SteerInputError(

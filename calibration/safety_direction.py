@@ -63,10 +63,10 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         benign = load_anchors(benign_src, what="benign safety data")
         return harmful, benign, describe_source(harmful_src), describe_source(benign_src)
     if isinstance(safety_data, (str, os.PathLike)):
-        from steer.eval.datasets import load_dataset_by_name, load_user_dataset
+        from steer.eval.runner import load_items
 
         path = os.fspath(safety_data)
-        items = load_user_dataset(path) if os.path.exists(path) else load_dataset_by_name(path)
+        items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)
         if not items:
             raise SteerInputError(f"safety data {path} holds no rows (empty dataset)")
         harmful = [Anchor(it.prompt, None, f"{path} row {i + 1}") for i, it in enumerate(items) if it.label == "harmful"]

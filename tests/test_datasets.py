@@ -346,3 +346,15 @@ def test_organism_unknown_split_names_the_choices():
 
     with pytest.raises(SteerInputError, match="image-harmful-text"):
         load_items("organism:nonsense")
+
+
+def test_labelled_shared_set_feeds_shiftdc_safety_data_and_paths_are_accepted(tmp_path):
+    """`--safety-data organism:probe` / `steer probe --data organism:probe` read labels from a named split."""
+    from calibration.safety_direction import load_safety_sets
+    from steer.eval.runner import load_items
+
+    harmful, benign, h_src, b_src = load_safety_sets("organism:probe")
+    assert len(harmful) == len(benign) == 64 and "label=harmful" in h_src and "label=benign" in b_src
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "hi", "label": "benign"}\n')
+    assert [it.label for it in load_items(rows)] == ["benign"]  # a Path, not only a str

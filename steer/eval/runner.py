@@ -147,7 +147,7 @@ def parse_data_spec(text: str, image_mode: str | None = None) -> DataSpec:
 
 
 def load_items(
-    spec: str | DataSpec,
+    spec: str | os.PathLike | DataSpec,
     limit: int | None = None,
     *,
     image_mode: str | None = None,
@@ -156,7 +156,7 @@ def load_items(
 ) -> list[EvalItem]:
     """Items of a shared set (checked against the shared manifest) or a user file, with the
     image mode applied and at most ``limit`` items."""
-    ds = parse_data_spec(spec, image_mode) if isinstance(spec, str) else spec
+    ds = spec if isinstance(spec, DataSpec) else parse_data_spec(os.fspath(spec), image_mode)
     if ds.source in DATASET_NAMES:
         items = load_dataset_by_name(ds.source, limit, ds.split, data_dir=data_dir)
     else:
