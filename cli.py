@@ -349,7 +349,8 @@ def calibrate(
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
-        ..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' (harmful/benign), optional 'image', 'category'."
+        ..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' (harmful/benign), optional 'image', 'category'; "
+        "or a labelled shared set (e.g. organism:probe)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
     layers: Optional[str] = typer.Option(
