@@ -399,3 +399,23 @@ def test_utility_llm_judge_and_gate_columns_with_a_fake_model():
     assert s.unsafe_rate.rate == pytest.approx(0.5) and s.unsafe_rate_onset.rate == pytest.approx(0.5)
     assert s.unsafe_rate_llm.rate == pytest.approx(0.5) and s.gate_steered_rate == 1.0
     assert [r["llm_label"] for r in s.records] == ["safe", "safe", "safe", "unsafe"]
+
+
+def test_wide_comparison_is_transposed_to_a_row_per_measure():
+    """Many datasets -> one row per measure, one column per variant; the values are the same cells."""
+    from steer.eval.compare import CompareResult, table_grid, to_markdown
+
+    cols = [{"key": f"d{i}|unsafe_rate", "dataset": f"d{i}", "measure": "unsafe_rate", "title": f"d{i} unsafe"}
+            for i in range(10)]
+    rows = [
+        {"variant": name, "settings": {}, "n": {f"d{i}": 4 for i in range(10)}, "tokens_per_s": 2.0,
+         "cells": {c["key"]: {"rate": 0.1 * k, "low": 0.0, "high": 1.0} for k, c in enumerate(cols)}}
+        for name in ("baseline", "cmrm")
+    ]
+    res = CompareResult(["baseline", "cmrm"], [f"d{i}" for i in range(10)], cols, rows)
+    wide, tall = table_grid(res, transpose=False), table_grid(res)
+    assert tall[0] == ["measure", "baseline", "cmrm"] and len(tall) == 1 + len(cols) + 1
+    assert [r[0] for r in tall[1:]] == wide[0][1:]  # every measure (and tokens/s) becomes a row
+    assert all(tall[i][1] == wide[1][i] and tall[i][2] == wide[2][i] for i in range(1, len(tall)))
+    assert "| d3 unsafe | 0.300 [0.00, 1.00] | 0.300 [0.00, 1.00] |" in to_markdown(res)
+    assert table_grid(res, transpose=None)[0][0] == "measure" and len(table_grid(res, transpose=False)[0]) == 12

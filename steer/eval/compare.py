@@ -33,7 +33,7 @@ from steer.eval.datasets import EvalItem
 from steer.eval.judge import judge_refusal
 from steer.eval.runner import EvalSummary, evaluate
 
-__all__ = ["CompareResult", "compare", "plot_compare", "to_markdown"]
+__all__ = ["CompareResult", "compare", "plot_compare", "table_grid", "to_markdown"]
 
 #: (summary attribute, column suffix) per measure, in table order
 MEASURES = (
@@ -168,17 +168,41 @@ def _cell_text(cell: dict | None, ci: bool = True) -> str:
     return f"{cell['rate']:.3f} [{cell['low']:.2f}, {cell['high']:.2f}]"
 
 
-def to_markdown(result: CompareResult, *, command: str | None = None, ci: bool = True) -> str:
-    """The table as Markdown: rows = variants, columns = per-dataset rates and tokens/s."""
+#: above this many measure columns the Markdown table is transposed (a row per measure)
+WIDE_TABLE = 8
+
+
+def table_grid(result: CompareResult, *, ci: bool = True, transpose: bool | None = None) -> list[list[str]]:
+    """The comparison as a grid of strings, header row first.
+
+    Rows are variants and columns the per-dataset measures plus tokens/s; with
+    ``transpose`` (default: when there are more than :data:`WIDE_TABLE` measures and more
+    measures than variants) rows are the measures and columns the variants, which keeps
+    a many-dataset comparison readable on a page or a terminal.
+    """
     head = ["variant"] + [c["title"] for c in result.columns] + ["tokens/s"]
-    lines = [
-        "| " + " | ".join(head) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|",
-    ]
+    body = []
     for row in result.rows:
         tps = row["tokens_per_s"]
         cells = [_cell_text(row["cells"].get(c["key"]), ci) for c in result.columns]
-        lines.append("| " + " | ".join([row["variant"], *cells, "-" if tps is None else f"{tps:.1f}"]) + " |")
+        body.append([row["variant"], *cells, "-" if tps is None else f"{tps:.1f}"])
+    if transpose is None:
+        transpose = len(result.columns) > WIDE_TABLE and len(result.columns) > len(result.rows)
+    if not transpose:
+        return [head, *body]
+    return [["measure"] + [r[0] for r in body]] + [[head[i]] + [r[i] for r in body] for i in range(1, len(head))]
+
+
+def to_markdown(
+    result: CompareResult, *, command: str | None = None, ci: bool = True, transpose: bool | None = None
+) -> str:
+    """The table as Markdown (layout as in :func:`table_grid`), the legend and each variant's settings."""
+    grid = table_grid(result, ci=ci, transpose=transpose)
+    lines = [
+        "| " + " | ".join(grid[0]) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(grid[0]) - 1)) + "|",
+    ]
+    lines += ["| " + " | ".join(r) + " |" for r in grid[1:]]
     out = []
     if command:
         out += ["Command:", "", "```", command, "```", ""]
