@@ -672,6 +672,9 @@ def compare_cmd(
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
     allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
+    html: Optional[Path] = typer.Option(
+        None, "--html", help="Also write a self-contained HTML report here (same as `steer report OUT --html FILE`)."
+    ),
 ) -> None:
     """Run several variants on several datasets: one table (Markdown + JSON) and a bar chart.
 
@@ -706,6 +709,32 @@ def compare_cmd(
         table.add_row(row["variant"], *cells, "-" if tps is None else f"{tps:.1f}")
     console.print(table)
     typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
+    if html is not None:
+        from steer.eval.report import write_report
+
+        typer.echo(f"report: {write_report(out, html)}")
+
+
+@app.command("report")
+def report_cmd(
+    results_dir: Path = typer.Argument(..., help="The --out folder of a `steer compare` run (compare.json, runs/)."),
+    html: Path = typer.Option(Path("report.html"), "--html", help="HTML file to write (atomically)."),
+    sweep_dir: Optional[Path] = typer.Option(None, "--sweep", help="A `steer sweep --out` folder: add its safety/utility frontier."),
+    vectors: Optional[list[Path]] = typer.Option(
+        None, "--vectors", help="Vector file whose per-layer shift norms to plot (repeatable); the compared variants' files are added when they exist."
+    ),
+    samples: int = typer.Option(8, "--samples", min=0, help="Items shown side by side (spread over datasets, harmful and benign)."),
+) -> None:
+    """Build one self-contained HTML report from a compare folder: table, charts, sample answers.
+
+    No network is needed to view it: plots and image thumbnails are embedded, CSS is inline, there are no scripts.
+
+    Example: steer report cmp/ --sweep sweep/ --vectors shift.safetensors --html report.html
+    """
+    from steer.eval.report import write_report
+
+    path = write_report(results_dir, html, sweep_dir=sweep_dir, vectors=vectors or (), n_samples=samples)
+    typer.echo(f"report: {path}")
 
 
 def _band_spec(layers: list[int]) -> str:
