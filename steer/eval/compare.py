@@ -227,7 +227,8 @@ def to_markdown(
 
 
 def plot_compare(result: CompareResult, path: str | os.PathLike) -> Path:
-    """Grouped bar chart: one group per column, one bar per variant, CI whiskers."""
+    """Grouped bar chart: one group per column, one bar per variant, CI whiskers (at most 22 inches
+    wide; above :data:`WIDE_TABLE` columns the onset measures are left to the table)."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -235,9 +236,11 @@ def plot_compare(result: CompareResult, path: str | os.PathLike) -> Path:
     import numpy as np
 
     cols = result.columns
+    if len(cols) > WIDE_TABLE:  # a wide comparison: the onset measures stay in the table, the chart keeps one per kind
+        cols = [c for c in cols if not c["measure"].endswith("_onset")] or cols
     n_var = max(1, len(result.rows))
     width = 0.8 / n_var
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(cols) * max(1, n_var) * 0.45 + 2), 4.8), dpi=120)
+    fig, ax = plt.subplots(figsize=(min(22.0, max(6.0, 1.1 * len(cols) * n_var * 0.45 + 2)), 4.8), dpi=120)
     x = np.arange(len(cols))
     cmap = plt.get_cmap("tab10")
     for i, row in enumerate(result.rows):
