@@ -683,6 +683,7 @@ def compare_cmd(
     Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
     """
     from steer.eval.compare import compare as run_compare
+    from steer.eval.compare import table_grid
     from steer.eval.variants import build_variants, parse_variants
     from steer.model import SteeredModel
 
@@ -698,15 +699,12 @@ def compare_cmd(
         built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
         resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
     )
+    grid = table_grid(result, ci=False)  # a row per measure when there are many datasets
     table = Table(show_header=True, header_style="bold")
-    table.add_column("variant")
-    for c in result.columns:
-        table.add_column(c["title"], justify="right")
-    table.add_column("tokens/s", justify="right")
-    for row in result.rows:
-        cells = ["-" if row["cells"].get(c["key"]) is None else f"{row['cells'][c['key']]['rate']:.3f}" for c in result.columns]
-        tps = row["tokens_per_s"]
-        table.add_row(row["variant"], *cells, "-" if tps is None else f"{tps:.1f}")
+    for i, title in enumerate(grid[0]):
+        table.add_column(title, justify="left" if i == 0 else "right")
+    for row in grid[1:]:
+        table.add_row(*row)
     console.print(table)
     typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
     if html is not None:
