@@ -66,6 +66,7 @@ def walk(command: Any | None = None, prog: str = "steer") -> Iterator[CommandNod
 
 
 def _walk(command: Any, ctx: Any, path: tuple[str, ...]) -> Iterator[CommandNode]:
+    """Recursive step of :func:`walk`; hidden commands are left out as `--help` leaves them out."""
     yield CommandNode(path, command, ctx)
     for name, sub in getattr(command, "commands", {}).items():
         if getattr(sub, "hidden", False):
@@ -171,6 +172,7 @@ def param_type(param: Any, ctx: Any) -> str:
 
 
 def _value_text(value: Any) -> str:
+    """A default as the user would type it (enum values, paths, comma-joined lists)."""
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, Path):

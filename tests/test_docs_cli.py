@@ -10,6 +10,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any, Iterator
 
 import pytest
 import typer
@@ -31,7 +32,7 @@ def _load_generator() -> ModuleType:
     return module
 
 
-def _commands(command, path: tuple[str, ...] = ("steer",)):
+def _commands(command: Any, path: tuple[str, ...] = ("steer",)) -> Iterator[tuple[tuple[str, ...], Any]]:
     """(command path, command) for every visible command, walked independently of the generator."""
     yield path, command
     for name, sub in getattr(command, "commands", {}).items():
@@ -41,6 +42,7 @@ def _commands(command, path: tuple[str, ...] = ("steer",)):
 
 @pytest.fixture(scope="module")
 def cli_md() -> str:
+    """The committed file; a missing one fails with the command that creates it."""
     if not CLI_MD.exists():
         pytest.fail(f"docs/cli.md is missing: create it with `{REGENERATE}`")
     return CLI_MD.read_text(encoding="utf-8")

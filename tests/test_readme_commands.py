@@ -10,6 +10,7 @@ import json
 import re
 import shlex
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -95,7 +96,7 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     )
 
 
-def test_readme_demo_command_runs(tmp_path: Path, capsys, monkeypatch) -> None:
+def test_readme_demo_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """The demo half of set-up command 1, run in-process on a few items per cell."""
     demo_command, _ = _setup_commands()
     parts = _and_parts(demo_command)
@@ -118,7 +119,7 @@ def test_readme_demo_command_runs(tmp_path: Path, capsys, monkeypatch) -> None:
     assert 0.0 <= summary["image_unsafe_rate"] <= 1.0
 
 
-def _resolve(words: list[str]):
+def _resolve(words: list[str]) -> tuple[Any, Any, list[str]]:
     """(command, its context, remaining args) for `steer GROUP... COMMAND args`."""
     root = typer.main.get_command(cli.app)
     command, ctx = root, root.context_class(root, info_name="steer")
