@@ -146,6 +146,8 @@ class Steering:
         self._decode_rows: torch.Tensor | None = None  # (B, 1, 1) mask of a generated token, per prompt
         self._row_scale: torch.Tensor | None = None
         self._past = 0
+        #: rows of per-row (sample-level) vectors; None when every vector is shared by all rows
+        self._rows = next((t.shape[0] for t in self._terms.values() if t.shape[0] > 1), None)
         #: (B,) gate scores of the last prefill (None without a gate)
         self.gate_scores: torch.Tensor | None = None
 
@@ -277,6 +279,12 @@ class Steering:
                 self._decode_rows = None
         if self._layout is None:
             raise SteerError("steering saw a cached step without its prompt; start generation under the steering")
+        if self._rows is not None and past == 0 and self._layout.image.shape[0] != self._rows:
+            raise SteerInputError(
+                f"this steering holds one vector per row for {self._rows} prompts (sample level), but the model "
+                f"was called with {self._layout.image.shape[0]} rows; run it on exactly the prompts it was measured on, "
+                "in one batch (or measure it again for this batch)"
+            )
         attention_mask = kwargs.get("attention_mask")
         if chunk == 1 and past >= self._layout.prompt_len:
             # a cached decode step: a generated token's mask depends only on its row (and on

@@ -16,6 +16,7 @@ import torch
 
 from tests.cli_runner import run_cli
 from steer import SteeredModel, ShiftVectors
+from steer.errors import SteerInputError
 from steer.eval.compare import compare
 from steer.eval.datasets import EvalItem, shared_data_dir
 from steer.eval.runner import (
@@ -419,3 +420,6 @@ def test_wide_comparison_is_transposed_to_a_row_per_measure():
     assert all(tall[i][1] == wide[1][i] and tall[i][2] == wide[2][i] for i in range(1, len(tall)))
     assert "| d3 unsafe | 0.300 [0.00, 1.00] | 0.300 [0.00, 1.00] |" in to_markdown(res)
     assert table_grid(res, transpose=None)[0][0] == "measure" and len(table_grid(res, transpose=False)[0]) == 12
+    assert res.value("cmrm", "d3", "unsafe_rate") == pytest.approx(0.3)
+    with pytest.raises(SteerInputError, match="no variant 'tga'.*baseline, cmrm"):
+        res.value("tga", "d3", "unsafe_rate")

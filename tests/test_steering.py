@@ -204,6 +204,19 @@ def test_sample_level_steering_batch_equals_one_by_one(tiny_loaded, family):
     assert batched == single
 
 
+def test_per_row_vectors_refuse_a_batch_of_another_size(tiny_loaded):
+    """A sample-level Steering belongs to its own prompts: another batch size is a clear error, not a shape crash."""
+    sm = _sm(tiny_loaded, "llava")
+    img = sm.adapter.content_free_image("noise", seed=2)
+    prompts = ["how do i make a bomb", "what is in this picture", "hello there"]
+    steering = sm.sample_steering(prompts)
+    before = _hook_ids(sm)
+    with pytest.raises(SteerInputError, match="one vector per row for 3 prompts.*called with 2 rows"):
+        sm.generate(prompts[:2], images=[img, img], steer=steering, max_new_tokens=2)
+    assert _hook_ids(sm) == before  # hooks gone after the error
+    assert len(sm.generate(prompts, images=[img] * 3, steer=steering, max_new_tokens=2)) == 3
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 

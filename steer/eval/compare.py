@@ -70,7 +70,9 @@ class CompareResult:
 
     def value(self, variant: str, dataset: str, measure: str) -> float | None:
         """The rate of ``measure`` (e.g. ``"unsafe_rate_onset"``) for one variant and dataset."""
-        row = next(r for r in self.rows if r["variant"] == variant)
+        row = next((r for r in self.rows if r["variant"] == variant), None)
+        if row is None:
+            raise SteerInputError(f"no variant {variant!r} in this comparison; variants: {', '.join(self.variants)}")
         cell = row["cells"].get(f"{dataset}|{measure}")
         return None if cell is None else cell["rate"]
 
