@@ -241,7 +241,14 @@ def calibrate(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="e.g. 'auto' to spread a large model over GPUs."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help="e.g. 'auto' to spread a large model over GPUs (needs accelerate)."),
+    positions: str = typer.Option(
+        "after_image", "--positions",
+        help="Default positions stored in the file (generate/eval/compare use it unless told otherwise). "
+        "The defaults here are the paper's recipe; on the organism 'prompt' + --schedule incremental works far better.",
+    ),
+    schedule: str = typer.Option("cumulative", "--schedule", help="Default layer schedule stored in the file: cumulative | incremental | single."),
+    alpha: float = typer.Option(1.0, "--alpha", help="Default alpha stored in the file."),
 ) -> None:
     """Compute per-layer shift vectors (CMRM) or shift + safety directions (ShiftDC).
 
@@ -279,7 +286,9 @@ def calibrate(
                 device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
         torch.distributed.init_process_group(backend=backend)
     from calibration import load_anchors, load_safety_sets
+    from calibration.cmrm import check_recipe
 
+    check_recipe(positions, schedule, alpha)  # a bad stored recipe fails before the model loads
     load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
     if safety_data:
         load_safety_sets(safety_data)
@@ -295,7 +304,7 @@ def calibrate(
     common = dict(
         layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
         max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-        progress=True, keep_checkpoint=True,
+        progress=True, keep_checkpoint=True, positions=positions, schedule=schedule, default_alpha=alpha,
     )
     if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
         console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)

@@ -402,3 +402,15 @@ def test_cli_calibrate_resume_and_inspect(tiny_model_path, tiny_loaded, tmp_path
     assert all("cos_dir" in r and "share_dir" in r and r["separability"] is not None for r in rows)
     result = runner.invoke(cli.app, base + ["--out", str(dc), "--method", "shiftdc"])
     assert isinstance(result.exception, SteerInputError) and "--safety-data" in str(result.exception)
+
+    # the recipe stored in the file: the paper's by default, the user's when given; a bad one fails early
+    assert (vecs.metadata["positions"], vecs.metadata["schedule"]) == ("after_image", "cumulative")
+    tuned = tmp_path / "tuned.safetensors"
+    recipe = ["--positions", "prompt", "--schedule", "incremental", "--alpha", "0.5"]
+    result = runner.invoke(cli.app, base + ["--out", str(tuned), *recipe])
+    assert result.exit_code == 0, result.output
+    meta = ShiftVectors.load(tuned).metadata
+    assert (meta["positions"], meta["schedule"], meta["default_alpha"]) == ("prompt", "incremental", 0.5)
+    result = runner.invoke(cli.app, base + ["--out", str(tmp_path / "bad.safetensors"), "--schedule", "sometimes"])
+    assert isinstance(result.exception, SteerInputError) and "sometimes" in str(result.exception)
+    assert not (tmp_path / "bad.safetensors").exists()
