@@ -227,6 +227,15 @@ def test_sweep_grid_one_row_per_cell(setup, tmp_path):
     finally:
         Variant.__call__ = orig
     assert calls == []
+    # a cell that cannot run (schedule 'single' on a 2-layer set) is refused before any cell runs
+    try:
+        Variant.__call__ = lambda self, p, i=None: calls.append(1) or orig(self, p, i)
+        with pytest.raises(SteerInputError, match="single.*layer set \\[1, 2\\]"):
+            sweep(sm, cmrm, safety_items=safety, out_dir=tmp_path / "bad", max_new_tokens=TOKENS, progress=False,
+                  layer_sets=[(2,), (1, 2)], alphas=[1.0], schedules=["single"])
+    finally:
+        Variant.__call__ = orig
+    assert calls == [] and not (tmp_path / "bad" / "sweep.csv").exists()
 
 
 def test_choose_best_rule():

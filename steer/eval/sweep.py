@@ -357,6 +357,15 @@ def sweep(
         kind = method or ("shiftdc" if vecs.method == "shiftdc" else "cmrm")
         if kind == "shiftdc" and vecs.directions is None:
             raise SteerInputError(f"{vectors} has no safety directions: sweep it with --method cmrm")
+    # a grid cell that cannot run must fail now, not after the cells before it have run
+    default_layers = list(range(sm.adapter.num_layers)) if sample else list(file_meta.get("layers") or [])
+    for layers, sched in itertools.product(layer_sets, schedules):
+        chosen = list(layers) if layers is not None else default_layers
+        if (sched or file_meta.get("schedule") or "incremental") == "single" and len(chosen) != 1:
+            raise SteerInputError(
+                f"schedule 'single' steers one layer, but the layer set {chosen} has {len(chosen)}; "
+                "sweep single layers with --layers each:A-B"
+            )
     out = Path(out_dir) if out_dir is not None else None
     runs = out / "runs" if out is not None else None
 
