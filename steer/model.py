@@ -82,6 +82,13 @@ def load_model_and_processor(
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
     if device_map is not None:
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise SteerInputError(
+                f"device_map={device_map!r} needs the accelerate package, which is not installed: "
+                "pip install accelerate (or drop --device-map and give --device)"
+            )
         kwargs["device_map"] = device_map
     if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
         model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
@@ -117,8 +124,8 @@ def as_adapter(source: Any, purpose: str = "use") -> ModelAdapter:
 class SteeredModel:
     """A model, its processor and its adapter, with steering-aware generation."""
 
-    #: how steering is applied: plain PyTorch hooks, or nnsight tracing (for NDIF remote
-    #: models, vLLM and nnsight's parallelism; same positions, same results)
+    #: how steering is applied: plain PyTorch hooks, or an nnsight trace of the local model
+    #: (same positions, same results; the form nnsight's remote runtimes take, not run remotely here)
     BACKENDS = ("native", "nnsight")
 
     def __init__(

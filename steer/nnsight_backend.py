@@ -1,9 +1,11 @@
 """The same steering as :mod:`steer.steering`, expressed with nnsight's tracing.
 
 The native engine (:class:`steer.steering.Steering`) registers plain PyTorch hooks. This
-backend runs the identical intervention as an nnsight trace body instead, so the code that
-steers is the code nnsight ships to other runtimes (NDIF remote models, vLLM, nnsight's
-tensor parallelism). Per forward pass of the top-level model -- the prefill, each cached
+backend runs the identical intervention as an nnsight trace body instead, written the way
+nnsight's other runtimes (NDIF remote models, vLLM, nnsight's tensor parallelism) take
+intervention code. What is tested is local only: the backend wraps the locally loaded
+model (``NNsight(model)``) and never passes ``remote=True``; running on NDIF would need
+nnsight's hub-id ``LanguageModel``, an API key and a hosted model (docs/real-models.md). Per forward pass of the top-level model -- the prefill, each cached
 decode step, or each full no-cache recomputation -- the trace body
 
 1. reads the top-level model's call (``root.inputs``: ``input_ids``, ``attention_mask``

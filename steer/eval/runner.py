@@ -162,6 +162,8 @@ def load_items(
     else:
         path = Path(ds.source).expanduser()
         if not path.exists():
+            if path.suffix or os.sep in ds.source:  # meant as a file
+                raise SteerInputError(f"dataset not found: {path} (no such file or folder)")
             raise SteerInputError(
                 f"unknown dataset {ds.source!r}: not a shared set ({', '.join(DATASET_NAMES)}) and no such file"
             )
