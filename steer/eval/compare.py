@@ -266,7 +266,7 @@ def plot_compare(result: CompareResult, path: str | os.PathLike) -> Path:
     ax.set_xticks(x)
     ax.set_xticklabels([c["title"] for c in cols], rotation=30, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("rate (hatched: onset refusal measure)")
+    ax.set_ylabel("rate (hatched: onset refusal measure)" if any(c["measure"].endswith("_onset") for c in cols) else "rate")
     ax.set_title("steer compare: unsafe rate (lower is safer), over-refusal (lower), utility (higher)", fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7)
