@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from tests.cli_runner import run_cli
-from steer import SteeredModel, ShiftVectors
+from tests.tiny_models import random_shift_files
+from steer import SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
 from steer.eval.datasets import EvalItem, shared_data_dir
@@ -44,13 +45,10 @@ def setup(tiny_model_path, tiny_loaded, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("eval_harness")
     path = tiny_model_path("llava")
     sm = SteeredModel(*tiny_loaded("llava"))
-    d, n = sm.adapter.hidden_size, sm.adapter.num_layers
+    d = sm.adapter.hidden_size
     gen = torch.Generator().manual_seed(0)
-    shifts = {l: 4 * torch.randn(d, generator=gen) for l in range(n)}
+    cmrm, shiftdc = random_shift_files(sm, tmp, gen)
     fp = sm.adapter.fingerprint()
-    cmrm = ShiftVectors(shifts, None, {"method": "cmrm", "model": fp}).save(tmp / "shift.safetensors")
-    dirs = {l: (v := torch.randn(d, generator=gen)) / v.norm() for l in range(n)}
-    shiftdc = ShiftVectors(shifts, dirs, {"method": "shiftdc", "model": fp}).save(tmp / "shiftdc.safetensors")
     probe = None
     try:
         from steer.gate import ProbeGate

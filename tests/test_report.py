@@ -18,7 +18,7 @@ import pytest
 import torch
 from PIL import Image
 
-from steer import ShiftVectors, SteeredModel
+from steer import SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
 from steer.eval.datasets import EvalItem
@@ -33,6 +33,7 @@ from steer.eval.runner import load_items
 from steer.eval.sweep import sweep
 from steer.eval.variants import build_variants
 from tests.cli_runner import run_cli
+from tests.tiny_models import random_shift_files
 
 TOKENS = 3
 #: elements that never take a closing tag in HTML
@@ -114,13 +115,8 @@ def setup(tiny_model_path, tiny_loaded, data_file, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("report")
     path = tiny_model_path("llava")
     sm = SteeredModel(*tiny_loaded("llava"))
-    d, n = sm.adapter.hidden_size, sm.adapter.num_layers
     gen = torch.Generator().manual_seed(0)
-    shifts = {l: 4 * torch.randn(d, generator=gen) for l in range(n)}
-    fp = sm.adapter.fingerprint()
-    cmrm = ShiftVectors(shifts, None, {"method": "cmrm", "model": fp}).save(tmp / "shift.safetensors")
-    dirs = {l: (v := torch.randn(d, generator=gen)) / v.norm() for l in range(n)}
-    shiftdc = ShiftVectors(shifts, dirs, {"method": "shiftdc", "model": fp}).save(tmp / "shiftdc.safetensors")
+    cmrm, shiftdc = random_shift_files(sm, tmp, gen)
     specs = ["baseline", f"cmrm:{cmrm}@alpha=0.5,layers=1-2", f"shiftdc:{shiftdc}"]
     data_specs = [str(data_file), f"{data_file}@blank"]
     variants = build_variants(specs, sm, max_new_tokens=TOKENS, model_path=path)

@@ -390,3 +390,18 @@ def build_tiny_model(family: str, out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
+
+
+def random_shift_files(sm, folder: Path, gen: torch.Generator) -> tuple[Path, Path]:
+    """A CMRM and a ShiftDC vector file of random shifts (4 x N(0, 1) per layer) and random
+    unit safety directions for ``sm``'s model, drawn from ``gen``: plumbing tests need files
+    whose steering visibly changes answers, not calibrated ones."""
+    from steer.vectors import ShiftVectors
+
+    d, n = sm.adapter.hidden_size, sm.adapter.num_layers
+    shifts = {layer: 4 * torch.randn(d, generator=gen) for layer in range(n)}
+    fp = sm.adapter.fingerprint()
+    cmrm = ShiftVectors(shifts, None, {"method": "cmrm", "model": fp}).save(folder / "shift.safetensors")
+    dirs = {layer: (v := torch.randn(d, generator=gen)) / v.norm() for layer in range(n)}
+    shiftdc = ShiftVectors(shifts, dirs, {"method": "shiftdc", "model": fp}).save(folder / "shiftdc.safetensors")
+    return cmrm, shiftdc
