@@ -602,6 +602,10 @@ def sweep_cmd(
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    level: str = typer.Option(
+        "dataset", "--level",
+        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift).",
+    ),
     utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
@@ -654,7 +658,7 @@ def sweep_cmd(
 
     result = run_sweep(
         sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
-        schedules=schedules, positions=pos_list, method=method, out_dir=out, utility_floor=utility_floor,
+        schedules=schedules, positions=pos_list, method=method, level=level, out_dir=out, utility_floor=utility_floor,
         batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=show,
     )
     typer.echo(result.best_line())

@@ -236,6 +236,23 @@ def test_sweep_grid_one_row_per_cell(setup, tmp_path):
     assert calls == [] and not (tmp_path / "bad" / "sweep.csv").exists()
 
 
+def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
+    """`--level sample` with a ShiftDC file: each cell is the shiftdc-sample variant with the cell's settings."""
+    _, sm, cmrm, shiftdc, *_ = setup
+    safety = load_items("figstep-tiny", 2)
+    res = sweep(sm, shiftdc, safety_items=safety, level="sample", layer_sets=[(1, 2)], alphas=[1.5],
+                schedules=["incremental"], positions=["prompt"], out_dir=tmp_path, max_new_tokens=TOKENS, progress=False)
+    assert [r["method"] for r in res.rows] == ["none", "shiftdc-sample"]
+    cell_run = next((tmp_path / "runs").glob("shiftdc-sample*__safety.jsonl"))
+    texts = [json.loads(line)["response"] for line in cell_run.read_text().splitlines()]
+    spec = f"shiftdc-sample:{shiftdc}@alpha=1.5,layers=1-2,schedule=incremental,positions=prompt"
+    direct = build_variants([spec], sm, max_new_tokens=TOKENS)[0]
+    expected = [row["text"] for row in direct([it.prompt for it in safety], [it.image for it in safety])]
+    assert texts == expected
+    with pytest.raises(SteerInputError, match="need a ShiftDC file"):
+        sweep(sm, cmrm, safety_items=safety, level="sample", alphas=[1.0], max_new_tokens=TOKENS, progress=False)
+
+
 def test_choose_best_rule():
     rows = [
         {"method": "none", "safety": 0.1, "safety_onset": 0.2, "utility": 0.9, "alpha": 0.0, "n_layers": 0},

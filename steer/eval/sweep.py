@@ -297,7 +297,8 @@ def plot_frontier(rows: Sequence[dict], path: str | os.PathLike, *, floor: float
     ax.set_xlim(-0.03, 1.03)
     ax.set_ylim(-0.03, 1.03)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    if ax.get_legend_handles_labels()[0]:  # nothing to label when no cell has a utility value
+        ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     target = Path(path)
     with atomic_path(target) as tmp:
@@ -321,6 +322,7 @@ def sweep(
     schedules: Sequence[str | None] = (None,),
     positions: Sequence[str | None] = (None,),
     method: str | None = None,
+    level: str = "dataset",
     out_dir: str | os.PathLike | None = None,
     utility_floor: float | None = None,
     floor_drop: float = DEFAULT_FLOOR_DROP,
@@ -336,7 +338,8 @@ def sweep(
     """Run the grid (baseline first, then layer sets x schedules x positions x alphas).
 
     ``vectors``: a vector file, or ``"sample"`` for sample-level CMRM.  ``method``: cmrm /
-    shiftdc (default: the file's).  ``out_dir``: where CSV, PNG, JSON and per-cell runs go
+    shiftdc (default: the file's).  ``level="sample"`` with a ShiftDC file sweeps
+    sample-level ShiftDC (each query's own shift projected on the file's directions).  ``out_dir``: where CSV, PNG, JSON and per-cell runs go
     (None: nothing written).  Returns the rows, the utility floor and the best cell.
     """
     if not any(it.label == "harmful" for it in safety_items):
@@ -366,6 +369,20 @@ def sweep(
                 f"schedule 'single' steers one layer, but the layer set {chosen} has {len(chosen)}; "
                 "sweep single layers with --layers each:A-B"
             )
+    if level not in ("dataset", "sample"):
+        raise SteerInputError(f"level must be dataset or sample, got {level!r}")
+    per_query = sample or level == "sample"
+    if sample:
+        base_spec = "cmrm-sample"
+    elif level == "sample":
+        if kind != "shiftdc":
+            raise SteerInputError(
+                "level 'sample' sweeps need a ShiftDC file (sample-level ShiftDC); for sample-level CMRM "
+                "sweep --steer sample"
+            )
+        base_spec = f"shiftdc-sample:{vectors}"
+    else:
+        base_spec = f"{kind}:{vectors}"
     out = Path(out_dir) if out_dir is not None else None
     runs = out / "runs" if out is not None else None
 
@@ -407,7 +424,7 @@ def sweep(
     cell = 0
     for layers, sched, pos, alpha in itertools.product(layer_sets, schedules, positions, alphas):
         cell += 1
-        spec = parse_variant(kind if sample else f"{kind}:{vectors}").with_options(
+        spec = parse_variant(base_spec).with_options(
             alpha=float(alpha), layers=None if layers is None else tuple(layers), schedule=sched, positions=pos,
         )
         variant = Variant(spec, sm, max_new_tokens=max_new_tokens)
@@ -416,7 +433,7 @@ def sweep(
             list(range(sm.adapter.num_layers)) if sample else list(file_meta.get("layers") or [])
         )
         settings = {
-            "method": st.get("method") + ("-sample" if sample else ""),
+            "method": st.get("method") + ("-sample" if per_query else ""),
             "layers": _format_layers(layer_list),
             "n_layers": len(layer_list),
             "alpha": float(alpha),
