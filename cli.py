@@ -259,13 +259,10 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
-    import os
     import time
 
-    import torch
-
     from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
-    from calibration.distributed import barrier, rank_and_world
+    from calibration.distributed import barrier, init_from_env, rank_and_world
     from steer.model import SteeredModel
 
     started = time.perf_counter()
@@ -277,14 +274,7 @@ def calibrate(
         raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
     if out.exists() and out.is_dir():
         raise SteerInputError(f"--out {out} is a folder; give a file path such as {out / 'shift.safetensors'}")
-    world_env = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_env > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if backend == "nccl":
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-            if device is None and device_map is None:
-                device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        torch.distributed.init_process_group(backend=backend)
+    device = init_from_env(device, device_map)  # under torchrun: join the group, one GPU per rank
     from calibration import load_anchors, load_safety_sets
     from calibration.cmrm import check_recipe
 

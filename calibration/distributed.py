@@ -22,6 +22,27 @@ from calibration.accumulator import ProbeStore, ShiftAccumulator
 T = TypeVar("T")
 
 
+def init_from_env(device: str | None, device_map: str | None) -> str | None:
+    """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1).
+
+    NCCL on GPUs (each rank on ``cuda:LOCAL_RANK`` unless ``device`` / ``device_map`` says
+    otherwise), gloo on CPUs. Returns the device this rank should load the model on. A
+    no-op outside torchrun or when a group is already initialised.
+    """
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available() or is_distributed():
+        return device
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local_rank)
+        if device is None and device_map is None:
+            device = f"cuda:{local_rank}"
+    torch.distributed.init_process_group(backend=backend)
+    return device
+
+
 def is_distributed() -> bool:
     return torch.distributed.is_available() and torch.distributed.is_initialized()
 
