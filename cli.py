@@ -33,6 +33,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
+DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
 
 
 def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
@@ -97,6 +98,7 @@ def generate(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
     allow_other_weights: bool = typer.Option(
         False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
@@ -130,7 +132,9 @@ def generate(
         probe_gate = ProbeGate.load(gate)
         if threshold is not None:
             probe_gate = probe_gate.with_threshold(threshold)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, projector=projector, backend=backend)
+    sm = SteeredModel.from_pretrained(
+        model, device=device, dtype=dtype, device_map=device_map, projector=projector, backend=backend
+    )
     if img is not None and not sm.adapter.supports_images:
         raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
     answer = sm.generate(
@@ -241,7 +245,7 @@ def calibrate(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help="e.g. 'auto' to spread a large model over GPUs (needs accelerate)."),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     positions: str = typer.Option(
         "after_image", "--positions",
         help="Default positions stored in the file (generate/eval/compare use it unless told otherwise). "
@@ -512,6 +516,7 @@ def eval_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
 ) -> None:
     """Evaluate one model or steering setting on a dataset: per-item JSONL + summary.
@@ -568,9 +573,9 @@ def eval_cmd(
     llm = _eval_llm_judge(judge, device)
     from steer.model import SteeredModel
 
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
-    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-                      allow_other_weights=allow_other_weights)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
+                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
     err_console.print(f"[bold]{v.describe()}[/bold] on {label} ({len(data_items)} items) -> {out}", highlight=False)
     summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
                        max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
@@ -605,6 +610,7 @@ def sweep_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
 ) -> None:
     """Sweep layer sets x alphas (x schedules x positions): CSV + safety/utility frontier PNG.
 
@@ -629,7 +635,7 @@ def sweep_cmd(
     utility_sets = _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True) if utility_data else {}
     safety_items = [it for items in safety_sets.values() for it in items]
     utility_items = [it for items in utility_sets.values() for it in items]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
     n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
     err_console.print(
@@ -674,6 +680,7 @@ def compare_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
+    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
     html: Optional[Path] = typer.Option(
         None, "--html", help="Also write a self-contained HTML report here (same as `steer report OUT --html FILE`)."
@@ -693,9 +700,9 @@ def compare_cmd(
     specs = parse_variants(variants)
     datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False)
     llm = _eval_llm_judge(judge, device)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
-    built = build_variants(specs, sm, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
-                           allow_other_weights=allow_other_weights, model_path=model)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
+                           max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights, model_path=model)
     for v in built:
         err_console.print(v.describe(), highlight=False)
     result = run_compare(

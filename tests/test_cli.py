@@ -67,6 +67,23 @@ def test_bad_input_gives_one_line_error(llava_setup, capsys, monkeypatch, tmp_pa
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("command", [
+    ["generate", "--prompt", "hi"],
+    ["eval", "--data", "organism:text-harmful", "--limit", "1", "--out", "OUT"],
+    ["compare", "--variants", "baseline", "--data", "organism:text-harmful", "--limit", "1", "--out", "OUT"],
+])
+def test_device_map_without_accelerate_names_the_fix(llava_setup, capsys, monkeypatch, tmp_path, command):
+    """--device-map reaches from_pretrained on every model-loading command; without accelerate the error says what to install."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "accelerate" else real(name, *a))
+    path = llava_setup[0]
+    args = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    code, _, err = run_cli([args[0], "--model", path, *args[1:], "--device-map", "auto"], capsys, monkeypatch)
+    assert code == 2 and "pip install accelerate" in err and "Traceback" not in err
+
+
 def test_text_model_with_image_and_foreign_vectors_are_refused(tiny_model_path, llava_setup, capsys, monkeypatch):
     _, _, vec_path, img_path = llava_setup
     llama = tiny_model_path("llama")

@@ -449,6 +449,7 @@ def build_variant(
     model: str | os.PathLike | None = None,
     device: str | None = None,
     dtype: Any = None,
+    device_map: str | None = None,
     max_new_tokens: int = 64,
     allow_other_weights: bool = False,
     cache: dict | None = None,
@@ -471,7 +472,9 @@ def build_variant(
             from steer.model import SteeredModel
 
             try:
-                target = SteeredModel.from_pretrained(source, device=device, dtype=dtype, projector=spec.path)
+                target = SteeredModel.from_pretrained(
+                    source, device=device, dtype=dtype, device_map=device_map, projector=spec.path
+                )
             except ModuleNotFoundError as err:
                 raise SteerInputError(f"TGA projectors are not supported by this install ({err})") from None
             if cache is not None:
@@ -488,6 +491,7 @@ def build_variants(
     *,
     device: str | None = None,
     dtype: Any = None,
+    device_map: str | None = None,
     max_new_tokens: int = 64,
     allow_other_weights: bool = False,
     model_path: str | os.PathLike | None = None,
@@ -507,7 +511,7 @@ def build_variants(
         from steer.model import SteeredModel
 
         path = model
-        sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+        sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     else:
         sm = model
         path = model_path or getattr(getattr(sm, "model", None), "name_or_path", None)
@@ -516,7 +520,7 @@ def build_variants(
     seen: dict[str, int] = {}
     for spec in parsed:
         v = build_variant(
-            spec, sm, model=path, device=device, dtype=dtype, max_new_tokens=max_new_tokens,
+            spec, sm, model=path, device=device, dtype=dtype, device_map=device_map, max_new_tokens=max_new_tokens,
             allow_other_weights=allow_other_weights, cache=cache,
         )
         n = seen.get(v.label, 0) + 1
