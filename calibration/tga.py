@@ -279,6 +279,14 @@ def encode_batch(
     for key, value in enc.items():
         if key in ("input_ids", "attention_mask") or not torch.is_tensor(value):
             continue
+        if value.shape == enc["input_ids"].shape:
+            # a per-token tensor of the processor (e.g. Qwen2-VL's mm_token_type_ids): re-lay it on the
+            # rebuilt rows, prompt part as the processor made it, answer and padding as plain text (0)
+            relaid = torch.zeros((len(rows), length), dtype=value.dtype)
+            for i in range(len(rows)):
+                kept = value[i][enc["attention_mask"][i].bool()]
+                relaid[i, : kept.numel()] = kept
+            value = relaid
         inputs[key] = value.to(device, dtype) if value.is_floating_point() else value.to(device)
     mask = adapter.image_token_mask(inputs["input_ids"])
     if not bool(mask.any(dim=1).all()):

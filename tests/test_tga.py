@@ -214,6 +214,29 @@ def test_from_pretrained_with_projector_changes_image_outputs_only(trained, tiny
     assert swapped.projector_metadata["layers"] == [1, 2]
 
 
+@pytest.mark.parametrize("family", ["llava_next", "qwen2_vl", "idefics3"])
+def test_tga_trains_and_swaps_on_every_vlm_family(family, tiny_loaded, tiny_model_path, tmp_path):
+    """Two steps move the projector copy, never the base; the artifact loads into a fresh model of the
+    family and changes image outputs only (Qwen2-VL's per-token processor outputs included)."""
+    from steer.projector import projector_module
+
+    sm = SteeredModel(*tiny_loaded(family))
+    before = {k: v.detach().clone() for k, v in projector_module(sm.adapter).state_dict().items()}
+    result = train_tga_projector(sm, _rows(), layers=[1], steps=2, batch_size=2, lr=3e-2, prompt_format=FMT,
+                                 progress=False)
+    assert all(torch.equal(v, projector_module(sm.adapter).state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, before[k]) for k, v in result.projector_state.items())
+    path = result.save(tmp_path / "tga.safetensors")
+    swapped = SteeredModel.from_pretrained(tiny_model_path(family), projector=path)
+    img = _image(7)
+    with torch.no_grad():
+        a = sm.model(**sm.build_inputs(["what is this ?"], [img])).logits
+        b = swapped.model(**swapped.build_inputs(["what is this ?"], [img])).logits
+        ta = sm.model(**sm.build_inputs(["what is this ?"], None)).logits
+        tb = swapped.model(**swapped.build_inputs(["what is this ?"], None)).logits
+    assert not torch.allclose(a, b) and torch.equal(ta, tb)
+
+
 # ---------------------------------------------------------------------- retrieval
 def test_nearest_caption_retrieval_excludes_the_query_image(sm):
     corpus = [{"image": _image(i), "caption": CAPTIONS[i], "id": str(i)} for i in range(4)]
