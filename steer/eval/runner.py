@@ -131,7 +131,7 @@ def parse_data_spec(text: str, image_mode: str | None = None) -> DataSpec:
         raise SteerInputError("empty dataset name")
     mode = image_mode
     src = raw
-    if "@" in raw:
+    if "@" in raw and not Path(raw).expanduser().exists():  # an existing path may itself contain '@'
         src, mode = raw.rsplit("@", 1)
     mode_name, mode_arg = check_image_mode(mode)
     split = None
