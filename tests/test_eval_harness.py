@@ -16,7 +16,7 @@ import torch
 
 from tests.cli_runner import run_cli
 from tests.tiny_models import random_shift_files
-from steer import SteeredModel
+from steer import ShiftVectors, SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
 from steer.eval.datasets import EvalItem, shared_data_dir
@@ -251,6 +251,14 @@ def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
     assert texts == expected
     with pytest.raises(SteerInputError, match="need a ShiftDC file"):
         sweep(sm, cmrm, safety_items=safety, level="sample", alphas=[1.0], max_new_tokens=TOKENS, progress=False)
+    # the up-front 'single' check uses the variant's own schedule: a ShiftDC file whose dataset-level
+    # default is 'single' still sweeps a 2-layer set at sample level (incremental there)
+    single_file = ShiftVectors.load(shiftdc)
+    single_file.metadata["schedule"] = "single"
+    single_path = single_file.save(tmp_path / "single.safetensors")
+    res = sweep(sm, single_path, safety_items=safety[:1], level="sample", layer_sets=[(1, 2)], alphas=[1.0],
+                max_new_tokens=TOKENS, progress=False)
+    assert res.rows[1]["schedule"] == "incremental"
 
 
 def test_choose_best_rule():

@@ -360,15 +360,6 @@ def sweep(
         kind = method or ("shiftdc" if vecs.method == "shiftdc" else "cmrm")
         if kind == "shiftdc" and vecs.directions is None:
             raise SteerInputError(f"{vectors} has no safety directions: sweep it with --method cmrm")
-    # a grid cell that cannot run must fail now, not after the cells before it have run
-    default_layers = list(range(sm.adapter.num_layers)) if sample else list(file_meta.get("layers") or [])
-    for layers, sched in itertools.product(layer_sets, schedules):
-        chosen = list(layers) if layers is not None else default_layers
-        if (sched or file_meta.get("schedule") or "incremental") == "single" and len(chosen) != 1:
-            raise SteerInputError(
-                f"schedule 'single' steers one layer, but the layer set {chosen} has {len(chosen)}; "
-                "sweep single layers with --layers each:A-B"
-            )
     if level not in ("dataset", "sample"):
         raise SteerInputError(f"level must be dataset or sample, got {level!r}")
     per_query = sample or level == "sample"
@@ -383,6 +374,17 @@ def sweep(
         base_spec = f"shiftdc-sample:{vectors}"
     else:
         base_spec = f"{kind}:{vectors}"
+    default_layers = list(range(sm.adapter.num_layers)) if sample else list(file_meta.get("layers") or [])
+    # a grid cell that cannot run must fail now, not after the cells before it have run; the
+    # variant's own settings say which schedule it will use (sample variants have their own default)
+    for layers, sched in itertools.product(layer_sets, schedules):
+        spec = parse_variant(base_spec).with_options(layers=None if layers is None else tuple(layers), schedule=sched)
+        chosen = list(layers) if layers is not None else default_layers
+        if Variant(spec, sm).settings().get("schedule") == "single" and len(chosen) != 1:
+            raise SteerInputError(
+                f"schedule 'single' steers one layer, but the layer set {chosen} has {len(chosen)}; "
+                "sweep single layers with --layers each:A-B"
+            )
     out = Path(out_dir) if out_dir is not None else None
     runs = out / "runs" if out is not None else None
 
@@ -429,9 +431,7 @@ def sweep(
         )
         variant = Variant(spec, sm, max_new_tokens=max_new_tokens)
         st = variant.settings()
-        layer_list = list(layers) if layers is not None else (
-            list(range(sm.adapter.num_layers)) if sample else list(file_meta.get("layers") or [])
-        )
+        layer_list = list(layers) if layers is not None else default_layers
         settings = {
             "method": st.get("method") + ("-sample" if per_query else ""),
             "layers": _format_layers(layer_list),
