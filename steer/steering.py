@@ -146,8 +146,8 @@ class Steering:
         self._decode_rows: torch.Tensor | None = None  # (B, 1, 1) mask of a generated token, per prompt
         self._row_scale: torch.Tensor | None = None
         self._past = 0
-        #: rows of per-row (sample-level) vectors; None when every vector is shared by all rows
-        self._rows = next((t.shape[0] for t in self._terms.values() if t.shape[0] > 1), None)
+        #: rows of per-row (sample-level) ``(B, d)`` vectors, B = 1 included; None when every vector is ``(d,)``
+        self._rows = next((torch.as_tensor(v).shape[0] for v in vectors.values() if torch.as_tensor(v).dim() == 2), None)
         #: (B,) gate scores of the last prefill (None without a gate)
         self.gate_scores: torch.Tensor | None = None
 
