@@ -637,6 +637,7 @@ def prepare_shift(
     null_image: str,
     max_samples: int | None,
     seed: int,
+    schedule: str | None = None,
 ) -> _Prepared:
     _check_options(pool, reduce, null_image)
     adapter = as_adapter(model_or_sm, "calibrate")
@@ -646,6 +647,11 @@ def prepare_shift(
             "calibrate a vision-language model"
         )
     chosen = list(range(adapter.num_layers)) if layers is None else normalize_layers(layers, adapter.num_layers, "calibrate")
+    if schedule == "single" and len(chosen) != 1:  # a stored recipe that could never be applied
+        raise SteerInputError(
+            f"schedule 'single' steers one layer, but {len(chosen)} layers are calibrated; give one layer "
+            "(--layers N) or store another schedule"
+        )
     items = subsample(load_anchors(anchors), max_samples, seed)
     digest = data_sha256(items)
     null = adapter.content_free_image(null_image, seed=seed)
@@ -769,7 +775,7 @@ def calibrate_cmrm(
     default_alpha = check_recipe(positions, schedule, default_alpha)
     prep = prepare_shift(
         model_or_sm, anchors, layers=layers, pool=pool, reduce=reduce, null_image=null_image,
-        max_samples=max_samples, seed=seed,
+        max_samples=max_samples, seed=seed, schedule=schedule,
     )
     phase = shift_phase(prep, reduce, probe_samples, seed)
     signature = base_signature(

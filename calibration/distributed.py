@@ -26,14 +26,15 @@ def init_from_env(device: str | None, device_map: str | None) -> str | None:
     """Join the process group ``torchrun`` describes in the environment (``WORLD_SIZE`` > 1).
 
     NCCL on GPUs (each rank on ``cuda:LOCAL_RANK`` unless ``device`` / ``device_map`` says
-    otherwise), gloo on CPUs. Returns the device this rank should load the model on. A
+    otherwise), gloo on CPUs or when ``device`` is ``cpu``. Returns the device this rank should load the model on. A
     no-op outside torchrun or when a group is already initialised.
     """
     import os
 
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available() or is_distributed():
         return device
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    on_cpu = str(device or "").startswith("cpu")
+    backend = "nccl" if torch.cuda.is_available() and not on_cpu else "gloo"  # NCCL cannot reduce CPU tensors
     if backend == "nccl":
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local_rank)

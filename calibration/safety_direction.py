@@ -208,7 +208,7 @@ def calibrate_shiftdc(
     default_alpha = check_recipe(positions, schedule, default_alpha)
     prep = prepare_shift(
         model_or_sm, anchors, layers=layers, pool=pool, reduce=reduce, null_image=null_image,
-        max_samples=max_samples, seed=seed,
+        max_samples=max_samples, seed=seed, schedule=schedule,
     )
     h, b, h_src, b_src, digest = _prepare_safety(prep.adapter, safety_data, harmful, benign, max_samples, seed)
     phases = [shift_phase(prep, reduce, probe_samples, seed)] + _safety_phases(prep.adapter, prep.layers, h, b)

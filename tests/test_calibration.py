@@ -414,3 +414,19 @@ def test_cli_calibrate_resume_and_inspect(tiny_model_path, tiny_loaded, tmp_path
     result = runner.invoke(cli.app, base + ["--out", str(tmp_path / "bad.safetensors"), "--schedule", "sometimes"])
     assert isinstance(result.exception, SteerInputError) and "sometimes" in str(result.exception)
     assert not (tmp_path / "bad.safetensors").exists()
+    result = runner.invoke(cli.app, base + ["--out", str(tmp_path / "bad.safetensors"), "--schedule", "single"])
+    assert isinstance(result.exception, SteerInputError) and "give one layer" in str(result.exception)
+    assert not (tmp_path / "bad.safetensors").exists()
+
+
+def test_init_from_env_is_a_no_op_outside_torchrun(monkeypatch):
+    """Without WORLD_SIZE > 1 no process group is made and the device passes through unchanged."""
+    import torch.distributed as tdist
+
+    from calibration.distributed import init_from_env
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert init_from_env("cpu", None) == "cpu" and init_from_env(None, None) is None
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert init_from_env("cuda:3", None) == "cuda:3"
+    assert not tdist.is_initialized()
