@@ -10,6 +10,7 @@ of making a report agree.
 from __future__ import annotations
 
 import json
+import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -156,9 +157,11 @@ def test_report_is_self_contained_and_has_every_part(setup, tmp_path):
     assert text.count('class="answer"') == 8 * len(doc["variants"])
     assert "content-free blank image" in page_text and "text only (no image)" in page_text
     assert text.count("data:image/jpeg;base64,") == 6  # red.png x2 as given, 4 blank
-    assert "complete refusal" in page_text or "no refusal" in page_text or "onset refusal only" in page_text
+    assert text.count('class="tag verdict"') == 8 * len(doc["variants"])  # a judge verdict on every answer
     assert out.stat().st_size < 2_000_000
-    assert out.stat().st_mode & 0o044  # shareable: readable as the umask allows, unlike a bare temp file
+    mask = os.umask(0)
+    os.umask(mask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the mode open() would give, not a temp file's 0600
 
 
 def test_samples_are_deterministic_and_spread(setup):
@@ -172,6 +175,26 @@ def test_samples_are_deterministic_and_spread(setup):
     assert choose_samples(run, 0) == []
     with pytest.raises(SteerInputError):
         choose_samples(run, -1)
+
+
+def test_rows_outside_the_comparison_are_left_out(setup, tmp_path):
+    """A resumed --out folder keeps rows of earlier runs and of dropped variants; the report shows only
+    the items and variants the table counts."""
+    import shutil
+
+    cmp = tmp_path / "cmp"
+    shutil.copytree(setup[4], cmp)
+    before = load_compare_dir(cmp)
+    run_file = next((cmp / "runs").glob("*.jsonl"))
+    row = json.loads(run_file.read_text().splitlines()[0])
+    stale = dict(row, id="from-an-earlier-larger-run")
+    dropped = dict(row, variant="a-variant-no-longer-compared")
+    with run_file.open("a") as fh:
+        fh.write(json.dumps(stale) + "\n")
+    (cmp / "runs" / "dropped.jsonl").write_text(json.dumps(dropped) + "\n")
+    after = load_compare_dir(cmp)
+    assert after.rows == before.rows
+    assert all(s.item_id != "from-an-earlier-larger-run" for s in choose_samples(after, 100))
 
 
 def test_thumbnails_for_every_kind_of_image(tmp_path):

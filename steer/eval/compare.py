@@ -66,6 +66,11 @@ class CompareResult:
             "runs": {
                 v: {d: s.as_dict() for d, s in per.items()} for v, per in self.summaries.items()
             },
+            # the items this table counts: a resumed --out folder may hold rows of earlier, larger runs
+            "item_ids": {
+                d: [str(r["id"]) for r in s.records]
+                for d, s in next(iter(self.summaries.values()), {}).items()
+            },
         }
 
     def value(self, variant: str, dataset: str, measure: str) -> float | None:

@@ -37,7 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from steer.atomic import atomic_path
+from steer.atomic import atomic_write_text
+from steer.eval.compare import WIDE_TABLE
 from steer.errors import SteerInputError
 
 __all__ = [
@@ -120,12 +121,20 @@ def load_compare_dir(results_dir: str | os.PathLike) -> CompareRun:
             "rerun `steer compare` to rewrite it"
         )
     run = CompareRun(folder, doc)
+    # only the rows the table counts: files of dropped variants and rows of earlier, larger
+    # runs in the same --out folder (kept there for resuming) are left out
+    wanted_ids = {d: set(ids) for d, ids in (doc.get("item_ids") or {}).items()}
+    variants, datasets = set(run.variants), set(run.datasets)
     runs_dir = folder / "runs"
     if runs_dir.is_dir():
         for path in sorted(runs_dir.glob("*.jsonl")):
             for row in read_results(path):
-                key = (str(row.get("variant")), str(row.get("dataset")))
-                run.rows.setdefault(key, {})[str(row["id"])] = row
+                variant, dataset, iid = str(row.get("variant")), str(row.get("dataset")), row.get("id")
+                if iid is None or variant not in variants or (datasets and dataset not in datasets):
+                    continue
+                if dataset in wanted_ids and str(iid) not in wanted_ids[dataset]:
+                    continue
+                run.rows.setdefault((variant, dataset), {})[str(iid)] = row
     return run
 
 
@@ -620,7 +629,9 @@ def render_report(
         '<section id="table"><h2>Comparison</h2>', _comparison_table(run), "</section>",
         '<section id="chart"><h2>Rates per dataset</h2>',
         _plot(compare_chart_png(run), "grouped bar chart of every rate per variant, with 95% CI whiskers"),
-        '<p class="muted">One group per column, one bar per variant, 95% CI whiskers; onset measures hatched.</p>',
+        '<p class="muted">One group per column, one bar per variant, 95% CI whiskers; '
+        + ("onset measures are in the table only.</p>" if len(run.doc["columns"]) > WIDE_TABLE
+           else "onset measures hatched.</p>"),
         "</section>",
     ]
     # the answers come right after the numbers: they are what the rates count
@@ -677,10 +688,5 @@ def write_report(
     sweep = read_sweep_dir(sweep_dir) if sweep_dir is not None else None
     samples = choose_samples(run, n_samples)
     text = render_report(run, samples=samples, vector_files=vector_files, sweep=sweep)
-    umask = os.umask(0)
-    os.umask(umask)
-    with atomic_path(target) as tmp:  # UTF-8 whatever the locale: prompts are often not ASCII
-        tmp.write_text(text, encoding="utf-8")
-        # a report is made to be shared: the usual file mode, not the temp file's private 0600
-        tmp.chmod(0o666 & ~umask)
+    atomic_write_text(target, text)  # UTF-8 whatever the locale: prompts are often not ASCII
     return target
