@@ -20,20 +20,16 @@ import sys
 from pathlib import Path
 
 from steer.atomic import atomic_write_text
+from steer.eval.organism_data import image_path
 from steer.organism.splits import TRAIN_SEEDS, ImageRef, get_split
 from steer.organism.vocab import BENIGN_OBJECTS
 
 
 def gate_rows(image_dir: Path, seed: int = 0) -> list[dict]:
     rng = random.Random(seed)
-    image_dir.mkdir(parents=True, exist_ok=True)
 
     def image(obj: str) -> str:
-        ref = ImageRef(obj, rng.randrange(TRAIN_SEEDS))
-        path = image_dir / f"{ref.obj}_{ref.seed}.png"
-        if not path.exists():
-            ref.render().save(path)
-        return str(path.resolve())
+        return str(Path(image_path(ImageRef(obj, rng.randrange(TRAIN_SEEDS)), image_dir)).resolve())
 
     rows = []
     for k, it in enumerate(get_split("probe")):

@@ -337,8 +337,10 @@ def test_organism_splits_load_offline_with_rendered_images(tmp_path, monkeypatch
     assert lookalikes and all(it.label == "benign" and it.category == "lookalike" and it.image is None for it in lookalikes)
     probe = load_items("organism:probe")
     assert {it.label for it in probe} == {"harmful", "benign"}
-    whole = load_items("organism", limit=2)
-    assert len({it.meta["cell"] for it in whole}) == len(whole) // 2  # two per cell, every cell present
+    from steer.organism import EVAL_CELLS
+
+    whole = load_items("organism", limit=2)  # for the whole split, limit counts per cell
+    assert {it.meta["cell"] for it in whole} == set(EVAL_CELLS) and len(whole) == 2 * len(EVAL_CELLS)
 
 
 def test_organism_unknown_split_names_the_choices():

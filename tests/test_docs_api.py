@@ -113,6 +113,7 @@ def run_page(page: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> list
     ``# -> ...`` comments, in order. Returns ``(first line, seconds)`` per block.
     """
     monkeypatch.chdir(workdir)
+    monkeypatch.setenv("STEER_CACHE", str(workdir / "cache"))  # organism renders stay in the temp folder
     namespace: dict[str, Any] = {"__name__": f"docs_page_{page.stem}"}
     timings: list[tuple[int, float]] = []
     for block in python_blocks(page.read_text(encoding="utf-8")):

@@ -31,7 +31,7 @@ from steer.atomic import atomic_path
 from steer.errors import SteerInputError
 from steer.eval.datasets import EvalItem
 
-__all__ = ["ORGANISM_DATASET", "organism_image_cache", "organism_items", "organism_split_names"]
+__all__ = ["ORGANISM_DATASET", "image_path", "organism_image_cache", "organism_items", "organism_split_names"]
 
 #: the dataset name under which the organism's splits are offered
 ORGANISM_DATASET = "organism"
@@ -39,8 +39,10 @@ ORGANISM_DATASET = "organism"
 
 def organism_image_cache() -> Path:
     """Folder of rendered organism images (``$STEER_CACHE/organism-images``)."""
+    from steer.organism.images import IMAGES_VERSION
+
     root = os.environ.get("STEER_CACHE") or Path.home() / ".cache" / "steer"
-    return Path(root) / "organism-images"
+    return Path(root) / f"organism-images-v{IMAGES_VERSION}"  # a new renderer never reuses old pictures
 
 
 def organism_split_names() -> tuple[str, ...]:
@@ -50,7 +52,8 @@ def organism_split_names() -> tuple[str, ...]:
     return tuple(SPLIT_NAMES) + tuple(EVAL_CELLS)
 
 
-def _image_path(ref, cache: Path) -> str:
+def image_path(ref, cache: Path) -> str:
+    """Path of the PNG of organism image ``ref`` (an ``ImageRef``) in ``cache``, rendered on first use."""
     path = cache / f"{ref.obj}_{ref.seed}.png"
     if not path.exists():
         with atomic_path(path) as tmp:
@@ -68,8 +71,9 @@ def _spread(items: list, limit: int | None) -> list:
 def organism_items(split: str | None = None, limit: int | None = None) -> list[EvalItem]:
     """The organism's ``split`` (default: the whole ``eval`` split) as :class:`EvalItem`\\ s.
 
-    ``limit`` keeps at most that many items *per cell*, evenly spaced (not the first N:
-    items are ordered by hold-out kind, so the first N would all be of one kind).
+    ``limit`` keeps at most that many items *per cell* (for the whole ``eval`` split too:
+    ``organism`` with limit 5 gives 5 of each of its 9 cells), evenly spaced, not the first
+    N: items are ordered by hold-out kind, so the first N would all be of one kind.
     """
     from steer.organism import EVAL_CELLS, SPLIT_NAMES, get_split
 
@@ -96,7 +100,7 @@ def organism_items(split: str | None = None, limit: int | None = None) -> list[E
                 EvalItem(
                     id=f"organism-{it.split}-{cell_name}-{k:04d}",
                     prompt=it.prompt,
-                    image=None if it.image is None else _image_path(it.image, cache),
+                    image=None if it.image is None else image_path(it.image, cache),
                     label=label,
                     category=cell_name if it.label != "lookalike" else "lookalike",
                     source=ORGANISM_DATASET,
