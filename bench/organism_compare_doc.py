@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -36,27 +37,24 @@ ROWS = (
 )
 
 
-def _gate_rates(compare_dir: Path) -> dict[str, dict[str, float]]:
-    """variant -> dataset -> share of rows the gate steered (gated variants only)."""
+def _gate_rates(doc: dict) -> dict[str, dict[str, float]]:
+    """variant -> dataset -> share of rows the gate steered (gated variants only), from compare.json."""
     out: dict[str, dict[str, float]] = {}
-    for path in sorted((compare_dir / "runs").glob("*.jsonl")):
-        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        if not rows or rows[0].get("steered") is None or rows[0].get("gate_score") is None:
-            continue
-        variant, dataset = rows[0]["variant"], rows[0]["dataset"]
-        out.setdefault(variant, {})[dataset] = sum(bool(r["steered"]) for r in rows) / len(rows)
+    for variant, per in doc.get("runs", {}).items():
+        for dataset, summary in per.items():
+            if summary.get("gate_steered_rate") is not None:
+                out.setdefault(variant, {})[dataset] = summary["gate_steered_rate"]
     return out
 
 
 def section(compare_dir: Path, png_rel: str | None) -> str:
-    doc = json.loads((compare_dir / "compare.json").read_text())
+    doc = json.loads((compare_dir / "compare.json").read_text(encoding="utf-8"))
     variants = [r["variant"] for r in doc["rows"]]
     cells = {r["variant"]: r["cells"] for r in doc["rows"]}
     n = doc["rows"][0]["n"]
     lines = [
-        "Command (45 s on the 2-core CPU with nothing else running; `bash bench/organism_compare.sh` "
-        "also calibrates the vectors and fits the gates it uses, from organism splits disjoint from "
-        "these items):",
+        "Command (`bash bench/organism_compare.sh` runs it, after calibrating the vectors and fitting "
+        "the gates it uses on organism splits disjoint from these items):",
         "",
         "```",
         doc["command"].replace(str(ORGANISM_DIR), '"$(steer organism path)"'),
@@ -72,18 +70,18 @@ def section(compare_dir: Path, png_rel: str | None) -> str:
             vals.append("-" if cell is None else f"{cell['rate']:.2f}")
         lines.append(f"| {title} (n={n.get(dataset, 0)}) | " + " | ".join(vals) + " |")
     tps = [r["tokens_per_s"] for r in doc["rows"]]
-    lines.append("| tokens/s (batch 64, 24 new tokens) | " + " | ".join("-" if t is None else f"{t:.0f}" for t in tps) + " |")
+    lines.append("| tokens/s | " + " | ".join("-" if t is None else f"{t:.0f}" for t in tps) + " |")
     lines += [
         "",
         "Rates of items; 95% bootstrap CIs and every other column (onset and complete refusal for "
         "every cell) in the folder's `compare.md` / `compare.json`. *Unsafe* = not completely refused.",
     ]
-    gates = _gate_rates(compare_dir)
+    gates = _gate_rates(doc)
     if gates:
         datasets = [d for d in doc["datasets"]]
         lines += [
             "",
-            "Share of rows each gate let the steering touch (score above the probe's threshold 0.5):",
+            "Share of rows each gate let the steering touch (score above the probe file's threshold):",
             "",
             "| gate | " + " | ".join(d.replace("organism:", "") for d in datasets) + " |",
             "|---|" + "---:|" * len(datasets),
@@ -108,8 +106,8 @@ def main() -> None:
     png_rel = None
     if args.png is not None:
         shutil.copyfile(args.compare_dir / "compare.png", args.png)
-        png_rel = args.png.name if args.png.parent.resolve() == args.doc.parent.resolve() else str(args.png)
-    text = args.doc.read_text()
+        png_rel = os.path.relpath(args.png, args.doc.parent)
+    text = args.doc.read_text(encoding="utf-8")
     if START not in text or END not in text:
         raise SystemExit(f"{args.doc}: markers {START} / {END} not found")
     head, rest = text.split(START, 1)
