@@ -445,7 +445,9 @@ def probe(
 
 DATA_HELP = (
     "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
-    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]) or a .jsonl/.csv/.json file or datasets folder; "
+    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
+    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
+    "or a .jsonl/.csv/.json file or datasets folder; "
     "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
 )
 IMAGE_MODE_HELP = (
