@@ -14,7 +14,9 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
+from steer.atomic import check_output_dir, check_output_path
 from steer.errors import SteerError, SteerInputError
 
 app = typer.Typer(
@@ -29,8 +31,10 @@ app = typer.Typer(
     rich_markup_mode="rich",
     pretty_exceptions_enable=False,
 )
-console = Console()
-err_console = Console(stderr=True)
+# markup and emoji codes off: paths, prompts and error messages are user text ('[/x]', ':smile:'),
+# never rich markup; styled pieces are built as rich Text
+console = Console(markup=False, emoji=False)
+err_console = Console(stderr=True, markup=False, emoji=False)
 
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
@@ -187,7 +191,7 @@ def inspect(
         return
     meta = vecs.metadata
     model = meta.get("model", {})
-    console.print(f"[bold]{vectors}[/bold]  method={meta.get('method')}  format v{meta.get('format_version')}")
+    console.print(Text.assemble((str(vectors), "bold"), f"  method={meta.get('method')}  format v{meta.get('format_version')}"))
     console.print(
         f"model: {model.get('name_or_path', '?')} ({model.get('model_type', '?')}, d={vecs.hidden_size}, "
         f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})"
@@ -263,6 +267,7 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
+    check_output_path(out)  # a bad output path fails now, not after the work
     import time
 
     from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
@@ -381,6 +386,8 @@ def probe(
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
+    check_output_path(out)  # a bad output path fails now, not after the work
+    plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
     from steer.eval.runner import load_items
     from steer.gate import check_threshold
@@ -527,6 +534,7 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
+    check_output_path(out)  # a bad output path fails now, not after the work
     from steer.eval.runner import evaluate, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
 
@@ -578,7 +586,7 @@ def eval_cmd(
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
                       max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
-    err_console.print(f"[bold]{v.describe()}[/bold] on {label} ({len(data_items)} items) -> {out}", highlight=False)
+    err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
     summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
                        max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
     summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"))
@@ -620,6 +628,7 @@ def sweep_cmd(
 
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
+    check_output_dir(out)  # a bad output path fails now, not after the work
     from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
     from steer.model import SteeredModel
     from steer.positions import check_positions
@@ -694,6 +703,8 @@ def compare_cmd(
 
     Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
     """
+    check_output_dir(out)  # a bad output path fails now, not after the work
+    html is None or check_output_path(html)
     from steer.eval.compare import compare as run_compare
     from steer.eval.compare import table_grid
     from steer.eval.variants import build_variants, parse_variants
@@ -820,6 +831,8 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
+    check_output_path(out)  # a bad output path fails now, not after the work
+    plot is None or check_output_path(plot)
     from calibration.logit_lens import read_prompts
     from calibration.retrieval import NearestCaptionRetriever, read_corpus
     from calibration.tga import load_tga_data, train_tga_projector
@@ -897,6 +910,7 @@ def inspect_layers(
     Decodes each decoder layer's last-token state (and its per-layer change) with the
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
+    plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
     from calibration.logit_lens import logit_lens, read_prompts
     from steer.model import SteeredModel
 
@@ -947,6 +961,7 @@ def export(
     by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
     shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
     """
+    check_output_path(out)  # a bad output path fails now, not after the work
     import warnings
 
     from steer.export_gguf import FORMATS, export_gguf
@@ -961,7 +976,7 @@ def export(
             vectors, out, alpha=parse_alpha(alpha), method=method, schedule=schedule, layers=parse_layers(layers), op=op
         )
     for warning in caught:
-        err_console.print(f"[yellow]warning:[/yellow] {warning.message}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("warning:", "yellow"), f" {warning.message}"), highlight=False, soft_wrap=True)
     console.print(
         f"wrote {summary['path']}: {len(summary['layers'])} direction tensors (layers {summary['layers'][0]}-"
         f"{summary['layers'][-1]}, d={summary['hidden_size']}), {summary['method']}, {summary['op']} "
@@ -1009,6 +1024,7 @@ def demo(
     OUT/demo.json with every number (unsafe rates are 1 - complete refusal; *_onset
     variants use the answer's first words).
     """
+    check_output_dir(out)  # a bad output path fails now, not after the work
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo
@@ -1076,10 +1092,10 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except SteerError as err:
-        err_console.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False, soft_wrap=True)
         sys.exit(2)
     except FileNotFoundError as err:
-        err_console.print(f"[red]error:[/red] file not found: {err.filename or err}", highlight=False)
+        err_console.print(Text.assemble(("error:", "red"), f" file not found: {err.filename or err}"), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
         err_console.print("interrupted", highlight=False)
@@ -1088,15 +1104,24 @@ def main() -> None:
         sys.exit(ex.exit_code)
     except SystemExit:
         raise
-    except Exception as err:  # click usage errors arrive as click exceptions
-        import click
-
-        if isinstance(err, click.exceptions.ClickException):
+    except Exception as err:  # usage errors arrive as click exceptions (typer vendors its own click)
+        if isinstance(err, _click_exception_types()):
             err.show()
             sys.exit(err.exit_code)
-        if isinstance(err, click.exceptions.Abort):
+        if type(err).__name__ == "Abort":
             sys.exit(1)
         raise
+
+
+def _click_exception_types() -> tuple[type, ...]:
+    """ClickException of click and of typer's vendored copy (typer >= 0.2x), whichever exist."""
+    types: list[type] = []
+    for module in ("click.exceptions", "typer._click.exceptions"):
+        try:
+            types.append(__import__(module, fromlist=["ClickException"]).ClickException)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(types)
 
 
 if __name__ == "__main__":

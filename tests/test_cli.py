@@ -106,3 +106,47 @@ def test_parse_layers():
     assert cli.parse_layers(None) is None
     with pytest.raises(Exception, match="cannot read layers"):
         cli.parse_layers("ten")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "Usage:"),
+    (["foo"], "No such command 'foo'"),
+    (["eval", "--model", "x"], "Missing option '--data'"),
+    (["demo", "--limit", "0"], "greater than or equal to 1"),
+    (["organism"], "Missing command"),
+])
+def test_usage_errors_are_messages_not_tracebacks(capsys, monkeypatch, args, message):
+    """typer vendors its own click: its usage errors must still end as click's usage message, exit 2."""
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and message in out + err and "Traceback" not in out + err
+
+
+def test_user_text_is_never_read_as_rich_markup(llava_setup, capsys, monkeypatch, tmp_path):
+    """Paths and messages with '[/x]' or ':smile:' are printed as typed (no MarkupError, no emoji)."""
+    path = llava_setup[0]
+    code, _, err = run_cli(["generate", "--model", path, "--prompt", "hi", "--image", ":smile:[/x].png"], capsys, monkeypatch)
+    assert code == 2 and ":smile:[/x].png" in err and "Traceback" not in err
+
+
+def test_bad_output_paths_fail_before_the_work(llava_setup, capsys, monkeypatch, tmp_path):
+    path = llava_setup[0]
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    code, _, err = run_cli(["calibrate", "--model", path, "--data", "organism:anchors", "--out", afile / "v.safetensors"],
+                           capsys, monkeypatch)
+    assert code == 2 and "is a file, not a folder" in err and "shift" not in err  # no calibration progress shown
+    code, _, err = run_cli(["compare", "--model", path, "--variants", "baseline", "--data", "organism:text-harmful",
+                            "--out", afile], capsys, monkeypatch)
+    assert code == 2 and "takes a folder" in err
+
+
+def test_hub_ids_reach_from_pretrained(monkeypatch):
+    """'org/name' is a hub id, not a missing local path: offline it fails with the loader's reason."""
+    from steer.errors import SteerInputError
+    from steer.model import load_model_and_processor
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(SteerInputError, match="cannot load model 'llava-hf/llava-1.5-7b-hf'"):
+        load_model_and_processor("llava-hf/llava-1.5-7b-hf")
+    with pytest.raises(SteerInputError, match="model path not found: ./nowhere"):
+        load_model_and_processor("./nowhere")
