@@ -25,10 +25,40 @@ def _read_umask() -> int:
 _FILE_MODE = 0o666 & ~_read_umask()
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path, or a :class:`SteerInputError` naming why no file can be written there:
+    the path is a folder, a parent is a file, or the nearest existing folder is not writable.
+    Commands call it before long work so a bad ``--out`` fails in a second, not after an hour."""
+    from steer.errors import SteerInputError
+
+    target = Path(path)
+    if target.is_dir():
+        raise SteerInputError(f"{target} is a folder; give a file path inside it, e.g. {target / target.name}")
+    parent = target.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SteerInputError(f"cannot write {target}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SteerInputError(f"cannot write {target}: no permission to write in {parent}")
+    return target
+
+
+def check_output_dir(path: str | os.PathLike) -> Path:
+    """Like :func:`check_output_path` for an output *folder* (``--out`` of compare, sweep, demo)."""
+    from steer.errors import SteerInputError
+
+    folder = Path(path)
+    if folder.exists() and not folder.is_dir():
+        raise SteerInputError(f"{folder} is a file; --out takes a folder (compare.json, runs/ ... go inside it)")
+    check_output_path(folder / "x")
+    return folder
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is deleted."""
-    target = Path(path)
+    target = check_output_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
