@@ -16,6 +16,7 @@ alpha, method), so a file calibrated with a recipe reproduces it.
 from __future__ import annotations
 
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Sequence
@@ -68,14 +69,15 @@ def load_model_and_processor(
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     source = str(model_id_or_path)
-    looks_local = os.path.sep in source or source.startswith(".") or Path(source).exists()
-    if looks_local and not Path(source).exists():
-        raise SteerInputError(f"model path not found: {source}")
+    if not Path(source).exists() and not _HUB_ID.fullmatch(source):
+        raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
     try:
         config = AutoConfig.from_pretrained(source)
-    except OSError as err:
+    except (OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(
-            f"cannot load model {source!r}: {err}. Give a local model folder, or a hub id on a machine with hub access"
+            f"cannot load model {source!r}: {first}. Give a local model folder (save_pretrained format), "
+            "or a hub id on a machine with hub access"
         ) from None
     kwargs: dict[str, Any] = {}
     torch_dtype = resolve_dtype(dtype)
@@ -90,16 +92,32 @@ def load_model_and_processor(
                 "pip install accelerate (or drop --device-map and give --device)"
             )
         kwargs["device_map"] = device_map
-    if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-        model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-        processor = AutoProcessor.from_pretrained(source)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-        processor = AutoTokenizer.from_pretrained(source)
+    try:
+        if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+            processor = AutoProcessor.from_pretrained(source)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+            processor = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise SteerInputError(f"cannot load the weights of {source!r}: corrupt safetensors file ({err})") from None
     if device is not None and device_map is None:
-        model = model.to(device)
+        try:
+            model = model.to(device)
+        except (RuntimeError, AssertionError) as err:
+            first = str(err).strip().splitlines()[0]
+            raise SteerInputError(f"cannot move the model to device {device!r}: {first}") from None
     model.eval()
     return model, processor
+
+
+#: a hub repo id: ``name`` or ``org/name`` (letters, digits, ``-_.``), never an absolute or ./ path
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
 def as_adapter(source: Any, purpose: str = "use") -> ModelAdapter:
