@@ -24,8 +24,8 @@ its sample schedule or ``incremental``); ``cmrm-sample`` defaults to alpha 1, po
     cmrm:shift.safetensors@alpha=0.5,positions=prompt,schedule=incremental,layers=1-3
 
 In a comma-separated *list* of variants (``parse_variants``) a piece that does not start
-with a variant kind continues the previous one, so options may contain commas; ``;`` also
-separates variants.
+with a variant kind continues the previous one's ``@`` options, so options may contain
+commas; ``;`` also separates variants.
 
 :func:`build_variants` turns specs into :class:`Variant` callables on one shared loaded
 model (loaded once); a ``tga`` variant gets its own model copy with the projector swapped,
@@ -275,7 +275,9 @@ def parse_variants(text: str | Sequence[str]) -> list[VariantSpec]:
             for piece in group.split(","):
                 if not piece.strip():
                     continue
-                if _KIND_RE.match(piece) or not pieces:
+                # a piece continues the previous spec only inside its @options (alpha=1,layers=1-3);
+                # anything else is a spec of its own, so a mistyped kind is reported by name
+                if _KIND_RE.match(piece) or not pieces or "@" not in pieces[-1]:
                     pieces.append(piece.strip())
                 else:
                     pieces[-1] += "," + piece.strip()
