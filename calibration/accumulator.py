@@ -258,7 +258,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         return torch.load(target, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
-    except Exception as err:
+    except Exception as err:  # torch's own message suggests weights_only=False: not safe advice for a stray file
         raise SteerInputError(
-            f"checkpoint {target} is unreadable ({type(err).__name__}: {err}); delete it to start over"
+            f"checkpoint {target} is not a readable steer checkpoint ({type(err).__name__}); delete it to start over"
         ) from None

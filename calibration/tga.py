@@ -64,6 +64,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from calibration.accumulator import load_checkpoint
 from calibration.logit_lens import DEFAULT_HARMFUL_PROMPTS, logit_lens
 from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever, Retriever
 from steer.adapters.base import ModelAdapter
@@ -606,7 +607,9 @@ def train_tga_projector(
 
         ckpt = Path(checkpoint) if checkpoint is not None else None
         if ckpt is not None and ckpt.exists() and resume:
-            state = torch.load(ckpt, map_location="cpu", weights_only=True)
+            state = load_checkpoint(ckpt)
+            if not isinstance(state, dict):
+                raise SteerInputError(f"checkpoint {ckpt} is not a steer TGA checkpoint; delete it to start over")
             if state.get("version") != CHECKPOINT_VERSION or state.get("settings_key") != settings_key:
                 old = state.get("settings") or {}
                 diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))

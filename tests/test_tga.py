@@ -334,3 +334,12 @@ def test_cli_inspect_layers(tiny_model_path, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert "suggested band: --layers" in out and "delta_hit" in out
     assert (tmp_path / "lens.png").exists()
+
+
+def test_corrupt_checkpoint_is_a_one_line_error(sm, tmp_path):
+    """Random bytes where a checkpoint should be: a steer error that says to delete it, not an unpickling traceback."""
+    ckpt = tmp_path / "tga.ckpt"
+    ckpt.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(SteerInputError, match="not a readable steer checkpoint.*delete it"):
+        train_tga_projector(sm, _rows(), layers=[1], steps=1, batch_size=2, prompt_format=FMT, progress=False,
+                            checkpoint=ckpt)
