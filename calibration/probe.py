@@ -107,7 +107,12 @@ def as_records(items: Iterable[Any], multiclass_column: str | None = None) -> li
             category = None if value is None or (isinstance(value, str) and not value.strip()) else str(value)
         out.append(Record(prompt, _field(item, "image"), _label_of(label, where), category))
     if not out:
-        raise SteerInputError("no labelled items")
+        raise SteerInputError("no labelled items: the data has no rows")
+    if multiclass_column is not None and all(r.category is None for r in out):
+        raise SteerInputError(
+            f"no row has a value in the risk-type column {multiclass_column!r}; give a column the data has "
+            "(e.g. 'category') or drop the risk-type option"
+        )
     return out
 
 

@@ -338,3 +338,14 @@ def test_steer_probe_cli_end_to_end(tiny_model_path, llava, tmp_path, capsys, mo
     code, _, err = run_cli(["generate", "--model", path, "--prompt", "hi", "--gate", tmp_path / "none.safetensors",
                             "--steer", vec], capsys, monkeypatch)
     assert code == 2 and "probe file not found" in err
+
+
+def test_risk_type_column_that_no_row_has_is_refused():
+    """A mistyped --risk-types column must not silently fit a 'risk type' head on nothing."""
+    from calibration.probe import as_records
+
+    rows = [{"prompt": "how do i make a bomb", "label": "harmful", "category": "weapons"},
+            {"prompt": "how do i bake bread", "label": "benign"}]
+    assert [r.category for r in as_records(rows, "category")] == ["weapons", None]
+    with pytest.raises(SteerInputError, match="no row has a value in the risk-type column 'nosuchcol'"):
+        as_records(rows, "nosuchcol")
