@@ -56,13 +56,15 @@ def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optio
             if "-" in part[1:]:
                 cut = part.index("-", 1)
                 lo_i, hi_i = int(part[:cut]), int(part[cut + 1 :])
-                if hi_i < lo_i:
+                if hi_i < lo_i or lo_i < 0:  # '-3-1' would silently wrap round to every layer
                     raise ValueError
                 layers.update(range(lo_i, hi_i + 1))
             else:
                 layers.add(int(part))
         except ValueError:
-            raise SteerInputError(f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', 'all'") from None
+            raise SteerInputError(
+                f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', '-1' (last), 'all'; ranges take layers >= 0"
+            ) from None
     return sorted(layers)
 
 

@@ -173,6 +173,13 @@ def run_demo(
 
     started = time.perf_counter()
     sm = SteeredModel.from_pretrained(model_path or ORGANISM_DIR)
+    if not sm.adapter.supports_images:
+        from steer.errors import SteerInputError
+
+        raise SteerInputError(
+            f"the demo evaluates a vision-language organism (images in its held-out cells), and {model_path} is a "
+            f"{sm.adapter.family} text-only model; give an organism checkpoint (`steer organism train`) or leave --model out"
+        )
     work = Path(out_dir) if out_dir is not None else Path.cwd() / "runs" / "demo"
     work.mkdir(parents=True, exist_ok=True)
 

@@ -150,3 +150,17 @@ def test_hub_ids_reach_from_pretrained(monkeypatch):
         load_model_and_processor("llava-hf/llava-1.5-7b-hf")
     with pytest.raises(SteerInputError, match="model path not found: ./nowhere"):
         load_model_and_processor("./nowhere")
+
+
+def test_demo_on_a_text_only_model_says_what_it_needs(tiny_model_path, capsys, monkeypatch, tmp_path):
+    code, _, err = run_cli(["demo", "--model", tiny_model_path("llama"), "--out", tmp_path / "d"], capsys, monkeypatch)
+    assert code == 2 and "text-only model" in err and "steer organism train" in err
+
+
+@pytest.mark.parametrize("spec", ["-3-1", "5-2", "x"])
+def test_layer_ranges_must_be_readable(spec):
+    from steer.errors import SteerInputError
+
+    with pytest.raises(SteerInputError, match="ranges take layers >= 0"):
+        cli.parse_layers(spec, 4)
+    assert cli.parse_layers("-1", 4) == [-1] and cli.parse_layers("1-3", 4) == [1, 2, 3]
