@@ -895,7 +895,10 @@ def train_tga(
 @app.command("inspect-layers")
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(..., "--data", "-d", help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per line)."),
+    data: Path = typer.Option(
+        ..., "--data", "-d",
+        help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per line), or a shared set (advbench, organism:text-harmful).",
+    ),
     benign: Optional[Path] = typer.Option(
         None, "--benign", help="Benign prompts as a control: the band then uses harmful-minus-benign hit rates."
     ),

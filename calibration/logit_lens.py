@@ -297,14 +297,19 @@ def logit_lens(
 
 def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
     """Prompts from a ``.jsonl`` / ``.json`` (rows with ``prompt``, or ``text``/``question``)
-    or ``.txt`` (one per line) file."""
+    or ``.txt`` (one per line) file, or the prompts of a shared set (``advbench``,
+    ``organism:text-harmful``, ...; images are not used: the lens reads text prompts)."""
     from pathlib import Path
 
-    from steer.eval.datasets import read_json_rows
+    from steer.eval.datasets import DATASET_NAMES, read_json_rows
 
     source = Path(path)
     if not source.is_file():
-        raise SteerInputError(f"prompt file not found: {source}")
+        if str(path).split(":", 1)[0].strip().lower().replace("_", "-") in DATASET_NAMES:
+            from steer.eval.runner import load_items
+
+            return [it.prompt for it in load_items(str(path))]
+        raise SteerInputError(f"prompt file not found: {source} (give a .jsonl/.txt file or a shared set name)")
     if source.suffix.lower() == ".txt":
         text = source.read_text(encoding="utf-8-sig")
         rows: list[Any] = [line.strip() for line in text.splitlines() if line.strip()]
