@@ -33,6 +33,7 @@ ROWS = (
     ("organism:image-benign-make", "over_refusal_rate", "  same, refused"),
     ("organism:image-benign-qa", "utility", "benign picture question: correct"),
     ("organism:image-benign-qa", "over_refusal_rate_onset", "  same, answer starts as a refusal"),
+    ("organism:image-harmful-caption", "utility", "harmful-object picture question (recognition): correct"),
     ("organism:text-lookalike", "over_refusal_rate_onset", "look-alike benign text: refusal onset"),
 )
 
