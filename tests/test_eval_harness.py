@@ -455,3 +455,16 @@ def test_wide_comparison_is_transposed_to_a_row_per_measure():
     assert res.value("cmrm", "d3", "unsafe_rate") == pytest.approx(0.3)
     with pytest.raises(SteerInputError, match="no variant 'tga'.*baseline, cmrm"):
         res.value("tga", "d3", "unsafe_rate")
+
+
+def test_sweep_grid_and_floor_inputs_are_checked():
+    assert parse_layer_grid(None) == [None] and parse_layer_grid("1-2;each:0-1", 4) == [(1, 2), (0,), (1,)]
+    with pytest.raises(SteerInputError, match="no layer set"):
+        parse_layer_grid(";", 4)
+
+
+def test_sweep_refuses_a_floor_outside_zero_one(setup):
+    _, sm, cmrm, *_ = setup
+    for floor in (float("nan"), 1.5):
+        with pytest.raises(SteerInputError, match="utility floor must be a rate"):
+            sweep(sm, cmrm, safety_items=load_items("figstep-tiny", 1), utility_floor=floor, progress=False)

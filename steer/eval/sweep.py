@@ -149,7 +149,9 @@ def parse_layer_grid(text: str | None, num_layers: int | None = None) -> list[tu
             out.extend((l,) for l in layers)
         else:
             out.append(tuple(layers))
-    return out or [None]
+    if not out:  # e.g. ';' alone: say so rather than sweep the file's layers unasked
+        raise SteerInputError(f"no layer set in {text!r}: use e.g. '4-12;8-12', 'each:4-12', or leave --layers out")
+    return out
 
 
 @dataclass
@@ -362,6 +364,8 @@ def sweep(
             raise SteerInputError(f"{vectors} has no safety directions: sweep it with --method cmrm")
     if level not in ("dataset", "sample"):
         raise SteerInputError(f"level must be dataset or sample, got {level!r}")
+    if utility_floor is not None and not 0.0 <= utility_floor <= 1.0:  # NaN fails this too
+        raise SteerInputError(f"utility floor must be a rate in [0, 1], got {utility_floor}")
     per_query = sample or level == "sample"
     if sample:
         base_spec = "cmrm-sample"
