@@ -283,8 +283,6 @@ def calibrate(
         raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
     if method == "cmrm" and safety_data:
         raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
-    if out.exists() and out.is_dir():
-        raise SteerInputError(f"--out {out} is a folder; give a file path such as {out / 'shift.safetensors'}")
     device = init_from_env(device, device_map)  # under torchrun: join the group, one GPU per rank
     from calibration import load_anchors, load_safety_sets
     from calibration.cmrm import check_recipe

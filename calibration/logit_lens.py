@@ -305,10 +305,11 @@ def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
 
     source = Path(path)
     if not source.is_file():
-        if str(path).split(":", 1)[0].strip().lower().replace("_", "-") in DATASET_NAMES:
-            from steer.eval.runner import load_items
+        from steer.eval.runner import load_items, parse_data_spec
 
-            return [it.prompt for it in load_items(str(path))]
+        spec = parse_data_spec(str(path))  # the harness's own reading of 'name[:split][@mode]'
+        if spec.source in DATASET_NAMES:
+            return [it.prompt for it in load_items(spec)]
         raise SteerInputError(f"prompt file not found: {source} (give a .jsonl/.txt file or a shared set name)")
     if source.suffix.lower() == ".txt":
         text = source.read_text(encoding="utf-8-sig")

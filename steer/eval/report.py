@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from steer.atomic import atomic_write_text
+from steer.atomic import atomic_write_text, check_output_path
 from steer.eval.compare import WIDE_TABLE
 from steer.errors import SteerInputError
 
@@ -676,9 +676,7 @@ def write_report(
     (``auto_vectors=False`` plots only these).  ``sweep_dir``: a ``steer sweep --out``
     folder whose frontier to include.  ``n_samples``: items shown side by side.
     """
-    target = Path(html_path)
-    if target.is_dir():
-        raise SteerInputError(f"--html {target} is a folder; give a file path such as {target / 'report.html'}")
+    target = check_output_path(html_path)  # before any work: a folder, a file as parent, no permission
     run = load_compare_dir(results_dir)
     explicit = list(vectors)
     if auto_vectors:
