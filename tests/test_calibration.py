@@ -268,7 +268,11 @@ def test_shiftdc_directions_are_unit_and_model_checked(tiny_loaded, tmp_path):
 
 
 # ---------------------------------------------------------------------------- inputs
-def test_sources_image_folder_and_shared_sets(tiny_loaded, tmp_path):
+def test_sources_image_folder_and_shared_sets(tiny_loaded, tmp_path, monkeypatch):
+    from tests.shared_data import FIXTURE
+
+    monkeypatch.setenv("STEER_SHARED_DATA", str(FIXTURE))  # the committed stand-in: 4 advbench rows
+    monkeypatch.setenv("STEER_CACHE", str(tmp_path / "cache"))
     sm = _sm(tiny_loaded, "llava")
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -284,7 +288,7 @@ def test_sources_image_folder_and_shared_sets(tiny_loaded, tmp_path):
     with pytest.raises(SteerInputError, match="2 prompts for 3 images"):
         load_anchors(folder)
     shared = load_anchors("advbench")
-    assert len(shared) == 520 and shared[0].image is None and "advbench row 1" in shared[0].where
+    assert len(shared) == 4 and shared[0].image is None and "advbench row 1" in shared[0].where
     vecs = calibrate_cmrm(sm, "advbench", max_samples=3, layers=[1], progress=False)
     assert vecs.layers == [1] and vecs.metadata["n_samples"] == 3
 

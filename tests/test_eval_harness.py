@@ -1,8 +1,8 @@
 """Evaluation harness: runner, resume, sweep grid, compare table, CLI, CIs.
 
-Runs end to end on the tiny random-weight LLaVA with the real shared data
-(``../shared/data``: figstep-tiny, xstest-safe, advbench), a few items each. The
-numbers are meaningless; the plumbing is real.
+Runs end to end on the tiny random-weight LLaVA with named sets read from the committed
+fixture (``tests/data/shared``: figstep-tiny, xstest-safe, advbench in their upstream
+formats), a few items each. The numbers are meaningless; the plumbing is real.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from tests.tiny_models import random_shift_files
 from steer import ShiftVectors, SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
-from steer.eval.datasets import EvalItem, shared_data_dir
+from steer.eval.datasets import EvalItem
 from steer.eval.runner import (
     apply_image_mode,
     evaluate,
@@ -32,9 +32,14 @@ from steer.eval.runner import (
 from steer.eval.sweep import choose_best, parse_alpha_grid, parse_layer_grid, sweep
 from steer.eval.variants import Variant, build_variants, parse_variant, parse_variants, text_fn
 
-pytestmark = pytest.mark.skipif(
-    not (shared_data_dir() / "manifest.json").exists(), reason="shared data (../shared/data) not present"
-)
+from tests.shared_data import FIXTURE, fixture_data
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _fixture_data(tmp_path_factory):
+    """Named sets come from the committed fixture here, whatever the machine has."""
+    with fixture_data(tmp_path_factory.mktemp("steer_cache")):
+        yield
 
 TOKENS = 4
 
@@ -381,10 +386,11 @@ def test_cli_reports_manifest_mismatch(setup, tmp_path, capsys, monkeypatch):
     path, *_ = setup
     fake = tmp_path / "shared"
     (fake / "xstest").mkdir(parents=True)
-    shutil.copy(shared_data_dir() / "manifest.json", fake / "manifest.json")
-    src = (shared_data_dir() / "xstest" / "xstest_prompts.csv").read_text(encoding="utf-8")
-    (fake / "xstest" / "xstest_prompts.csv").write_text(src.replace("kill", "hug", 1), encoding="utf-8")
+    shutil.copy(FIXTURE / "manifest.json", fake / "manifest.json")
+    src = (FIXTURE / "xstest" / "xstest_prompts.csv").read_text(encoding="utf-8")
+    (fake / "xstest" / "xstest_prompts.csv").write_text(src.replace("stop", "hug", 1), encoding="utf-8")
     monkeypatch.setenv("STEER_SHARED_DATA", str(fake))
+    monkeypatch.setattr("steer.data.locate.project_shared_dir", lambda: tmp_path / "no-shared")  # nor ../shared
     args = ["eval", "--model", path, "--data", "xstest-safe", "--limit", 1, "--out", tmp_path / "r.jsonl"]
     code, _, err = run_cli(args, capsys, monkeypatch)
     assert code == 2

@@ -141,6 +141,11 @@ def fetch_file(entry: FileEntry, root: Path, base: str, progress: bool = True) -
     url = upstream_url(entry.path, base)
     _download(entry, url, part, progress)
     size = part.stat().st_size
+    if size < entry.bytes:  # the connection ended early: keep the part, the next fetch resumes it
+        raise FetchError(
+            f"cannot download {url}: the connection closed after {size} of {entry.bytes} bytes;"
+            " run the fetch again to resume"
+        )
     actual = sha256_file(part)
     if size != entry.bytes or actual != entry.sha256:
         part.unlink()

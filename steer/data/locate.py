@@ -106,3 +106,29 @@ def find_set(name: str, data_dir: str | os.PathLike | None = None) -> Location |
         if has_set(loc.root, name):
             return loc
     return None
+
+
+@dataclass(frozen=True)
+class SetStatus:
+    """One row of ``steer data list``."""
+
+    name: str
+    items: str
+    what: str
+    licence: str
+    non_commercial: bool
+    megabytes: float
+    location: Location | None
+
+
+def set_statuses(data_dir: str | os.PathLike | None = None) -> list[SetStatus]:
+    """Every fetchable set: documented size, licence, and where it would be read from now."""
+    from steer.data.registry import FOLDERS, files_of_set
+
+    rows = []
+    for name, spec in SETS.items():
+        folder = FOLDERS[spec.folder]
+        size = sum(e.bytes for e in files_of_set(name)) / 1e6
+        rows.append(SetStatus(name, spec.items, spec.what, folder.licence, folder.non_commercial, size,
+                              find_set(name, data_dir)))
+    return rows

@@ -120,7 +120,7 @@ FOLDERS: dict[str, Folder] = {f.name: f for f in (
     Folder(
         "harmless-alpaca", "andyrdt/refusal_direction", "9d852fae1a9121c78b29142de733cb1340770cc3",
         (("LICENSE", "LICENSE"), ("", "dataset/splits/")),
-        licence="Apache-2.0 (repository); text from Stanford Alpaca, CC-BY-NC-4.0", non_commercial=True,
+        licence="CC-BY-NC-4.0 (Alpaca text; code Apache-2.0)", non_commercial=True,
     ),
 )}
 

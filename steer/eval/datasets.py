@@ -52,7 +52,6 @@ Notes on the sources:
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -133,8 +132,8 @@ class EvalItem:
 # --------------------------------------------------------------------------------------
 
 _RESTORE_HINT = (
-    "restore ../shared/data (the offline dataset copies next to the project root; see"
-    f" its README.md) or set {ENV_VAR} to a complete copy"
+    "download it again with `steer data fetch NAME`, restore ../shared/data, or set"
+    f" {ENV_VAR} to a complete copy"
 )
 
 
@@ -146,36 +145,29 @@ def project_root() -> Path:
 def shared_data_dir() -> Path:
     """``$STEER_SHARED_DATA`` if set, else ``<project root>/../shared/data``.
 
-    The path is returned even if it does not exist; readers then raise
-    :class:`SharedDataMissingError` naming it.
+    The first two places named sets are looked for; the fetch cache
+    (:func:`steer.data.fetch.data_cache_dir`) comes after them (:mod:`steer.data.locate`).
+    The path is returned even if it does not exist.
     """
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser().resolve()
-    return (project_root().parent / "shared" / "data").resolve()
+    from steer.data.locate import project_shared_dir
+
+    return project_shared_dir()
 
 
-_MANIFEST_CACHE: dict[tuple[str, int], dict[str, dict[str, Any]]] = {}
 _HASH_CACHE: dict[tuple[str, int, int], str] = {}
 
 
-def _load_manifest(data_dir: Path) -> dict[str, dict[str, Any]]:
-    path = data_dir / "manifest.json"
+def _load_manifest(data_dir: Path) -> dict[str, Any]:
+    """The folder's ``manifest.json`` entries, or the registry's pinned hashes when it has none."""
+    from steer.data.locate import location_entries
+
     try:
-        stat = path.stat()
-    except FileNotFoundError:
-        raise SharedDataMissingError(
-            f"shared data manifest missing: {path}; {_RESTORE_HINT}"
-        ) from None
-    key = (str(path), stat.st_mtime_ns)
-    if key not in _MANIFEST_CACHE:
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-            entries = {e["path"]: e for e in doc["files"]}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SharedDataIntegrityError(f"unreadable manifest {path}: {exc}; {_RESTORE_HINT}") from None
-        _MANIFEST_CACHE[key] = entries
-    return _MANIFEST_CACHE[key]
+        return location_entries(data_dir)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SharedDataIntegrityError(f"unreadable manifest {data_dir / 'manifest.json'}: {exc}") from None
 
 
 def _sha256(path: Path) -> str:
@@ -183,43 +175,47 @@ def _sha256(path: Path) -> str:
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     cached = _HASH_CACHE.get(key)
     if cached is None:
-        h = hashlib.sha256()
-        with path.open("rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        cached = h.hexdigest()
+        from steer.data.fetch import sha256_file
+
+        cached = sha256_file(path)
         _HASH_CACHE[key] = cached
     return cached
 
 
-def verify_manifest(paths: Iterable[str | Path], data_dir: str | Path | None = None) -> None:
-    """Check the SHA-256 of each file in ``paths`` against ``manifest.json``.
+def verify_manifest(
+    paths: Iterable[str | Path], data_dir: str | Path | None = None, *, hint: str = _RESTORE_HINT
+) -> None:
+    """Check the SHA-256 of each file in ``paths`` against the folder's ``manifest.json``
+    (or, for a folder without one such as the fetch cache, the registry's pinned hashes).
 
-    ``paths`` are relative to the shared data folder (or absolute paths inside it).
-    Raises :class:`SharedDataMissingError` for a missing file or manifest and
+    ``paths`` are relative to the data folder (or absolute paths inside it).
+    Raises :class:`SharedDataMissingError` for a missing file and
     :class:`SharedDataIntegrityError` for a hash mismatch or a file the manifest does
-    not list; each message names the file.
+    not list; each message names the file, then ``hint``.
     """
     root = Path(data_dir).resolve() if data_dir is not None else shared_data_dir()
     manifest = _load_manifest(root)
+    tail = f"; {hint}" if hint else ""
     for p in paths:
         p = Path(p)
         rel = p.resolve().relative_to(root) if p.is_absolute() else p
         rel_key = rel.as_posix()
         full = root / rel
         if not full.is_file():
-            raise SharedDataMissingError(f"shared data file missing: {full}; {_RESTORE_HINT}")
+            raise SharedDataMissingError(f"data file missing: {full}{tail}")
         entry = manifest.get(rel_key)
         if entry is None:
-            raise SharedDataIntegrityError(
-                f"{full} is not listed in {root / 'manifest.json'}; {_RESTORE_HINT}"
-            )
+            raise SharedDataIntegrityError(f"{full} is not listed in {root / 'manifest.json'}{tail}")
         actual = _sha256(full)
-        if actual != entry["sha256"]:
+        if actual != entry.sha256:
             raise SharedDataIntegrityError(
-                f"shared data file altered: {full}: sha256 expected {entry['sha256']},"
-                f" actual {actual}; {_RESTORE_HINT}"
+                f"data file altered: {full}: sha256 expected {entry.sha256}, actual {actual}{tail}"
             )
+
+
+def _verify(paths: Iterable[str], root: Path) -> None:
+    """The readers' check: :func:`verify_manifest` without a hint (the caller adds the right one)."""
+    verify_manifest(paths, root, hint="")
 
 
 # --------------------------------------------------------------------------------------
@@ -278,11 +274,11 @@ def _figstep(root: Path, split: str | None, tiny: bool, verify: bool) -> list[Ev
     csv_rel = "figstep/SafeBench-Tiny.csv" if tiny else "figstep/safebench.csv"
     img_dir = "figstep/images-tiny" if tiny else "figstep/images"
     if verify:
-        verify_manifest([csv_rel], root)
+        _verify([csv_rel], root)
     rows = _read_csv(root / csv_rel)
     rels = [f"{img_dir}/query_{r['dataset']}_{r['category_id']}_{r['task_id']}_6.png" for r in rows]
     if verify:
-        verify_manifest(rels, root)
+        _verify(rels, root)
     items = []
     for r, rel in zip(rows, rels):
         items.append(EvalItem(
@@ -303,7 +299,7 @@ def _advbench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
     _no_split("advbench", split)
     rel = "advbench/harmful_behaviors.csv"
     if verify:
-        verify_manifest([rel], root)
+        _verify([rel], root)
     return [
         EvalItem(id=f"advbench-{i}", prompt=r["goal"], image=None, label="harmful",
                  category=None, source="advbench",
@@ -318,7 +314,7 @@ def _harmbench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
         raise SteerInputError(f"harmbench split must be 'all', 'test' or 'val', got {split!r}")
     rel = f"harmbench/harmbench_behaviors_text_{split}.csv"
     if verify:
-        verify_manifest([rel], root)
+        _verify([rel], root)
     items = []
     for r in _read_csv(root / rel):
         behavior, context = r["Behavior"], r["ContextString"]
@@ -340,7 +336,7 @@ def _mm_safetybench(root: Path, split: str | None, verify: bool) -> list[EvalIte
     rels = [f"mm-safetybench/{s}.json" for s in _MMSB_SCENARIOS]
     tiny_rel = "mm-safetybench/TinyVersion_ID_List.json"
     if verify:
-        verify_manifest(rels + ([tiny_rel] if split == "tiny" else []), root)
+        _verify(rels + ([tiny_rel] if split == "tiny" else []), root)
     keep: dict[str, set[str]] | None = None
     if split == "tiny":
         tiny = json.loads((root / tiny_rel).read_text(encoding="utf-8"))
@@ -370,7 +366,7 @@ def _xstest(root: Path, split: str | None, want: str, verify: bool) -> list[Eval
     _no_split(name, split)
     rel = "xstest/xstest_prompts.csv"
     if verify:
-        verify_manifest([rel], root)
+        _verify([rel], root)
     items = []
     for r in _read_csv(root / rel):
         if r["label"] != want:
@@ -390,7 +386,7 @@ def _harmless_alpaca(root: Path, split: str | None, verify: bool) -> list[EvalIt
         raise SteerInputError(f"harmless-alpaca split must be 'train', 'val' or 'test', got {split!r}")
     rel = f"harmless-alpaca/harmless_{split}.json"
     if verify:
-        verify_manifest([rel], root)
+        _verify([rel], root)
     data = json.loads((root / rel).read_text(encoding="utf-8"))
     return [
         EvalItem(id=f"harmless-alpaca-{split}-{i}", prompt=d["instruction"], image=None,
@@ -423,12 +419,18 @@ def load_dataset_by_name(
     *,
     data_dir: str | Path | None = None,
     verify: bool = True,
+    fetch: bool | None = None,
 ) -> list[EvalItem]:
-    """Load a shared set by name (see the module docstring for names and splits).
+    """Load a named set (see the module docstring for names and splits).
 
-    ``limit`` keeps the first ``limit`` items (file order).  ``data_dir`` overrides
-    :func:`shared_data_dir`.  With ``verify`` (default) every file used, images
-    included, is checked against ``manifest.json`` first.
+    The set is read from the first of ``data_dir`` (else ``$STEER_SHARED_DATA``),
+    ``../shared/data`` and the fetch cache that has it (:mod:`steer.data.locate`); with
+    ``fetch`` it is downloaded into the cache when none has it, and a corrupted cached
+    copy is downloaded again.  ``None`` for ``data_dir`` / ``fetch`` means the options in
+    force (:func:`steer.data.options.using_data_options`, the CLI's ``--data-dir`` /
+    ``--fetch``).  ``limit`` keeps the first ``limit`` items (file order).  With
+    ``verify`` (default) every file used, images included, is checked against the folder's
+    manifest (or the pinned hashes) first.
     """
     key = name.strip().lower().replace("_", "-")
     if key not in DATASET_NAMES:
@@ -439,10 +441,34 @@ def load_dataset_by_name(
         from steer.eval.organism_data import organism_items
 
         return organism_items(split, limit)
-    root = Path(data_dir).resolve() if data_dir is not None else shared_data_dir()
-    if not root.is_dir():
-        raise SharedDataMissingError(f"shared data folder missing: {root}; {_RESTORE_HINT}")
-    items = _READERS[key](root, split, verify)
+    from steer.data.fetch import data_cache_dir, fetch_sets
+    from steer.data.locate import Location, candidate_locations, find_set
+    from steer.data.options import current_data_options
+
+    opts = current_data_options()
+    data_dir = data_dir if data_dir is not None else opts.data_dir
+    fetch = opts.fetch if fetch is None else fetch
+    loc = find_set(key, data_dir)
+    if loc is None:
+        if not fetch:
+            looked = "; ".join(l.describe() for l in candidate_locations(data_dir))
+            raise SharedDataMissingError(
+                f"dataset {key!r} is missing (looked in {looked}); download it once with"
+                f" `steer data fetch {key}` (or add --fetch), or point --data-dir / {ENV_VAR} at a copy"
+            )
+        fetch_sets([key])
+        loc = Location(data_cache_dir().resolve(), "cache")
+    hint = (f"run `steer data fetch {key}` to download it again" if loc.kind == "cache"
+            else f"restore that copy ({loc.describe()}), or fix it with `steer data fetch {key}` and read the cache")
+    try:
+        items = _READERS[key](loc.root, split, verify)
+    except SharedDataIntegrityError as err:
+        if not (fetch and loc.kind == "cache"):
+            raise type(err)(f"{err}; {hint}") from None
+        fetch_sets([key])  # re-downloads exactly the files whose hash is wrong
+        items = _READERS[key](loc.root, split, verify)
+    except SharedDataMissingError as err:
+        raise type(err)(f"{err}; {hint}") from None
     return items if limit is None else items[:limit]
 
 
