@@ -1014,6 +1014,52 @@ def organism_path() -> None:
     typer.echo(str(ORGANISM_DIR))
 
 
+data_app = typer.Typer(help="Public benchmarks: list the named sets and fetch them from their pinned upstream sources.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("list")
+def data_list(
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A folder in the shared layout, searched first."),
+) -> None:
+    """Each named set: items, size, licence, and where it is read from now (--data-dir / STEER_SHARED_DATA, ../shared/data, the fetch cache, or missing)."""
+    from steer.data.fetch import data_cache_dir
+    from steer.data.locate import set_statuses
+
+    table = Table(show_header=True, header_style="bold", box=None)
+    for col in ("name", "items", "MB", "licence", "read from"):
+        table.add_column(col)
+    for row in set_statuses(data_dir):
+        where = row.location.describe() if row.location else Text("missing", "yellow")
+        licence = row.licence + (" (non-commercial)" if row.non_commercial else "")
+        table.add_row(row.name, row.items, f"{row.megabytes:.1f}", licence, where)
+    console.print(table)
+    console.print(f"fetch cache: {data_cache_dir()} (set STEER_CACHE to move it); get a missing set with"
+                  " `steer data fetch NAME` (or --all)", highlight=False, soft_wrap=True)
+
+
+@data_app.command("fetch")
+def data_fetch(
+    names: Optional[list[str]] = typer.Argument(None, help="Set names (see `steer data list`)."),
+    all_sets: bool = typer.Option(False, "--all", help="Fetch every named set (about 29 MB)."),
+    mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL standing in for https://raw.githubusercontent.com (or STEER_DATA_MIRROR)."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Download named sets from their pinned upstream commits into the cache, each file checked against its SHA-256.
+
+    Resumable; a corrupted cached file is downloaded again; a file whose hash differs is never stored.
+
+    Example: steer data fetch advbench figstep xstest-safe
+    """
+    from steer.data.fetch import fetch_sets
+    from steer.data.registry import set_names
+
+    if all_sets == bool(names):
+        raise SteerInputError("give set names (e.g. `steer data fetch advbench figstep`) or --all, not both or neither")
+    fetch_sets(set_names() if all_sets else names, mirror=mirror, progress=progress,
+               echo=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
+
+
 @app.command()
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
