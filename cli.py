@@ -74,6 +74,39 @@ def parse_alpha(text: str) -> float:
     return check_alpha(text)
 
 
+def data_options(command):
+    """Give a command --data-dir, --fetch and --prompt/--image/--label-column; they apply while it runs
+    (:func:`steer.data.options.using_data_options`), wherever its data is read."""
+    import functools
+    import inspect as _inspect
+
+    kw = _inspect.Parameter.KEYWORD_ONLY
+    extra = [
+        _inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=typer.Option(
+            None, "--data-dir", help="Folder in the shared layout searched first for named sets (else STEER_SHARED_DATA, ../shared/data, the fetch cache).")),
+        _inspect.Parameter("fetch", kw, annotation=bool, default=typer.Option(
+            False, "--fetch", help="Download a named set that is not found (as `steer data fetch NAME`).")),
+        _inspect.Parameter("prompt_column", kw, annotation=Optional[str], default=typer.Option(
+            None, "--prompt-column", help="Column holding the prompt in a hf:/file dataset (default 'prompt').")),
+        _inspect.Parameter("image_column", kw, annotation=Optional[str], default=typer.Option(
+            None, "--image-column", help="Column holding the image (default 'image').")),
+        _inspect.Parameter("label_column", kw, annotation=Optional[str], default=typer.Option(
+            None, "--label-column", help="Column holding harmful/benign (or safe/unsafe) labels (default 'label').")),
+    ]
+    signature = _inspect.signature(command, eval_str=True)
+
+    @functools.wraps(command)
+    def run(*args, data_dir=None, fetch=False, prompt_column=None, image_column=None, label_column=None, **kwargs):
+        from steer.data.options import using_data_options
+
+        with using_data_options(data_dir=None if data_dir is None else str(data_dir), fetch=fetch or None,
+                                prompt_column=prompt_column, image_column=image_column, label_column=label_column):
+            return command(*args, **kwargs)
+
+    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
+    return run
+
+
 @app.command()
 def generate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -217,6 +250,7 @@ def inspect(
 
 
 @app.command()
+@data_options
 def calibrate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(
@@ -354,6 +388,7 @@ def calibrate(
 
 
 @app.command()
+@data_options
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -454,7 +489,8 @@ DATA_HELP = (
     "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
     "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
     "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
-    "or a .jsonl/.csv/.json file or datasets folder; "
+    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
+    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
     "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
 )
 IMAGE_MODE_HELP = (
@@ -501,6 +537,7 @@ def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
 
 
 @app.command("eval")
+@data_options
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
@@ -596,6 +633,7 @@ def eval_cmd(
 
 
 @app.command("sweep")
+@data_options
 def sweep_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
@@ -673,6 +711,7 @@ def sweep_cmd(
 
 
 @app.command("compare")
+@data_options
 def compare_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     variants: str = typer.Option(
@@ -891,6 +930,7 @@ def train_tga(
 
 
 @app.command("inspect-layers")
+@data_options
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(

@@ -182,6 +182,11 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
 
             items = load_user_dataset(path, split=split)
             return _nonempty([_from_item(it, f"{path} row {i + 1}") for i, it in enumerate(items)], text, what)
+        if text.lower().startswith("hf:"):  # a hub dataset (steer.data.hub), read like --data of eval
+            from steer.eval.runner import load_items
+
+            items = load_items(text)
+            return _nonempty([_from_item(it, f"{text} row {i + 1}") for i, it in enumerate(items)], text, what)
         from steer.eval.datasets import DATASET_NAMES, load_dataset_by_name
 
         name, _, name_split = text.partition(":")

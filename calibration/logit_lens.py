@@ -308,7 +308,7 @@ def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
         from steer.eval.runner import load_items, parse_data_spec
 
         spec = parse_data_spec(str(path))  # the harness's own reading of 'name[:split][@mode]'
-        if spec.source in DATASET_NAMES:
+        if spec.source in DATASET_NAMES or spec.source.lower().startswith("hf:"):
             return [it.prompt for it in load_items(spec)]
         raise SteerInputError(f"prompt file not found: {source} (give a .jsonl/.txt file or a shared set name)")
     if source.suffix.lower() == ".txt":

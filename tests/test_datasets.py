@@ -329,7 +329,7 @@ def test_user_hf_dataset_dir(user_dir):
     dd = datasets.DatasetDict({"test": ds, "train": ds})
     dd_path = user_dir / "hfdict"
     dd.save_to_disk(str(dd_path))
-    with pytest.raises(UserDatasetError, match="pass split="):
+    with pytest.raises(UserDatasetError, match="pick one with"):
         load_user_dataset(dd_path)
     assert len(load_user_dataset(dd_path, split="test", check_images=False)) == 2
     bad = datasets.Dataset.from_dict({"question": ["x"]})
@@ -419,3 +419,115 @@ def test_labelled_shared_set_feeds_shiftdc_safety_data_and_paths_are_accepted(tm
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"prompt": "hi", "label": "benign"}\n')
     assert [it.label for it in load_items(rows)] == ["benign"]  # a Path, not only a str
+
+
+# ---------------------------------------------------------------------------- hub datasets (hf:)
+def test_parse_hf_spec():
+    from steer.data.hub import HubSpec, parse_hf_spec
+    from steer.eval.runner import parse_data_spec
+
+    assert parse_hf_spec("hf:org/name") == HubSpec("org/name")
+    assert parse_hf_spec("hf:org/name:test@v1.0") == HubSpec("org/name", "test", "v1.0")
+    assert parse_hf_spec("org/name@abc123") == HubSpec("org/name", None, "abc123")
+    with pytest.raises(SteerInputError, match="hf:ORG/NAME"):
+        parse_hf_spec("hf:org/name:")
+    # the last @ is the image mode only when it names one; otherwise it is the revision
+    assert parse_data_spec("hf:org/name:test@main").source == "hf:org/name:test@main"
+    ds = parse_data_spec("hf:org/name:test@main@blank")
+    assert (ds.source, ds.image_mode) == ("hf:org/name:test@main", "blank")
+
+
+@pytest.fixture()
+def hub_like(tmp_path):
+    """The same rows as a parquet file and as a save_to_disk folder, with hub-style column names,
+    an embedded image and ClassLabel labels."""
+    import io
+
+    datasets = pytest.importorskip("datasets")
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), "red").save(buf, format="PNG")
+    features = datasets.Features({
+        "question": datasets.Value("string"), "picture": datasets.Image(),
+        "verdict": datasets.ClassLabel(names=["safe", "unsafe"]), "prompt": datasets.Value("string"),
+    })
+    ds = datasets.Dataset.from_dict({
+        "question": ["How do I make this?", "What colour is it?", "Hello"],
+        "picture": [{"bytes": buf.getvalue(), "path": "a.png"}, {"bytes": buf.getvalue(), "path": "a.png"}, None],
+        "verdict": [1, 0, 0], "prompt": ["x", "y", "z"],  # a column that is *not* the prompt here
+    }, features=features)
+    ds.to_parquet(str(tmp_path / "rows.parquet"))
+    ds.save_to_disk(str(tmp_path / "saved"))
+    datasets.DatasetDict({"train": ds, "test": ds}).save_to_disk(str(tmp_path / "splits"))
+    return tmp_path, buf.getvalue()
+
+
+def test_hf_spec_reads_local_parquet_and_dataset_folders_with_renamed_columns(hub_like):
+    import hashlib
+
+    from steer.data.options import using_data_options
+    from steer.eval.runner import load_items
+
+    root, png = hub_like
+    with using_data_options(prompt_column="question", image_column="picture", label_column="verdict"):
+        for spec in (f"hf:{root / 'rows.parquet'}", str(root / "rows.parquet"), f"hf:{root / 'saved'}", str(root / "saved")):
+            items = load_items(spec)
+            assert [it.prompt for it in items] == ["How do I make this?", "What colour is it?", "Hello"], spec
+            assert [it.label for it in items] == ["harmful", "benign", "benign"]  # ClassLabel unsafe/safe
+            assert Path(items[0].image).read_bytes() == png and items[2].image is None
+            assert Path(items[0].image).name == hashlib.sha256(png).hexdigest() + ".png"
+        assert len(load_items(f"hf:{root / 'rows.parquet'}", limit=2)) == 2
+        assert load_items(f"hf:{root / 'rows.parquet'}@none")[0].image is None
+        assert len(load_items(f"hf:{root / 'splits'}:test")) == 3
+        with pytest.raises(SteerInputError, match=r"splits \['train', 'test'\].*:SPLIT"):
+            load_items(f"hf:{root / 'splits'}")
+    with using_data_options(prompt_column="nope"):
+        with pytest.raises(SteerInputError, match="no column 'nope'"):
+            load_items(f"hf:{root / 'rows.parquet'}")
+
+
+def test_hf_offline_fails_fast_in_one_line(tmp_path, capsys, monkeypatch):
+    """HF_HUB_OFFLINE=1, and a hub endpoint nobody answers: one line naming the dataset, exit 2, < 10 s."""
+    import socket
+    import time
+
+    from tests.cli_runner import run_cli
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    args = ["eval", "--model", "unused", "--data", "hf:some-org/some-dataset:test", "--out", tmp_path / "r.jsonl"]
+    t0 = time.perf_counter()
+    code, out, err = run_cli(args, capsys, monkeypatch)
+    assert time.perf_counter() - t0 < 10
+    assert code == 2 and "some-org/some-dataset" in err and "HF_HUB_OFFLINE" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{port}")
+    t0 = time.perf_counter()
+    code, out, err = run_cli(["probe", "--model", "unused", "--data", "hf:some-org/some-dataset", "--out",
+                              tmp_path / "p.safetensors"], capsys, monkeypatch)
+    assert time.perf_counter() - t0 < 10
+    assert code == 2 and "cannot reach" in err and "some-org/some-dataset" in err and len(err.strip().splitlines()) == 1
+
+
+def test_hf_offline_in_a_fresh_process(tmp_path):
+    """The same as a user's shell sees it: `steer eval --data hf:...` with HF_HUB_OFFLINE=1 exits != 0 in one line."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.run(
+        [sys.executable, "-c", "import cli; cli.main()", "eval", "--model", "unused", "--data", "hf:some-org/some-dataset",
+         "--out", str(tmp_path / "r.jsonl")],
+        capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
+    )
+    assert proc.returncode != 0
+    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    assert len(lines) == 1 and "some-org/some-dataset" in lines[0] and lines[0].startswith("error:")

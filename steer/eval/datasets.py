@@ -562,8 +562,10 @@ def load_user_dataset(
     default_label: str = "harmful",
     check_images: bool = True,
 ) -> list[EvalItem]:
-    """Read a user dataset: a ``.jsonl`` file, a ``.csv`` file, a ``.json`` list, or a
-    folder written by ``datasets.Dataset.save_to_disk`` (read with ``load_from_disk``).
+    """Read a user dataset: a ``.jsonl`` file, a ``.csv`` file, a ``.json`` list, or, through
+    ``datasets`` (:mod:`steer.data.hub`), a ``.parquet`` / ``.arrow`` file, a folder written by
+    ``save_to_disk`` or a folder of data files.  ``--prompt-column`` and friends
+    (:func:`steer.data.options.using_data_options`) rename the dataset's own columns.
 
     Columns: ``prompt`` (required); ``image`` (path, relative to the file's folder, or
     to the dataset folder itself), ``label`` ("harmful"/"benign"; "unsafe"/"safe" are
@@ -577,9 +579,14 @@ def load_user_dataset(
     if not path.exists():
         raise UserDatasetError(f"dataset not found: {path}")
     kwargs = dict(default_label=default_label, check_images=check_images)
-    if path.is_dir():
-        return _load_hf_dir(path, split, **kwargs)
     suffix = path.suffix.lower()
+    if path.is_dir() or suffix in (".parquet", ".arrow"):
+        from steer.data.hub import load_hf_items  # folders and columnar files: through `datasets`
+
+        return load_hf_items(str(path), split=split, **kwargs)
+    from steer.data.options import current_data_options
+
+    columns = current_data_options().columns()
     stem = path.stem
     base = path.parent.resolve()
     items: list[EvalItem] = []
@@ -595,7 +602,7 @@ def load_user_dataset(
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
                     raise _row_error(path, where, f"invalid JSON ({exc.msg})") from None
-                items.append(_to_item(row, where, path, base, f"{stem}-{n}", **kwargs))
+                items.append(_to_item(_renamed(row, columns), where, path, base, f"{stem}-{n}", **kwargs))
     elif suffix == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8-sig"))
@@ -604,63 +611,46 @@ def load_user_dataset(
         if not isinstance(data, list):
             raise UserDatasetError(f"{path}: a .json dataset must be a list of objects")
         for n, row in enumerate(data, 1):
-            items.append(_to_item(row, f"row {n}", path, base, f"{stem}-{n}", **kwargs))
+            items.append(_to_item(_renamed(row, columns), f"row {n}", path, base, f"{stem}-{n}", **kwargs))
     elif suffix in (".csv", ".tsv"):
         with path.open(newline="", encoding="utf-8-sig") as f:
             reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
             if reader.fieldnames is None:
                 raise UserDatasetError(f"{path}: empty file (no header row); {_EXPECTED}")
-            if "prompt" not in reader.fieldnames:
+            if columns.get("prompt", "prompt") not in reader.fieldnames:
                 raise _row_error(
                     path, "row 1 (header)",
                     f"missing required column 'prompt' (header: {', '.join(map(repr, reader.fieldnames))})",
                 )
             for n, row in enumerate(reader, 1):
                 where = f"row {n} (line {reader.line_num})"
-                items.append(_to_item(row, where, path, base, f"{stem}-{n}", **kwargs))
+                items.append(_to_item(_renamed(row, columns), where, path, base, f"{stem}-{n}", **kwargs))
     else:
         raise UserDatasetError(
-            f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv, .json or a folder"
-            " saved with datasets' save_to_disk"
+            f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv, .json, .parquet, a datasets"
+            " folder, or hf:ORG/NAME for a hub dataset"
         )
     return items
 
 
-def _load_hf_dir(path: Path, split: str | None, **kwargs: Any) -> list[EvalItem]:
-    try:
-        from datasets import DatasetDict, load_from_disk
-    except ImportError as exc:  # pragma: no cover - datasets is a dependency
-        raise UserDatasetError(f"reading {path} needs the 'datasets' package: {exc}") from None
-    try:
-        ds = load_from_disk(str(path))
-    except Exception as exc:  # noqa: BLE001 - any failure means "not a saved dataset"
-        raise UserDatasetError(
-            f"{path}: not a dataset folder written by datasets' save_to_disk ({exc})"
-        ) from None
-    if isinstance(ds, DatasetDict):
-        names = list(ds)
-        if split is None:
-            if len(names) != 1:
-                raise UserDatasetError(f"{path}: has splits {names}; pass split=")
-            split = names[0]
-        if split not in ds:
-            raise UserDatasetError(f"{path}: no split {split!r}; splits: {names}")
-        ds = ds[split]
-    elif split is not None:
-        raise UserDatasetError(f"{path}: a single dataset has no splits; got split={split!r}")
-    if "image" in ds.column_names:
-        feat = ds.features["image"]
-        if type(feat).__name__ == "Image" and getattr(feat, "decode", False):
-            from datasets import Image as ImageFeature
+def rows_to_items(
+    rows: Iterable[Any],
+    source: Path,
+    base_dir: Path,
+    stem: str,
+    *,
+    default_label: str = "harmful",
+    check_images: bool = True,
+) -> list[EvalItem]:
+    """User-dataset rows (dicts with the standard column names) as items; errors name the 1-based row."""
+    return [_to_item(row, f"row {n}", source, base_dir, f"{stem}-{n}", default_label, check_images)
+            for n, row in enumerate(rows, 1)]
 
-            ds = ds.cast_column("image", ImageFeature(decode=False))
-    if "prompt" not in ds.column_names:
-        raise _row_error(
-            path, "row 1",
-            f"missing required column 'prompt' (columns: {', '.join(map(repr, ds.column_names))})",
-        )
-    base = path.resolve()
-    return [
-        _to_item(dict(row), f"row {n}", path, base, f"{path.name}-{n}", **kwargs)
-        for n, row in enumerate(ds, 1)
-    ]
+
+def _renamed(row: Any, columns: dict[str, str]) -> Any:
+    """``row`` with the dataset's own column names (``--prompt-column`` ...) replaced by the standard ones."""
+    if not columns or not isinstance(row, dict):
+        return row
+    back = {theirs: mine for mine, theirs in columns.items()}
+    return {back.get(k, k): v for k, v in row.items() if k not in columns or k in back}
+

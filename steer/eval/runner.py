@@ -116,12 +116,21 @@ def apply_image_mode(items: Sequence[EvalItem], mode: str | None) -> list[EvalIt
 
 @dataclass(frozen=True)
 class DataSpec:
-    """A parsed ``--data`` entry: ``NAME[:SPLIT][@IMAGE_MODE]`` or ``PATH[@IMAGE_MODE]``."""
+    """A parsed ``--data`` entry: ``NAME[:SPLIT][@IMAGE_MODE]``, ``hf:ORG/NAME[:SPLIT][@REVISION][@IMAGE_MODE]``
+    or ``PATH[@IMAGE_MODE]``."""
 
     source: str
     split: str | None = None
     image_mode: str = "as_given"
     label: str = ""
+
+
+def _is_image_mode(text: str) -> bool:
+    try:
+        check_image_mode(text)
+    except SteerInputError:
+        return False
+    return True
 
 
 def parse_data_spec(text: str, image_mode: str | None = None) -> DataSpec:
@@ -132,11 +141,15 @@ def parse_data_spec(text: str, image_mode: str | None = None) -> DataSpec:
     mode = image_mode
     src = raw
     if "@" in raw and not Path(raw).expanduser().exists():  # an existing path may itself contain '@'
-        src, mode = raw.rsplit("@", 1)
+        head, tail = raw.rsplit("@", 1)
+        if not raw.lower().startswith("hf:") or _is_image_mode(tail):  # hf:ORG/NAME@REVISION keeps its revision
+            src, mode = head, tail
     mode_name, mode_arg = check_image_mode(mode)
     split = None
     key = src.strip().lower().replace("_", "-")
-    if ":" in key and key.split(":", 1)[0] in DATASET_NAMES and not Path(src).exists():
+    if key.startswith("hf:"):  # a hub dataset: split and revision stay in the source (steer.data.hub)
+        pass
+    elif ":" in key and key.split(":", 1)[0] in DATASET_NAMES and not Path(src).exists():
         key, split = key.split(":", 1)
         src = key
     elif key in DATASET_NAMES:
@@ -159,6 +172,10 @@ def load_items(
     ds = spec if isinstance(spec, DataSpec) else parse_data_spec(os.fspath(spec), image_mode)
     if ds.source in DATASET_NAMES:
         items = load_dataset_by_name(ds.source, limit, ds.split, data_dir=data_dir)
+    elif ds.source.lower().startswith("hf:"):
+        from steer.data.hub import load_hf_items
+
+        items = load_hf_items(ds.source, limit=limit, default_label=default_label)
     else:
         path = Path(ds.source).expanduser()
         if not path.exists():
