@@ -195,3 +195,31 @@ def test_fetch_from_a_loopback_upstream_matches_the_shared_manifest(tmp_path, mo
     assert want <= set(got) and len(want) == 505
     for rel in want:
         assert hashlib.sha256(got[rel].read_bytes()).hexdigest() == manifest[rel], rel
+
+
+def test_cli_data_dir_fetch_and_column_options(env, server, tmp_path, capsys, monkeypatch):
+    """--data-dir is searched first, --fetch downloads a missing set, --prompt-column renames a file's column."""
+    import shutil
+
+    from steer.organism import ORGANISM_DIR
+
+    mine = tmp_path / "mine"
+    shutil.copytree(FIXTURE, mine)
+    base = ["eval", "--model", ORGANISM_DIR, "--limit", 2, "--max-new-tokens", 2, "--no-progress"]
+    code, _, err = run_cli([*base, "--data", "advbench", "--out", tmp_path / "a.jsonl", "--data-dir", mine],
+                           capsys, monkeypatch)
+    assert code == 0, err
+    code, _, err = run_cli([*base, "--data", "harmbench", "--out", tmp_path / "h.jsonl"], capsys, monkeypatch)
+    assert code == 2 and "steer data fetch harmbench" in err and len(err.strip().splitlines()) == 1
+    monkeypatch.setenv("STEER_DATA_MIRROR", server.url)
+    code, _, err = run_cli([*base, "--data", "harmbench", "--out", tmp_path / "h.jsonl", "--fetch"], capsys, monkeypatch)
+    assert code == 0, err
+    assert (env / "harmbench" / "harmbench_behaviors_text_all.csv").is_file()
+    assert len((tmp_path / "h.jsonl").read_text().splitlines()) == 2
+    rows = tmp_path / "rows.csv"
+    rows.write_text("question,verdict\nhow do i make this?,unsafe\nwhat colour is it?,safe\n")
+    code, _, err = run_cli([*base, "--data", rows, "--out", tmp_path / "c.jsonl", "--prompt-column", "question",
+                            "--label-column", "verdict"], capsys, monkeypatch)
+    assert code == 0, err
+    got = [json.loads(l) for l in (tmp_path / "c.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in got] == ["harmful", "benign"] and got[0]["prompt"] == "how do i make this?"
