@@ -1,10 +1,12 @@
-"""Readers for the shared safety-evaluation sets and for user datasets.
+"""Readers for the named public benchmarks and for user datasets.
 
-The shared sets are offline, byte-identical copies of public datasets in
-``../shared/data`` (next to the project root), described in that folder's
-``README.md`` and each sub-folder's ``SOURCE.md``.  They are never committed to this
-project.  Every file a reader uses is checked against the SHA-256 recorded in
-``../shared/data/manifest.json`` first (:func:`verify_manifest`).
+The named sets are byte-identical copies of public dataset files, in one layout
+(``advbench/harmful_behaviors.csv`` ...).  :func:`load_dataset_by_name` reads them from
+the first folder that has them: ``--data-dir`` / ``$STEER_SHARED_DATA``, then
+``../shared/data`` next to the project root, then the cache that ``steer data fetch``
+fills from the pinned upstream commits (:mod:`steer.data`).  They are never committed to
+this project.  Every file a reader uses is checked first against that folder's
+``manifest.json``, or the pinned SHA-256 when it has none (:func:`verify_manifest`).
 
 Named sets (:func:`load_dataset_by_name`; counts are those of the shared copies):
 
