@@ -485,6 +485,12 @@ def test_hf_spec_reads_local_parquet_and_dataset_folders_with_renamed_columns(hu
     with using_data_options(prompt_column="nope"):
         with pytest.raises(SteerInputError, match="no column 'nope'"):
             load_items(f"hf:{root / 'rows.parquet'}")
+    from PIL import Image
+
+    from steer.data.hub import _image_file
+
+    decoded = _image_file(Image.open(items[0].image), root / "imgs")  # a streamed row may arrive decoded
+    assert Image.open(decoded).size == (8, 8) and Path(decoded).parent == root / "imgs"
 
 
 def test_hf_offline_fails_fast_in_one_line(tmp_path, capsys, monkeypatch):

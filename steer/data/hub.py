@@ -148,7 +148,14 @@ def _pick_split(ds: Any, spec: HubSpec) -> Any:
 
 
 def _image_file(value: Any, cache: Path) -> Any:
-    """An ``Image`` feature value (``{"bytes", "path"}``) as a file path; other values unchanged."""
+    """An ``Image`` feature value (``{"bytes", "path"}``, or a decoded PIL image from a stream) as a
+    file path; other values unchanged."""
+    if hasattr(value, "save") and hasattr(value, "size"):  # PIL image: streaming may decode before we can cast
+        import io
+
+        buf = io.BytesIO()
+        value.save(buf, format="PNG")
+        value = {"bytes": buf.getvalue(), "path": None}
     if not isinstance(value, dict) or "bytes" not in value:
         return value
     data, path = value.get("bytes"), value.get("path")
