@@ -1091,9 +1091,22 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning steer errors into one-line messages."""
+    """Console-script entry point: run the app, turning steer errors into one-line messages.
+
+    Ctrl-C exits 130 and SIGTERM 143 with one line saying what was kept and how to resume
+    (typer hands back Ctrl-C as a return value of 130, which must not become exit 0)."""
+    from steer.interrupts import Interrupted, install_signal_handlers, interrupted_message
+
+    install_signal_handlers()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                err_console.print(interrupted_message(code), highlight=False, soft_wrap=True)
+            sys.exit(code)
+    except Interrupted as err:
+        err_console.print(interrupted_message(err.exit_code), highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
     except SteerError as err:
         err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False, soft_wrap=True)
         sys.exit(2)
@@ -1101,7 +1114,7 @@ def main() -> None:
         err_console.print(Text.assemble(("error:", "red"), f" file not found: {err.filename or err}"), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("interrupted", highlight=False)
+        err_console.print(interrupted_message(130), highlight=False, soft_wrap=True)
         sys.exit(130)
     except typer.Exit as ex:
         sys.exit(ex.exit_code)

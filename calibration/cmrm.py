@@ -51,6 +51,7 @@ from steer.adapters import ModelAdapter
 from steer.adapters.base import NULL_IMAGE_KINDS
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
+from steer.interrupts import interrupt_note
 from steer.model import as_adapter
 from steer.steering import normalize_layers
 from steer.vectors import ShiftVectors
@@ -411,6 +412,14 @@ class Runner:
         if self.checkpoint is not None:
             save_checkpoint(self.checkpoint, self._state(phases))
 
+    def _interrupt_note(self) -> str:
+        """What an interrupt keeps: the checkpoint (if one was written), else nothing."""
+        if self.checkpoint is not None and self.checkpoint.exists():
+            return f"checkpoint {self.checkpoint} kept; rerun the same command to resume from it"
+        if self.checkpoint is not None:
+            return "no checkpoint was written yet; rerun the command to start over"
+        return "nothing was written; rerun the command (add --checkpoint-every N to make it resumable)"
+
     def remove_checkpoint(self) -> None:
         if self.checkpoint is not None:
             self.checkpoint.unlink(missing_ok=True)
@@ -450,7 +459,7 @@ class Runner:
         done = self.resumed_samples
         last_mark = done // self.checkpoint_every if self.checkpoint_every else 0
         bar = _ProgressBar(total, done, enabled=self.progress)
-        with bar:
+        with interrupt_note(self._interrupt_note), bar:
             for p in phases:
                 batches = [p.local[i : i + self.batch_size] for i in range(0, len(p.local), self.batch_size)]
                 bar.describe(p.name if self.world == 1 else f"{p.name} (rank {self.rank}/{self.world}, its shard)")

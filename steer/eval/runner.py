@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from steer.errors import SteerInputError
+from steer.interrupts import interrupt_note
 from steer.eval.datasets import DATASET_NAMES, EvalItem, load_dataset_by_name, load_user_dataset
 from steer.eval.judge import judge_refusal
 from steer.eval.stats import RateSummary, rate_summary
@@ -527,8 +528,17 @@ def evaluate(
     desc = f"{label} / {dataset or 'data'}"
     fh = out_path.open("a", encoding="utf-8") if out_path is not None else None
     new_rows: dict[str, dict] = {}
+
+    def kept() -> str:
+        if out_path is None:
+            return "no results were written (no output file); rerun the command"
+        return (
+            f"{len(items) - len(todo) + n_new} of {len(items)} result rows kept in {out_path}; "
+            "rerun the same command to resume"
+        )
+
     try:
-        with _progress(progress, desc, len(items), len(items) - len(todo)) as bar:
+        with interrupt_note(kept), _progress(progress, desc, len(items), len(items) - len(todo)) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 images = [_item_image(it.image, sm) for it in batch]

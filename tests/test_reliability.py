@@ -1,0 +1,107 @@
+"""Fuzz-style reliability cases, one per class of defect the hostile sweep found (issue 19).
+
+Each case asserts the exit code, a one-line error (never a traceback), and that files
+which were there before are untouched: interrupts (real signals to a real process),
+resume keys, output paths, non-finite numbers, bad text / images / metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from steer.organism import ORGANISM_DIR
+from tests.cli_runner import run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.setdefault("STEER_SHARED_DATA", str(Path(os.environ.get("STEER_SHARED_DATA", ROOT.parent / "shared" / "data"))))
+    return env
+
+
+def _start(args: list, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
+        cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+    """Poll until ``predicate()`` (a progress marker on disk) or fail if the process ends first."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"finished (rc {proc.returncode}) before the progress marker; stderr: {err[-2000:]}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail("no progress marker in time")
+        time.sleep(0.05)
+
+
+def _last_line(err: str) -> str:
+    lines = [line for line in err.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
+
+
+def _jsonl_lines(path: Path) -> int:
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_bytes().splitlines() if line.strip())
+
+
+# ---------------------------------------------------------------------------- 1. interrupts
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_eval_interrupted_exits_nonzero_keeps_whole_rows_and_says_how_to_resume(tmp_path, sig, code):
+    out = tmp_path / "res.jsonl"
+    proc = _start(["eval", "--model", ORGANISM_DIR, "--data", "organism", "--limit", 8, "--batch-size", 1,
+                   "--out", out, "--no-progress"], tmp_path)
+    _wait_for(lambda: _jsonl_lines(out) >= 1, proc)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    last = _last_line(err)
+    assert last.startswith("interrupted") and "rerun the same command to resume" in last, err
+    rows = [json.loads(line) for line in out.read_text().splitlines()]  # every kept row is whole
+    assert f"{len(rows)} of " in last and str(out) in last
+    assert not out.with_name(out.stem + ".summary.json").exists()
+
+
+def test_calibrate_interrupted_keeps_its_checkpoint_and_writes_no_vector_file(tmp_path):
+    out = tmp_path / "v.safetensors"
+    ckpt = tmp_path / "v.safetensors.ckpt"
+    proc = _start(["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--out", out,
+                   "--batch-size", 1, "--checkpoint-every", 1], tmp_path)
+    _wait_for(ckpt.exists, proc)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert _last_line(err) == f"interrupted; checkpoint {ckpt} kept; rerun the same command to resume from it"
+    assert ckpt.exists() and not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.name]  # no half-written temporary files
+
+
+def test_typer_return_code_130_is_not_dropped(monkeypatch, capsys):
+    """A KeyboardInterrupt that typer turns into a return value of 130 still exits 130, with the line."""
+    from steer.vectors import ShiftVectors
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ShiftVectors, "load", interrupted)
+    code, _, err = run_cli(["inspect", "x.safetensors"], capsys, monkeypatch)
+    assert code == 130 and err.strip().startswith("interrupted;")
