@@ -870,6 +870,8 @@ def train_tga(
         harmful_prompts=harmful_prompts,
     )
     result.save(out)
+    if ckpt is not None:  # done: a kept checkpoint would block the next run with other settings
+        ckpt.unlink(missing_ok=True)
     if plot is not None:
         result.plot_losses(plot, title=f"TGA on {model}")
     meta = result.metadata

@@ -53,6 +53,7 @@ from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
 from steer.model import as_adapter
+from steer.resume_key import parameters_digest
 from steer.steering import normalize_layers
 from steer.vectors import ShiftVectors
 
@@ -686,6 +687,7 @@ def base_signature(prep: _Prepared, *, method: str, pool: str, reduce: str, null
         "method": method,
         "model_weights": fp["weights_sha256"],
         "model_type": fp["model_type"],
+        "model_params": parameters_digest(prep.adapter.model),  # every layer and the dtype, not just embeddings
         "layers": list(prep.layers),
         "pool": pool,
         "reduce": reduce,

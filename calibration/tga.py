@@ -73,6 +73,7 @@ from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
 from steer.eval.datasets import read_json_rows
 from steer.model import as_adapter
+from steer.resume_key import parameters_digest
 from steer.steering import normalize_layers
 from steer.images import load_image
 from steer.projector import ProjectorArtifact, language_model_module, projector_path
@@ -578,6 +579,7 @@ def train_tga_projector(
         "seed": int(seed),
         "max_grad_norm": max_grad_norm,
         "model_weights": fingerprint["weights_sha256"],
+        "model_params": parameters_digest(adapter.model),  # every layer and the dtype, not just embeddings
     }
     settings_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 

@@ -47,6 +47,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
+from steer.resume_key import explain_mismatch, item_sha256, run_key
 from steer.eval.datasets import DATASET_NAMES, EvalItem, load_dataset_by_name, load_user_dataset
 from steer.eval.judge import judge_refusal
 from steer.eval.stats import RateSummary, rate_summary
@@ -494,6 +495,8 @@ def evaluate(
     out_path = Path(out) if out is not None else None
     settings_json = json.loads(json.dumps(settings, default=str))
     run_tokens = getattr(fn, "max_new_tokens", None)
+    this_key = run_key(settings, sm, max_new_tokens=run_tokens, llm_judge=llm_judge) if out is not None else None
+    item_keys = {it.id: item_sha256(it) for it in items} if out is not None else {}
     done: dict[str, dict] = {}
     if out_path is not None:
         if out_path.is_dir():
@@ -511,6 +514,7 @@ def evaluate(
                             f"{out_path} was written with {key} {row[key]!r}, this run has {now!r}; "
                             "use another --out (or --no-resume to overwrite)"
                         )
+                _check_resumable(out_path, row, this_key, item_keys)
                 done[str(row["id"])] = row
         elif out_path.exists():
             out_path.unlink()
@@ -526,14 +530,15 @@ def evaluate(
     tokenizer = getattr(getattr(sm, "adapter", None), "tokenizer", None)
     n_new = 0
     desc = f"{label} / {dataset or 'data'}"
-    fh = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    # line-buffered: a batch's rows reach the file inside the write call, so an interrupt's count is exact
+    fh = out_path.open("a", encoding="utf-8", buffering=1) if out_path is not None else None
     new_rows: dict[str, dict] = {}
 
     def kept() -> str:
         if out_path is None:
             return "no results were written (no output file); rerun the command"
         return (
-            f"{len(items) - len(todo) + n_new} of {len(items)} result rows kept in {out_path}; "
+            f"{len(read_results(out_path))} of {len(items)} result rows kept in {out_path}; "
             "rerun the same command to resume"
         )
 
@@ -575,6 +580,8 @@ def evaluate(
                         "batch_size": len(batch),
                         "max_new_tokens": run_tokens,
                         "settings": settings_json,
+                        "run_key": this_key,
+                        "item_sha256": item_keys.get(it.id),
                     }
                     if llm_judge is not None:
                         lv = llm_judge.judge(it.prompt, text)
@@ -601,6 +608,17 @@ def evaluate(
     summary.out = None if out_path is None else str(out_path)
     summary.records = records
     return summary
+
+
+def _check_resumable(path: Path, row: dict, key: dict | None, item_keys: dict[str, str]) -> None:
+    """Refuse to reuse ``row`` unless it was made by the same files, model and settings on the same item."""
+    why = explain_mismatch(row.get("run_key"), key or {})
+    if why is None and str(row["id"]) in item_keys and row.get("item_sha256") != item_keys[str(row["id"])]:
+        why = f"item {row['id']!r} changed (prompt, image or answer)"
+    if why is not None:
+        raise SteerInputError(
+            f"{path} holds answers this run cannot reuse: {why}; use another --out, or --no-resume to start over"
+        )
 
 
 def _mode_of(item: EvalItem) -> str:
