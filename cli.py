@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from steer.atomic import check_output_dir, check_output_path
+from steer.atomic import check_output_dir, check_output_path, existing_paths
 from steer.errors import SteerError, SteerInputError
 
 app = typer.Typer(
@@ -37,6 +37,7 @@ console = Console(markup=False, emoji=False)
 err_console = Console(stderr=True, markup=False, emoji=False)
 
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
+FORCE_HELP = "Write through a symbolic link at the output path (to the file it points at)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
 
 
@@ -227,6 +228,7 @@ def calibrate(
         "save_to_disk folder, an image folder with prompts.txt, or a shared set name (e.g. advbench, harmless-alpaca:train).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Vector file to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: str = typer.Option("all", "--layers", help="Decoder layers to calibrate: 'all', '8-20', '3,5,7'."),
     reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
     pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
@@ -269,7 +271,7 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
     import time
 
     from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
@@ -361,6 +363,7 @@ def probe(
         "or a labelled shared set (e.g. organism:probe)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: Optional[str] = typer.Option(
         None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the last, which could gate nothing)."
     ),
@@ -386,7 +389,7 @@ def probe(
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
     plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
     from steer.eval.runner import load_items
@@ -505,6 +508,7 @@ def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
@@ -534,7 +538,7 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
     from steer.eval.runner import evaluate, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
 
@@ -786,6 +790,7 @@ def train_tga(
         "'answer' (default: the caption), 'retrieved' (precomputed retrieved text), 'id'.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Projector artifact to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: Optional[str] = typer.Option(
         None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the logit-lens suggestion, see inspect-layers)."
     ),
@@ -831,7 +836,7 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
     plot is None or check_output_path(plot)
     from calibration.logit_lens import read_prompts
     from calibration.retrieval import NearestCaptionRetriever, read_corpus
@@ -950,6 +955,7 @@ def inspect_layers(
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
     alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
@@ -966,7 +972,7 @@ def export(
     by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
     shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
     import warnings
 
     from steer.export_gguf import FORMATS, export_gguf

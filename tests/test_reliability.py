@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from steer.organism import ORGANISM_DIR
+from steer.vectors import ShiftVectors
 from tests.cli_runner import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,6 +53,14 @@ def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None
 def _last_line(err: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     return lines[-1] if lines else ""
+
+
+def _one_error(err: str) -> str:
+    """The single ``error:`` line of a failed command (progress bars may precede it), no traceback."""
+    assert "Traceback" not in err, err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and _last_line(err) == errors[0], err
+    return errors[0]
 
 
 def _jsonl_lines(path: Path) -> int:
@@ -195,3 +204,65 @@ def test_calibration_checkpoint_of_other_weights_beyond_the_embeddings_is_refuse
     finally:
         with torch.no_grad():
             weight.copy_(saved)
+
+
+# ---------------------------------------------------------------------------- 3. output paths
+
+
+@pytest.fixture()
+def vector_file(organism, tmp_path) -> Path:
+    vec = tmp_path / "v.safetensors"
+    _vectors(organism, 1.0).save(vec)
+    return vec
+
+
+def test_out_that_is_a_fifo_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", _prompts(tmp_path), "--out", fifo], capsys, monkeypatch)
+    assert code == 2 and "not a regular file" in _one_error(err)
+    assert fifo.is_fifo()
+
+
+def test_out_through_a_symlink_needs_force_and_then_updates_the_target(tmp_path, capsys, monkeypatch):
+    real = tmp_path / "real.safetensors"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(real)
+    args = ["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--max-samples", 2,
+            "--layers", 1, "--out", link]
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and "symbolic link" in err and "--force" in err
+    assert real.read_bytes() == b"old" and link.is_symlink()
+    code, _, err = run_cli(args + ["--force"], capsys, monkeypatch)
+    assert code == 0, err
+    assert link.is_symlink() and ShiftVectors.load(real).layers == [1]  # the target got the new file
+
+
+def test_out_that_is_an_input_is_refused(tmp_path, capsys, monkeypatch):
+    data = _prompts(tmp_path)
+    before = data.read_bytes()
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", data, "--out", data, "--no-progress"],
+                           capsys, monkeypatch)
+    assert code == 2 and "also an input" in err
+    assert data.read_bytes() == before
+
+
+@pytest.mark.parametrize("resume", ["--resume", "--no-resume"])
+def test_eval_never_deletes_or_truncates_a_file_it_did_not_write(vector_file, tmp_path, capsys, monkeypatch, resume):
+    out = tmp_path / "precious.safetensors"
+    out.write_bytes(vector_file.read_bytes())
+    before = out.read_bytes()
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", _prompts(tmp_path), "--out", out, resume,
+                            "--no-progress", "--max-new-tokens", 2], capsys, monkeypatch)
+    assert code == 2 and "not a results file" in _one_error(err)
+    assert out.read_bytes() == before
+
+
+def test_outputs_keep_the_umask_mode(organism, tmp_path):
+    old = os.umask(0o022)
+    try:
+        _vectors(organism, 1.0).save(tmp_path / "v.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "v.safetensors").stat().st_mode & 0o777 == 0o644

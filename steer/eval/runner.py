@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from steer.atomic import check_output_path
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
 from steer.resume_key import explain_mismatch, item_sha256, run_key
@@ -364,7 +365,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]
             try:
                 rows.append(json.loads(text))
             except json.JSONDecodeError:
-                if not last:
+                if not last or text[:5] != '{"id"'[: len(text[:5])]:  # our rows (cut-off ones too) start so
                     raise SteerInputError(
                         f"{path}: line {i + 1} is not valid JSON, so this is not a results file of `steer eval`; "
                         "use another --out or delete it"
@@ -501,6 +502,7 @@ def evaluate(
     if out_path is not None:
         if out_path.is_dir():
             raise SteerInputError(f"--out {out_path} is a folder; give a .jsonl file path")
+        check_output_path(out_path)  # not a FIFO or device (reading one would block), not a link
         if resume:
             for row in read_results(out_path, repair=True):
                 if row.get("variant") not in (None, label):
@@ -517,6 +519,7 @@ def evaluate(
                 _check_resumable(out_path, row, this_key, item_keys)
                 done[str(row["id"])] = row
         elif out_path.exists():
+            _check_own_results(out_path)  # --no-resume replaces results of `steer eval`, never another file
             out_path.unlink()
         out_path.parent.mkdir(parents=True, exist_ok=True)
     mode_of = {it.id: _mode_of(it) for it in items}
@@ -608,6 +611,15 @@ def evaluate(
     summary.out = None if out_path is None else str(out_path)
     summary.records = records
     return summary
+
+
+def _check_own_results(path: Path) -> None:
+    """Refuse unless ``path`` is empty or a results file of `steer eval` (rows with id, variant, response)."""
+    rows = read_results(path)
+    if any("variant" not in row or "response" not in row for row in rows):
+        raise SteerInputError(
+            f"{path} is not a results file of `steer eval`, so --no-resume will not delete it; use another --out"
+        )
 
 
 def _check_resumable(path: Path, row: dict, key: dict | None, item_keys: dict[str, str]) -> None:
