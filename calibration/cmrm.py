@@ -663,6 +663,11 @@ def prepare_shift(
             "(--layers N) or store another schedule"
         )
     items = subsample(load_anchors(anchors), max_samples, seed)
+    if reduce == "pc1" and len(items) < 2:
+        raise SteerInputError(
+            f"--reduce pc1 needs at least 2 anchors (one sample has no principal component), got {len(items)}; "
+            "give more anchors or --reduce mean"
+        )
     digest = data_sha256(items)
     null = adapter.content_free_image(null_image, seed=seed)
     preflight_lengths(adapter, items, with_image=True, null=null)

@@ -29,7 +29,7 @@ from steer.images import load_image
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
 from steer.steering import Steering, check_alpha, normalize_layers
-from steer.vectors import ShiftVectors, as_vectors
+from steer.vectors import ShiftVectors, as_vectors, check_alpha_range
 
 _DTYPES = {
     "float32": torch.float32,
@@ -211,10 +211,11 @@ class SteeredModel:
         chosen = vecs.select(self._layers(layers))
         meta = chosen.metadata
         per_layer = apply_schedule(chosen.to_subtract(method), schedule or meta.get("schedule", "cumulative"))
+        dtype = next(self.adapter.model.parameters()).dtype
         return Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            alpha=check_alpha_range(check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha), per_layer, dtype),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
             gate=gate,

@@ -266,3 +266,113 @@ def test_outputs_keep_the_umask_mode(organism, tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "v.safetensors").stat().st_mode & 0o777 == 0o644
+
+
+# ---------------------------------------------------------------------------- 4. numbers
+
+
+def _rewrite(src: Path, dst: Path, *, tensors=None, meta=None, raw_meta: str | None = None) -> Path:
+    """A copy of the vector file ``src`` with its tensors and/or metadata replaced (a tampered file)."""
+    from safetensors.torch import load_file, save_file
+    from safetensors import safe_open
+
+    with safe_open(str(src), framework="pt") as fh:
+        old_meta = json.loads(fh.metadata()["steer"])
+    new_tensors = load_file(str(src)) if tensors is None else tensors(load_file(str(src)))
+    new_meta = old_meta if meta is None else meta(dict(old_meta))
+    save_file(new_tensors, str(dst), metadata={"steer": raw_meta if raw_meta is not None else json.dumps(new_meta)})
+    return dst
+
+
+def _nan(t):
+    import torch
+
+    first = sorted(t)[0]
+    t[first] = t[first].clone()
+    t[first][0] = float("nan")
+    return t
+
+
+def _to_half(t):
+    import torch
+
+    return {k: v.to(torch.float16) for k, v in t.items()}
+
+
+def _to_2d(t):
+    return {k: v.reshape(1, -1) for k, v in t.items()}
+
+
+def _alias(t):
+    key = sorted(t)[0]
+    return dict(t, **{key.replace(".", ".0"): t[key].clone()})  # shift.0 and shift.00 name one layer
+
+
+TAMPERED_TENSORS = {"nan": (_nan, "NaN"), "float16": (_to_half, "float32"), "2-d": (_to_2d, "shape"),
+                    "aliased key": (_alias, "unexpected tensor")}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED_TENSORS))
+def test_damaged_tensors_are_refused_in_one_line(vector_file, tmp_path, capsys, monkeypatch, case):
+    change, words = TAMPERED_TENSORS[case]
+    bad = _rewrite(vector_file, tmp_path / "bad.safetensors", tensors=change)
+    code, _, err = run_cli(["inspect", bad], capsys, monkeypatch)
+    assert code == 2 and words in _one_error(err)
+
+
+TAMPERED_META = {
+    "format_version": lambda m: dict(m, format_version="abc"),
+    "model": lambda m: dict(m, model="llava"),
+    "hidden_size": lambda m: dict(m, hidden_size="abc"),
+    "default_alpha": lambda m: dict(m, default_alpha="abc"),
+    "layers": lambda m: dict(m, layers=["a"]),
+    "schedule": lambda m: dict(m, schedule="sideways"),
+    "positions": lambda m: dict(m, positions=7),
+    "weights_sha256": lambda m: dict(m, model=dict(m["model"], weights_sha256=5)),
+}
+
+
+@pytest.mark.parametrize("field", sorted(TAMPERED_META))
+def test_tampered_metadata_is_a_one_line_error(vector_file, tmp_path, capsys, monkeypatch, field):
+    bad = _rewrite(vector_file, tmp_path / "bad.safetensors", meta=TAMPERED_META[field])
+    code, _, err = run_cli(["inspect", bad], capsys, monkeypatch)
+    assert code == 2 and _one_error(err)
+
+
+def test_metadata_that_is_not_an_object_is_refused(vector_file, tmp_path, capsys, monkeypatch):
+    bad = _rewrite(vector_file, tmp_path / "bad.safetensors", raw_meta="[1, 2]")
+    code, _, err = run_cli(["inspect", bad], capsys, monkeypatch)
+    assert code == 2 and "not an object" in _one_error(err)
+
+
+def test_vector_file_without_model_fingerprint_needs_allow_other_weights(vector_file, tmp_path, capsys, monkeypatch):
+    bad = _rewrite(vector_file, tmp_path / "nofp.safetensors", meta=lambda m: {k: v for k, v in m.items() if k != "model"})
+    args = ["generate", "--model", ORGANISM_DIR, "--prompt", "hi", "--steer", bad, "--max-new-tokens", 2]
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and "no model fingerprint" in _one_error(err)
+    code, _, err = run_cli(args + ["--allow-other-weights"], capsys, monkeypatch)
+    assert code == 0, err
+
+
+def test_alpha_beyond_the_model_dtype_is_refused(vector_file, capsys, monkeypatch):
+    args = ["generate", "--model", ORGANISM_DIR, "--prompt", "hi", "--steer", vector_file, "--max-new-tokens", 2]
+    code, _, err = run_cli(args + ["--alpha", "1e39"], capsys, monkeypatch)
+    assert code == 2 and "out of range for the model's float32" in _one_error(err)
+    code, _, err = run_cli(args + ["--alpha", "2"], capsys, monkeypatch)
+    assert code == 0, err
+
+
+def test_export_never_computes_non_finite_vectors(vector_file):
+    from steer.errors import SteerInputError
+    from steer.export_gguf import control_vectors
+
+    with pytest.raises(SteerInputError, match="out of range"):
+        control_vectors(ShiftVectors.load(vector_file), alpha=1e39)
+    assert all(bool(v.isfinite().all()) for v in control_vectors(ShiftVectors.load(vector_file), alpha=3e30).values())
+
+
+def test_pc1_needs_two_samples(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "v.safetensors"
+    code, _, err = run_cli(["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--max-samples", 1,
+                            "--reduce", "pc1", "--layers", 1, "--out", out], capsys, monkeypatch)
+    assert code == 2 and "at least 2" in _one_error(err) and not out.exists()
