@@ -18,6 +18,7 @@ from rich.text import Text
 
 from steer.atomic import check_output_dir, check_output_path, existing_paths
 from steer.errors import SteerError, SteerInputError
+from steer.textfiles import check_text_inputs
 
 app = typer.Typer(
     name="steer",
@@ -43,8 +44,9 @@ DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelera
 
 def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
     """'8-20', '3,5,7', '8-12,20', '-1' (last) or 'all' -> sorted layer list (None = the file's/all)."""
-    if spec is None or spec.strip() in ("", "file"):
+    if spec is None or spec.strip() == "file":
         return None
+    refuse_empty_layers(spec)
     spec = spec.strip()
     if spec == "all":
         if num_layers is None:
@@ -67,6 +69,12 @@ def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optio
                 f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', '-1' (last), 'all'; ranges take layers >= 0"
             ) from None
     return sorted(layers)
+
+
+def refuse_empty_layers(spec: Optional[str]) -> None:
+    """An empty --layers ('' from an unset shell variable) must not silently mean "the file's layers"."""
+    if spec is not None and not spec.strip():
+        raise SteerInputError("--layers is empty; give layers such as '8-20', 'all', or leave the option out for the default")
 
 
 def parse_alpha(text: str) -> float:
@@ -272,6 +280,7 @@ def calibrate(
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
     check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
+    check_text_inputs(data, safety_data)  # a non-UTF-8 data file fails now, naming the byte
     import time
 
     from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
@@ -390,6 +399,7 @@ def probe(
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
     check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
+    check_text_inputs(data)
     plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
     from steer.eval.runner import load_items
@@ -539,6 +549,7 @@ def eval_cmd(
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
     check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
+    check_text_inputs(data)
     from steer.eval.runner import evaluate, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
 
@@ -559,6 +570,7 @@ def eval_cmd(
             raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
         if steer is not None and steer != "sample" and not Path(steer).exists():
             raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        refuse_empty_layers(layers)
         layer_list = parse_layer_spec(layers)
         opts = dict(
             alpha=None if alpha is None else parse_alpha(alpha),
@@ -633,6 +645,8 @@ def sweep_cmd(
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
+    check_text_inputs(safety_data, utility_data)
+    refuse_empty_layers(layers)
     from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
     from steer.model import SteeredModel
     from steer.positions import check_positions
@@ -709,6 +723,7 @@ def compare_cmd(
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
     html is None or check_output_path(html)
+    check_text_inputs(data)
     from steer.eval.compare import compare as run_compare
     from steer.eval.compare import table_grid
     from steer.eval.variants import build_variants, parse_variants
@@ -837,6 +852,7 @@ def train_tga(
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
     check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
+    check_text_inputs(data, corpus, harmful)
     plot is None or check_output_path(plot)
     from calibration.logit_lens import read_prompts
     from calibration.retrieval import NearestCaptionRetriever, read_corpus
@@ -921,6 +937,7 @@ def inspect_layers(
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
     plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
+    check_text_inputs(data, benign)
     from calibration.logit_lens import logit_lens, read_prompts
     from steer.model import SteeredModel
 
@@ -1117,6 +1134,12 @@ def main() -> None:
         sys.exit(err.exit_code)
     except SteerError as err:
         err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except UnicodeDecodeError as err:  # a text file met by a reader the up-front checks did not cover
+        err_console.print(
+            Text.assemble(("error:", "red"), f" an input file is not UTF-8 text (byte offset {err.start}); save it as UTF-8"),
+            highlight=False, soft_wrap=True,
+        )
         sys.exit(2)
     except FileNotFoundError as err:
         err_console.print(Text.assemble(("error:", "red"), f" file not found: {err.filename or err}"), highlight=False)

@@ -71,15 +71,23 @@ def load_model_and_processor(
     source = str(model_id_or_path)
     if not Path(source).exists() and not _HUB_ID.fullmatch(source):
         raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
+    from steer.hub import use_local_files_only
+
+    cache_only = use_local_files_only(source)  # no hub: the cache answers at once, no 30-50 s of retries
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, local_files_only=cache_only)
     except (OSError, ValueError) as err:
+        if cache_only:
+            raise SteerInputError(
+                f"cannot load model {source!r}: it is not in the local Hugging Face cache and the hub is not "
+                "reachable (offline or HF_HUB_OFFLINE set); give a local model folder, or download it where the hub is reachable"
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(
             f"cannot load model {source!r}: {first}. Give a local model folder (save_pretrained format), "
             "or a hub id on a machine with hub access"
         ) from None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"local_files_only": True} if cache_only else {}
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
@@ -95,10 +103,10 @@ def load_model_and_processor(
     try:
         if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(source)
+            processor = AutoProcessor.from_pretrained(source, local_files_only=cache_only)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-            processor = AutoTokenizer.from_pretrained(source)
+            processor = AutoTokenizer.from_pretrained(source, local_files_only=cache_only)
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None

@@ -376,3 +376,73 @@ def test_pc1_needs_two_samples(tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--max-samples", 1,
                             "--reduce", "pc1", "--layers", 1, "--out", out], capsys, monkeypatch)
     assert code == 2 and "at least 2" in _one_error(err) and not out.exists()
+
+
+# ---------------------------------------------------------------------------- 5. text, images, hub ids, options
+
+
+def _latin1(tmp_path: Path, name: str, text: str) -> Path:
+    path = tmp_path / name
+    path.write_bytes(text.encode("latin-1"))
+    return path
+
+
+NON_UTF8 = {
+    "calibrate jsonl": lambda d: ["calibrate", "--model", ORGANISM_DIR, "--data", _latin1(d, "a.jsonl", '{"prompt": "caf\xe9"}\n'),
+                                  "--out", d / "v.safetensors"],
+    "eval csv": lambda d: ["eval", "--model", ORGANISM_DIR, "--data", _latin1(d, "a.csv", "prompt,label\ncaf\xe9,harmful\n"),
+                           "--out", d / "r.jsonl"],
+    "inspect-layers txt": lambda d: ["inspect-layers", "--model", ORGANISM_DIR, "--data", _latin1(d, "h.txt", "caf\xe9\n")],
+}
+
+
+@pytest.mark.parametrize("case", sorted(NON_UTF8))
+def test_non_utf8_data_is_one_line_naming_file_and_byte(tmp_path, capsys, monkeypatch, case):
+    code, _, err = run_cli(NON_UTF8[case](tmp_path), capsys, monkeypatch)
+    line = _one_error(err)
+    assert code == 2 and "not UTF-8 text: byte offset" in line and str(tmp_path) in line
+
+
+def test_image_folder_prompts_txt_must_be_utf8(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "a.png")
+    _latin1(folder, "prompts.txt", "caf\xe9\n")
+    code, _, err = run_cli(["calibrate", "--model", ORGANISM_DIR, "--data", folder, "--out", tmp_path / "v.safetensors"],
+                           capsys, monkeypatch)
+    assert code == 2 and "prompts.txt is not UTF-8 text" in _one_error(err)
+
+
+def test_oversized_image_is_a_clear_error_and_eval_leaves_no_empty_file(tmp_path, capsys, monkeypatch):
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (3000, 3000)).save(big)  # 9 M pixels, over the lowered limit below
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1_000_000)
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "what is this ?", "image": str(big), "label": "benign"}) + "\n")
+    out = tmp_path / "r.jsonl"
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", data, "--out", out, "--no-progress"],
+                           capsys, monkeypatch)
+    assert code == 2 and "too large" in _one_error(err)
+    assert not out.exists()
+
+
+def test_empty_layers_is_refused(vector_file, capsys, monkeypatch):
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", "organism", "--steer", vector_file, "--layers", "",
+                            "--out", vector_file.with_suffix(".jsonl")], capsys, monkeypatch)
+    assert code == 2 and "--layers is empty" in _one_error(err)
+
+
+def test_hub_id_without_network_fails_in_seconds(monkeypatch):
+    from steer.errors import SteerInputError
+    from steer.model import load_model_and_processor as load_model
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port: no hub
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(SteerInputError, match="not reachable"):
+        load_model("someorg/no-such-model")
+    assert time.monotonic() - started < 10

@@ -533,8 +533,7 @@ def evaluate(
     tokenizer = getattr(getattr(sm, "adapter", None), "tokenizer", None)
     n_new = 0
     desc = f"{label} / {dataset or 'data'}"
-    # line-buffered: a batch's rows reach the file inside the write call, so an interrupt's count is exact
-    fh = out_path.open("a", encoding="utf-8", buffering=1) if out_path is not None else None
+    fh = None  # opened at the first finished batch: a run that fails before leaves no empty file
     new_rows: dict[str, dict] = {}
 
     def kept() -> str:
@@ -592,7 +591,9 @@ def evaluate(
                         row["llm_score"] = lv.score
                     rows.append(row)
                     new_rows[it.id] = row
-                if fh is not None:
+                if out_path is not None:
+                    if fh is None:  # line-buffered: a batch's rows reach the file inside the write call
+                        fh = out_path.open("a", encoding="utf-8", buffering=1)
                     fh.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
                     fh.flush()
                     os.fsync(fh.fileno())
