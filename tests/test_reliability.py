@@ -249,9 +249,10 @@ def test_out_that_is_an_input_is_refused(tmp_path, capsys, monkeypatch):
 
 
 @pytest.mark.parametrize("resume", ["--resume", "--no-resume"])
-def test_eval_never_deletes_or_truncates_a_file_it_did_not_write(vector_file, tmp_path, capsys, monkeypatch, resume):
-    out = tmp_path / "precious.safetensors"
-    out.write_bytes(vector_file.read_bytes())
+@pytest.mark.parametrize("content", ["vector file", "one line of notes"])
+def test_eval_never_deletes_or_truncates_a_file_it_did_not_write(vector_file, tmp_path, capsys, monkeypatch, resume, content):
+    out = tmp_path / "precious.dat"
+    out.write_bytes(vector_file.read_bytes() if content == "vector file" else b"my notes, no newline")
     before = out.read_bytes()
     code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", _prompts(tmp_path), "--out", out, resume,
                             "--no-progress", "--max-new-tokens", 2], capsys, monkeypatch)
