@@ -1120,11 +1120,11 @@ def main() -> None:
 
     Ctrl-C exits 130 and SIGTERM 143 with one line saying what was kept and how to resume
     (typer hands back Ctrl-C as a return value of 130, which must not become exit 0)."""
-    from steer.interrupts import Interrupted, install_signal_handlers, interrupted_message
+    from steer.interrupts import Interrupted, interrupted_message, signals_raise_interrupted
 
-    install_signal_handlers()
     try:
-        code = app(standalone_mode=False)
+        with signals_raise_interrupted():
+            code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             if code == 130:
                 err_console.print(interrupted_message(code), highlight=False, soft_wrap=True)

@@ -1,6 +1,6 @@
 """Ctrl-C and SIGTERM: stop cleanly, say what was kept and how to resume, exit 130 / 143.
 
-The CLI calls :func:`install_signal_handlers` once; both signals then raise
+The CLI runs inside :func:`signals_raise_interrupted`; both signals then raise
 :class:`Interrupted`, a ``BaseException`` that no ``except Exception`` swallows and that
 typer does not turn into a silent return value (it does so for ``KeyboardInterrupt``).
 Atomic writes (:mod:`steer.atomic`) delete their temporary file on the way out, so an
@@ -40,10 +40,23 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     raise Interrupted(signum)
 
 
-def install_signal_handlers() -> None:
-    """SIGINT and SIGTERM raise :class:`Interrupted` (main thread only, as Python requires)."""
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, _raise_interrupted)
+@contextmanager
+def signals_raise_interrupted() -> Iterator[None]:
+    """While the block runs, SIGINT and SIGTERM raise :class:`Interrupted`; the old handlers
+    come back afterwards (the CLI may run inside another program, e.g. a test). Outside the
+    main thread, where Python allows no handlers, nothing changes."""
+    take_note()  # forget a note left by an earlier interrupt in this process
+    previous = {}
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, _raise_interrupted)
+    except ValueError:  # not the main thread
+        pass
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 @contextmanager
