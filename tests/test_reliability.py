@@ -216,12 +216,17 @@ def vector_file(organism, tmp_path) -> Path:
     return vec
 
 
-def test_out_that_is_a_fifo_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
-    fifo = tmp_path / "pipe"
-    os.mkfifo(fifo)
-    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", _prompts(tmp_path), "--out", fifo], capsys, monkeypatch)
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_out_that_is_a_fifo_or_device_is_refused_before_any_work(tmp_path, capsys, monkeypatch, kind):
+    if kind == "fifo":
+        special = tmp_path / "pipe"
+        os.mkfifo(special)
+    else:
+        special = Path(os.devnull)  # as root, main replaced /dev/null with a regular file
+    code, _, err = run_cli(["eval", "--model", ORGANISM_DIR, "--data", _prompts(tmp_path), "--out", special],
+                           capsys, monkeypatch)
     assert code == 2 and "not a regular file" in _one_error(err)
-    assert fifo.is_fifo()
+    assert special.is_fifo() if kind == "fifo" else special.is_char_device()
 
 
 def test_out_through_a_symlink_needs_force_and_then_updates_the_target(tmp_path, capsys, monkeypatch):
