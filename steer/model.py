@@ -19,7 +19,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -219,11 +219,10 @@ class SteeredModel:
         chosen = vecs.select(self._layers(layers))
         meta = chosen.metadata
         per_layer = apply_schedule(chosen.to_subtract(method), schedule or meta.get("schedule", "cumulative"))
-        dtype = next(self.adapter.model.parameters()).dtype
         return Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha_range(check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha), per_layer, dtype),
+            alpha=self._checked_alpha(alpha, meta, per_layer),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
             gate=gate,
@@ -276,11 +275,16 @@ class SteeredModel:
         return Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            alpha=self._checked_alpha(alpha, meta, per_layer),
             op="subtract",
             positions=positions or "prompt",
             gate=gate,
         )
+
+    def _checked_alpha(self, alpha: float | None, meta: Mapping[str, Any], per_layer: Mapping[int, torch.Tensor]) -> float:
+        """``alpha`` (default: the file's), finite and small enough that ``alpha * v`` fits the model's dtype."""
+        value = check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha)
+        return check_alpha_range(value, per_layer, next(self.adapter.model.parameters()).dtype)
 
     def _layers(self, layers: Sequence[int] | None) -> list[int] | None:
         """Chosen layers as sorted 0-based indices (None = the vector file's own)."""
