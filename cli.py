@@ -16,8 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from steer.atomic import check_output_dir, check_output_path
+from steer.atomic import check_output_dir, check_output_path, existing_paths
 from steer.errors import SteerError, SteerInputError
+from steer.textfiles import check_text_inputs
 
 app = typer.Typer(
     name="steer",
@@ -37,13 +38,15 @@ console = Console(markup=False, emoji=False)
 err_console = Console(stderr=True, markup=False, emoji=False)
 
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
+FORCE_HELP = "Write through a symbolic link at the output path (to the file it points at)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
 
 
 def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
     """'8-20', '3,5,7', '8-12,20', '-1' (last) or 'all' -> sorted layer list (None = the file's/all)."""
-    if spec is None or spec.strip() in ("", "file"):
+    if spec is None or spec.strip() == "file":
         return None
+    refuse_empty_layers(spec)
     spec = spec.strip()
     if spec == "all":
         if num_layers is None:
@@ -66,6 +69,12 @@ def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optio
                 f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', '-1' (last), 'all'; ranges take layers >= 0"
             ) from None
     return sorted(layers)
+
+
+def refuse_empty_layers(spec: Optional[str]) -> None:
+    """An empty --layers ('' from an unset shell variable) must not silently mean "the file's layers"."""
+    if spec is not None and not spec.strip():
+        raise SteerInputError("--layers is empty; give layers such as '8-20', 'all', or leave the option out for the default")
 
 
 def parse_alpha(text: str) -> float:
@@ -261,6 +270,7 @@ def calibrate(
         "save_to_disk folder, an image folder with prompts.txt, or a shared set name (e.g. advbench, harmless-alpaca:train).",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Vector file to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: str = typer.Option("all", "--layers", help="Decoder layers to calibrate: 'all', '8-20', '3,5,7'."),
     reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
     pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
@@ -303,7 +313,8 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
+    check_text_inputs(data, safety_data)  # a non-UTF-8 data file fails now, naming the byte
     import time
 
     from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
@@ -396,6 +407,7 @@ def probe(
         "or a labelled shared set (e.g. organism:probe)."
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: Optional[str] = typer.Option(
         None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the last, which could gate nothing)."
     ),
@@ -421,7 +433,8 @@ def probe(
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
+    check_text_inputs(data)
     plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
     from steer.eval.runner import load_items
@@ -542,6 +555,7 @@ def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
@@ -571,7 +585,8 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
+    check_text_inputs(data)
     from steer.eval.runner import evaluate, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
 
@@ -592,6 +607,7 @@ def eval_cmd(
             raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
         if steer is not None and steer != "sample" and not Path(steer).exists():
             raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        refuse_empty_layers(layers)
         layer_list = parse_layer_spec(layers)
         opts = dict(
             alpha=None if alpha is None else parse_alpha(alpha),
@@ -667,6 +683,8 @@ def sweep_cmd(
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
+    check_text_inputs(safety_data, utility_data)
+    refuse_empty_layers(layers)
     from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
     from steer.model import SteeredModel
     from steer.positions import check_positions
@@ -744,6 +762,7 @@ def compare_cmd(
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
     html is None or check_output_path(html)
+    check_text_inputs(data)
     from steer.eval.compare import compare as run_compare
     from steer.eval.compare import table_grid
     from steer.eval.variants import build_variants, parse_variants
@@ -825,6 +844,7 @@ def train_tga(
         "'answer' (default: the caption), 'retrieved' (precomputed retrieved text), 'id'.",
     ),
     out: Path = typer.Option(..., "--out", "-o", help="Projector artifact to write (.safetensors), atomically."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     layers: Optional[str] = typer.Option(
         None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the logit-lens suggestion, see inspect-layers)."
     ),
@@ -870,7 +890,8 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
+    check_text_inputs(data, corpus, harmful)
     plot is None or check_output_path(plot)
     from calibration.logit_lens import read_prompts
     from calibration.retrieval import NearestCaptionRetriever, read_corpus
@@ -909,6 +930,8 @@ def train_tga(
         harmful_prompts=harmful_prompts,
     )
     result.save(out)
+    if ckpt is not None:  # done: a kept checkpoint would block the next run with other settings
+        ckpt.unlink(missing_ok=True)
     if plot is not None:
         result.plot_losses(plot, title=f"TGA on {model}")
     meta = result.metadata
@@ -954,6 +977,7 @@ def inspect_layers(
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
     plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
+    check_text_inputs(data, benign)
     from calibration.logit_lens import logit_lens, read_prompts
     from steer.model import SteeredModel
 
@@ -988,6 +1012,7 @@ def inspect_layers(
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
     fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
     alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
@@ -1004,7 +1029,7 @@ def export(
     by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
     shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
     """
-    check_output_path(out)  # a bad output path fails now, not after the work
+    check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
     import warnings
 
     from steer.export_gguf import FORMATS, export_gguf
@@ -1177,17 +1202,36 @@ def demo(
 
 
 def main() -> None:
-    """Console-script entry point: run the app, turning steer errors into one-line messages."""
+    """Console-script entry point: run the app, turning steer errors into one-line messages.
+
+    Ctrl-C exits 130 and SIGTERM 143 with one line saying what was kept and how to resume
+    (typer hands back Ctrl-C as a return value of 130, which must not become exit 0)."""
+    from steer.interrupts import Interrupted, interrupted_message, signals_raise_interrupted
+
     try:
-        app(standalone_mode=False)
+        with signals_raise_interrupted():
+            code = app(standalone_mode=False)
+        if isinstance(code, int) and code:
+            if code == 130:
+                err_console.print(interrupted_message(code), highlight=False, soft_wrap=True)
+            sys.exit(code)
+    except Interrupted as err:
+        err_console.print(interrupted_message(err.exit_code), highlight=False, soft_wrap=True)
+        sys.exit(err.exit_code)
     except SteerError as err:
         err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except UnicodeDecodeError as err:  # a text file met by a reader the up-front checks did not cover
+        err_console.print(
+            Text.assemble(("error:", "red"), f" an input file is not UTF-8 text (byte offset {err.start}); save it as UTF-8"),
+            highlight=False, soft_wrap=True,
+        )
         sys.exit(2)
     except FileNotFoundError as err:
         err_console.print(Text.assemble(("error:", "red"), f" file not found: {err.filename or err}"), highlight=False)
         sys.exit(2)
     except KeyboardInterrupt:
-        err_console.print("interrupted", highlight=False)
+        err_console.print(interrupted_message(130), highlight=False, soft_wrap=True)
         sys.exit(130)
     except typer.Exit as ex:
         sys.exit(ex.exit_code)

@@ -150,6 +150,9 @@ class ShiftAccumulator:
         eigenvector of the covariance, returned as ``(mean . u) u``, which does not depend on
         the eigenvector's sign.
         """
+        n = int(self.count[self._need(layer)])
+        if n < 2:  # one sample has zero covariance: its "first component" would be an arbitrary axis
+            raise SteerInputError(f"pc1 needs at least 2 samples, layer {layer} has {n}; use more anchors or reduce='mean'")
         cov = self.covariance(layer)
         evals, evecs = torch.linalg.eigh(cov)
         u = evecs[:, -1]

@@ -51,7 +51,9 @@ from steer.adapters import ModelAdapter
 from steer.adapters.base import NULL_IMAGE_KINDS
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
+from steer.interrupts import interrupt_note
 from steer.model import as_adapter
+from steer.resume_key import parameters_digest
 from steer.steering import normalize_layers
 from steer.vectors import ShiftVectors
 
@@ -416,6 +418,14 @@ class Runner:
         if self.checkpoint is not None:
             save_checkpoint(self.checkpoint, self._state(phases))
 
+    def _interrupt_note(self) -> str:
+        """What an interrupt keeps: the checkpoint (if one was written), else nothing."""
+        if self.checkpoint is not None and self.checkpoint.exists():
+            return f"checkpoint {self.checkpoint} kept; rerun the same command to resume from it"
+        if self.checkpoint is not None:
+            return "no checkpoint was written yet; rerun the command to start over"
+        return "nothing was written; rerun the command (add --checkpoint-every N to make it resumable)"
+
     def remove_checkpoint(self) -> None:
         if self.checkpoint is not None:
             self.checkpoint.unlink(missing_ok=True)
@@ -455,7 +465,7 @@ class Runner:
         done = self.resumed_samples
         last_mark = done // self.checkpoint_every if self.checkpoint_every else 0
         bar = _ProgressBar(total, done, enabled=self.progress)
-        with bar:
+        with interrupt_note(self._interrupt_note), bar:
             for p in phases:
                 batches = [p.local[i : i + self.batch_size] for i in range(0, len(p.local), self.batch_size)]
                 bar.describe(p.name if self.world == 1 else f"{p.name} (rank {self.rank}/{self.world}, its shard)")
@@ -658,6 +668,11 @@ def prepare_shift(
             "(--layers N) or store another schedule"
         )
     items = subsample(load_anchors(anchors), max_samples, seed)
+    if reduce == "pc1" and len(items) < 2:
+        raise SteerInputError(
+            f"--reduce pc1 needs at least 2 anchors (one sample has no principal component), got {len(items)}; "
+            "give more anchors or --reduce mean"
+        )
     digest = data_sha256(items)
     null = adapter.content_free_image(null_image, seed=seed)
     preflight_lengths(adapter, items, with_image=True, null=null)
@@ -682,6 +697,7 @@ def base_signature(prep: _Prepared, *, method: str, pool: str, reduce: str, null
         "method": method,
         "model_weights": fp["weights_sha256"],
         "model_type": fp["model_type"],
+        "model_params": parameters_digest(prep.adapter.model),  # every layer and the dtype, not just embeddings
         "layers": list(prep.layers),
         "pool": pool,
         "reduce": reduce,

@@ -70,8 +70,10 @@ from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever, Retr
 from steer.adapters.base import ModelAdapter
 from steer.atomic import atomic_path
 from steer.errors import SteerInputError
+from steer.interrupts import interrupt_note
 from steer.eval.datasets import read_json_rows
 from steer.model import as_adapter
+from steer.resume_key import parameters_digest
 from steer.steering import normalize_layers
 from steer.images import load_image
 from steer.projector import ProjectorArtifact, language_model_module, projector_path
@@ -577,6 +579,7 @@ def train_tga_projector(
         "seed": int(seed),
         "max_grad_norm": max_grad_norm,
         "model_weights": fingerprint["weights_sha256"],
+        "model_params": parameters_digest(adapter.model),  # every layer and the dtype, not just embeddings
     }
     settings_key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
 
@@ -644,29 +647,35 @@ def train_tga_projector(
             from tqdm.auto import tqdm
 
             bar = tqdm(total=total, initial=start, desc="train-tga", unit="step", dynamic_ncols=True)
+        def kept() -> str:
+            if ckpt is not None and ckpt.exists():
+                return f"checkpoint {ckpt} kept; rerun the same command to resume from it"
+            return "nothing was written; rerun the command (--checkpoint-every N makes it resumable)"
+
         try:
-            for step in range(start, total):
-                idx = _batch_indices(len(examples), batch_size, step, seed)
-                rows = [examples[i] for i in idx]
-                texts = [retrieved[i] for i in idx]
-                optimizer.zero_grad(set_to_none=True)
-                loss, parts = tga_loss(adapter, rows, texts, band, guide_weight, prompt_format)
-                if not math.isfinite(parts["loss"]):
-                    raise SteerInputError(f"the TGA loss became {parts['loss']} at step {step}; lower --lr")
-                loss.backward()
-                if max_grad_norm is not None:
-                    torch.nn.utils.clip_grad_norm_(list(named.values()), max_grad_norm)
-                optimizer.step()
-                record = {"step": step, **parts}
-                history.append(record)
-                if callback is not None:
-                    callback(record)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(lm=f"{parts['lm']:.3f}", guide=f"{parts['guide']:.3f}", cos=f"{parts['cos_ic']:.3f}")
-                done = step + 1
-                if ckpt is not None and checkpoint_every > 0 and (done % checkpoint_every == 0 or done == total):
-                    save_checkpoint(done)
+            with interrupt_note(kept):
+                for step in range(start, total):
+                    idx = _batch_indices(len(examples), batch_size, step, seed)
+                    rows = [examples[i] for i in idx]
+                    texts = [retrieved[i] for i in idx]
+                    optimizer.zero_grad(set_to_none=True)
+                    loss, parts = tga_loss(adapter, rows, texts, band, guide_weight, prompt_format)
+                    if not math.isfinite(parts["loss"]):
+                        raise SteerInputError(f"the TGA loss became {parts['loss']} at step {step}; lower --lr")
+                    loss.backward()
+                    if max_grad_norm is not None:
+                        torch.nn.utils.clip_grad_norm_(list(named.values()), max_grad_norm)
+                    optimizer.step()
+                    record = {"step": step, **parts}
+                    history.append(record)
+                    if callback is not None:
+                        callback(record)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(lm=f"{parts['lm']:.3f}", guide=f"{parts['guide']:.3f}", cos=f"{parts['cos_ic']:.3f}")
+                    done = step + 1
+                    if ckpt is not None and checkpoint_every > 0 and (done % checkpoint_every == 0 or done == total):
+                        save_checkpoint(done)
         finally:
             if bar is not None:
                 bar.close()

@@ -11,7 +11,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 
 def _read_umask() -> int:
@@ -20,20 +20,46 @@ def _read_umask() -> int:
     return mask
 
 
-#: the process's umask at import: results get the mode a plain ``open(path, "w")`` would give
-#: them (usually 0644), not ``mkstemp``'s private 0600 -- they are made to be shared and read
-_FILE_MODE = 0o666 & ~_read_umask()
+def _file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file now (usually 0644), not
+    ``mkstemp``'s private 0600: results are made to be shared and read. Read at each write,
+    so a umask set after import counts."""
+    return 0o666 & ~_read_umask()
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """``path`` as a Path, or a :class:`SteerInputError` naming why no file can be written there:
-    the path is a folder, a parent is a file, or the nearest existing folder is not writable.
-    Commands call it before long work so a bad ``--out`` fails in a second, not after an hour."""
+#: symlinked outputs a command was told to write through (``--force``); see :func:`check_output_path`
+_FORCED_LINKS: set[str] = set()
+
+
+def check_output_path(
+    path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (), force: bool = False
+) -> Path:
+    """``path`` as a Path, or a :class:`SteerInputError` naming why no file can be written there.
+
+    Refused: a folder; anything else that is not a regular file (a FIFO would block the
+    command, a device node would be replaced by a plain file); one of the command's own
+    ``inputs`` (the data would be replaced by the results); a symbolic link unless
+    ``force`` (an atomic rename would replace the link while its target kept the old
+    content; with ``force`` :func:`atomic_path` writes the link's target instead);
+    a parent that is a file; a folder without write permission. Commands call it before
+    long work so a bad ``--out`` fails in a second, not after an hour."""
     from steer.errors import SteerInputError
 
     target = Path(path)
-    if target.is_dir():
+    if target.is_symlink():
+        if not force and os.path.abspath(target) not in _FORCED_LINKS:  # once allowed, for the whole command
+            raise SteerInputError(
+                f"{target} is a symbolic link (to {os.readlink(target)}); a write would replace the link, not its "
+                "target: give the real path, or --force to write to the file it points at"
+            )
+        _FORCED_LINKS.add(os.path.abspath(target))
+    elif target.is_dir():
         raise SteerInputError(f"{target} is a folder; give a file path inside it, e.g. {target / target.name}")
+    elif target.exists() and not target.is_file():
+        raise SteerInputError(f"{target} exists and is not a regular file (a FIFO, device or socket); give a file path")
+    for source in inputs:
+        if target.exists() and Path(source).exists() and os.path.samefile(target, source):
+            raise SteerInputError(f"{target} is also an input of this command; write the output to another path")
     parent = target.parent
     while not parent.exists():
         parent = parent.parent
@@ -42,6 +68,22 @@ def check_output_path(path: str | os.PathLike) -> Path:
     if not os.access(parent, os.W_OK | os.X_OK):
         raise SteerInputError(f"cannot write {target}: no permission to write in {parent}")
     return target
+
+
+def existing_paths(*specs: str | os.PathLike | None) -> list[Path]:
+    """The files among command-line inputs: ``specs`` may be comma-separated lists, with
+    ``@MODE`` suffixes or shared set names; names that are no existing path are left out."""
+    found: list[Path] = []
+    for spec in specs:
+        if spec is None:
+            continue
+        text = os.fspath(spec)
+        for part in [text, *text.split(",")]:
+            for candidate in (part, part.rsplit("@", 1)[0]):
+                path = Path(candidate.strip()).expanduser()
+                if candidate.strip() and path.exists() and path not in found:
+                    found.append(path)
+    return found
 
 
 def check_output_dir(path: str | os.PathLike) -> Path:
@@ -59,13 +101,15 @@ def check_output_dir(path: str | os.PathLike) -> Path:
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``, on error it is deleted."""
     target = check_output_path(path)
+    if target.is_symlink():  # allowed by --force: update the file the link points at, keep the link
+        target = check_output_path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
-    tmp_path.chmod(_FILE_MODE)
     try:
         yield tmp_path
+        tmp_path.chmod(_file_mode())  # after the write: a writer may have made the file anew
         with open(tmp_path, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp_path, target)

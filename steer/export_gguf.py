@@ -58,7 +58,7 @@ from steer.atomic import atomic_path
 from steer.errors import SteerInputError
 from steer.schedule import apply_schedule
 from steer.steering import check_alpha
-from steer.vectors import ShiftVectors
+from steer.vectors import ShiftVectors, check_alpha_range
 from steer.version import __version__
 
 ARCH = "controlvector"
@@ -88,8 +88,13 @@ def control_vectors(
     scale = check_alpha(alpha)
     chosen = vectors.select(None if layers is None else sorted({int(l) for l in layers}))
     per_layer = apply_schedule(chosen.to_subtract(method), schedule or chosen.metadata.get("schedule", "cumulative"))
+    check_alpha_range(scale, per_layer, torch.float32)  # GGUF stores float32: 1e39 would be written as inf
     sign = -1.0 if op == "subtract" else 1.0
-    return {layer: (sign * scale * vec.float()).contiguous() for layer, vec in sorted(per_layer.items())}
+    out = {layer: (sign * scale * vec.float()).contiguous() for layer, vec in sorted(per_layer.items())}
+    bad = [layer for layer, vec in out.items() if not bool(torch.isfinite(vec).all())]
+    if bad:  # never write NaN/inf into a file another runtime will add to its hidden states
+        raise SteerInputError(f"the exported vectors of layers {bad} are not finite (alpha {alpha}); use a smaller alpha")
+    return out
 
 
 def export_gguf(

@@ -21,6 +21,24 @@ def load_image(source: str | os.PathLike | Image.Image) -> Image.Image:
         raise SteerInputError(f"image path is a folder, not a file: {path}")
     try:
         with Image.open(path) as img:
+            check_image_size(path, img.size)  # from the header, before decoding gigabytes of pixels
             return img.convert("RGB")
-    except (UnidentifiedImageError, OSError) as err:
+    except Image.DecompressionBombError as err:  # not an OSError: PIL's own guard, > 2x the pixel limit
+        raise SteerInputError(f"image {path} is too large to load safely: {err}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:  # SyntaxError: some broken PNG headers
         raise SteerInputError(f"cannot read image {path}: {err} (give a PNG/JPEG/WebP file)") from None
+
+
+def max_image_pixels() -> int:
+    """The pixel limit: PIL's ``Image.MAX_IMAGE_PIXELS`` (about 89 million), or that default when a user set it to None."""
+    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
+def check_image_size(path: str | os.PathLike, size: tuple[int, int]) -> None:
+    """Refuse an image over :func:`max_image_pixels` (a decompression bomb or a mistaken scan)."""
+    width, height = size
+    if width * height > max_image_pixels():
+        raise SteerInputError(
+            f"image {path} is too large: {width}x{height} = {width * height} pixels, over the limit of {max_image_pixels()}; "
+            "shrink it (models resize to a few hundred pixels anyway)"
+        )

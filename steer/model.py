@@ -19,7 +19,7 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
@@ -29,7 +29,7 @@ from steer.images import load_image
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
 from steer.steering import Steering, check_alpha, normalize_layers
-from steer.vectors import ShiftVectors, as_vectors
+from steer.vectors import ShiftVectors, as_vectors, check_alpha_range
 
 _DTYPES = {
     "float32": torch.float32,
@@ -71,15 +71,23 @@ def load_model_and_processor(
     source = str(model_id_or_path)
     if not Path(source).exists() and not _HUB_ID.fullmatch(source):
         raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
+    from steer.hub import use_local_files_only
+
+    cache_only = use_local_files_only(source)  # no hub: the cache answers at once, no 30-50 s of retries
     try:
-        config = AutoConfig.from_pretrained(source)
+        config = AutoConfig.from_pretrained(source, local_files_only=cache_only)
     except (OSError, ValueError) as err:
+        if cache_only:
+            raise SteerInputError(
+                f"cannot load model {source!r}: it is not in the local Hugging Face cache and the hub is not "
+                "reachable (offline or HF_HUB_OFFLINE set); give a local model folder, or download it where the hub is reachable"
+            ) from None
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(
             f"cannot load model {source!r}: {first}. Give a local model folder (save_pretrained format), "
             "or a hub id on a machine with hub access"
         ) from None
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"local_files_only": True} if cache_only else {}
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
@@ -95,10 +103,10 @@ def load_model_and_processor(
     try:
         if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(source)
+            processor = AutoProcessor.from_pretrained(source, local_files_only=cache_only)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-            processor = AutoTokenizer.from_pretrained(source)
+            processor = AutoTokenizer.from_pretrained(source, local_files_only=cache_only)
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None
@@ -214,7 +222,7 @@ class SteeredModel:
         return Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            alpha=self._checked_alpha(alpha, meta, per_layer),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
             gate=gate,
@@ -267,11 +275,16 @@ class SteeredModel:
         return Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            alpha=self._checked_alpha(alpha, meta, per_layer),
             op="subtract",
             positions=positions or "prompt",
             gate=gate,
         )
+
+    def _checked_alpha(self, alpha: float | None, meta: Mapping[str, Any], per_layer: Mapping[int, torch.Tensor]) -> float:
+        """``alpha`` (default: the file's), finite and small enough that ``alpha * v`` fits the model's dtype."""
+        value = check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha)
+        return check_alpha_range(value, per_layer, next(self.adapter.model.parameters()).dtype)
 
     def _layers(self, layers: Sequence[int] | None) -> list[int] | None:
         """Chosen layers as sorted 0-based indices (None = the vector file's own)."""

@@ -18,6 +18,7 @@ architecture and weights; writes are atomic.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,7 +26,14 @@ from typing import Any, Mapping
 import torch
 
 from steer.adapters.base import ModelAdapter
-from steer.artifact import check_fingerprint, check_format_version, read_artifact, write_artifact
+from steer.artifact import (
+    FINGERPRINT_TYPES,
+    check_fingerprint,
+    check_format_version,
+    check_meta_types,
+    read_artifact,
+    write_artifact,
+)
 from steer.errors import ModelMismatchError, SteerInputError
 
 FORMAT_VERSION = 1
@@ -127,6 +135,7 @@ class ShiftVectors:
             remedy="calibrate vectors for this model with `steer calibrate`",
             hidden_size=self.hidden_size,
             allow_other_weights=allow_other_weights,
+            require_fingerprint="format_version" in self.metadata,  # read from (or saved to) a file
         )
         bad = [layer for layer in self.layers if layer >= adapter.num_layers]
         if bad:
@@ -144,18 +153,88 @@ class ShiftVectors:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ShiftVectors":
+        """Read a vector file, refusing anything damaged or tampered with (one-line errors):
+        tensor names other than ``shift.N`` / ``direction.N`` (so two keys cannot name one
+        layer), a dtype other than float32, a shape other than ``(d,)``, NaN/inf values,
+        metadata fields of the wrong type, a recipe steer does not know."""
         tensors, meta = read_artifact(path, what="vector file", make_with="steer calibrate")
         if meta.get("kind", KIND) != KIND:
-            raise SteerInputError(f"{path} is a steer {meta['kind']} file, not a vector file (make one with `steer calibrate`)")
+            raise SteerInputError(f"{path} is a steer {meta['kind']!r} file, not a vector file (make one with `steer calibrate`)")
         check_format_version(path, meta, FORMAT_VERSION)
-        shifts = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("shift.")}
-        dirs = {int(k.split(".", 1)[1]): v for k, v in tensors.items() if k.startswith("direction.")}
-        if not shifts:
-            raise SteerInputError(f"{path} holds no shift vectors")
+        check_vector_metadata(path, meta)
+        shifts, dirs = split_vector_tensors(path, tensors)
         vectors = cls(shifts, dirs or None, meta)
         if meta.get("hidden_size") not in (None, vectors.hidden_size):
             raise SteerInputError(f"{path}: metadata says d={meta['hidden_size']}, tensors have {vectors.hidden_size}")
         return vectors
+
+
+#: tensor names of a vector file: canonical layer numbers only ('shift.03' would alias 'shift.3')
+_TENSOR_NAME = re.compile(r"(shift|direction)\.(0|[1-9][0-9]*)")
+#: JSON types of the metadata fields a vector file is read by
+_META_TYPES: dict[str, tuple[type, ...]] = {
+    "kind": (str,), "method": (str,), "model": (dict,), "hidden_size": (int,), "layers": (list,),
+    "default_alpha": (int, float), "positions": (str,), "schedule": (str,), "pooling": (str,),
+    "stats": (dict,), "n_samples": (int,), "null_image": (str,), "reduce": (str,), "dtype": (str,),
+}
+
+
+def check_vector_metadata(path: str | os.PathLike, meta: Mapping[str, Any]) -> None:
+    """Refuse metadata a vector file could not have been written with (wrong types, unknown recipe)."""
+    from steer.positions import check_positions
+    from steer.schedule import SCHEDULES
+
+    check_meta_types(path, meta, _META_TYPES)
+    check_meta_types(path, meta.get("model") or {}, FINGERPRINT_TYPES)
+    if "dtype" in meta and meta["dtype"] != "float32":
+        raise SteerInputError(f"{path}: metadata says dtype {meta['dtype']!r}; vector files store float32")
+    if "positions" in meta:
+        try:
+            check_positions(meta["positions"])
+        except SteerInputError as err:
+            raise SteerInputError(f"{path}: stored positions: {err}") from None
+    if meta.get("schedule", "cumulative") not in SCHEDULES:
+        raise SteerInputError(f"{path}: stored schedule {meta['schedule']!r} is not one of {', '.join(SCHEDULES)}")
+    if not all(isinstance(layer, int) and not isinstance(layer, bool) for layer in meta.get("layers", [])):
+        raise SteerInputError(f"{path}: metadata field 'layers' must list whole numbers, got {meta['layers']!r}")
+
+
+def split_vector_tensors(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor]
+) -> tuple[dict[int, torch.Tensor], dict[int, torch.Tensor]]:
+    """({layer: shift}, {layer: direction}) of a vector file's tensors, each float32 of shape (d,)."""
+    shifts: dict[int, torch.Tensor] = {}
+    dirs: dict[int, torch.Tensor] = {}
+    for key, tensor in tensors.items():
+        match = _TENSOR_NAME.fullmatch(key)
+        if match is None:
+            raise SteerInputError(f"{path}: unexpected tensor {key!r}; a vector file holds only shift.N and direction.N")
+        if tensor.dtype != torch.float32:
+            raise SteerInputError(f"{path}: tensor {key!r} is {tensor.dtype}, vector files store float32")
+        if tensor.dim() != 1 or tensor.numel() == 0:
+            raise SteerInputError(f"{path}: tensor {key!r} has shape {tuple(tensor.shape)}, expected (hidden_size,)")
+        (shifts if match.group(1) == "shift" else dirs)[int(match.group(2))] = tensor
+    if not shifts:
+        raise SteerInputError(f"{path} holds no shift vectors")
+    return shifts, dirs
+
+
+def check_alpha_range(alpha: float, per_layer: Mapping[int, torch.Tensor], dtype: torch.dtype) -> float:
+    """``alpha``, or a :class:`SteerInputError` when ``alpha`` or ``alpha * v`` would overflow ``dtype``.
+
+    1e39 is finite in float64 but infinite in float32 and bfloat16 (and 1e5 in float16): the
+    steered hidden states would turn into inf/NaN and generation into empty answers."""
+    if not dtype.is_floating_point:
+        return alpha
+    largest = float(torch.finfo(dtype).max)
+    peak = max((float(v.abs().max()) for v in per_layer.values() if v.numel()), default=0.0)
+    reach = abs(alpha) * peak
+    if abs(alpha) > largest or reach > largest:
+        raise SteerInputError(
+            f"alpha {alpha:g} is out of range for the model's {str(dtype).replace('torch.', '')}: alpha x max|v| = "
+            f"{reach:.3g}, beyond its largest number {largest:.3g}; use a smaller alpha"
+        )
+    return alpha
 
 
 def as_vectors(source: "ShiftVectors | str | os.PathLike | Mapping[int, torch.Tensor]") -> ShiftVectors:

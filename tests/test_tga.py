@@ -308,9 +308,14 @@ def test_cli_train_tga_then_generate_with_projector(tiny_model_path, tmp_path, c
     assert "guide=" in err  # the progress bar shows the losses
     meta = ProjectorArtifact.load(out).metadata
     assert meta["retriever"]["name"] == "nearest_caption" and meta["steps"] == 2
-    # rerun resumes from the finished checkpoint: no new steps, same weights
+    # success removes the checkpoint, so a rerun (with any settings) trains afresh, to the same weights
+    assert not out.with_name(out.name + ".ckpt").exists()
+    first = ProjectorArtifact.load(out).projector
+    code, stdout2, err = run_cli(args[:-4] + ["--lr", 0.07], capsys, monkeypatch)
+    assert code == 0 and "resumed" not in stdout2, err
     code, stdout2, err = run_cli(args, capsys, monkeypatch)
-    assert code == 0 and "resumed at step 2" in " ".join(stdout2.split()), err
+    assert code == 0 and "resumed" not in stdout2, err
+    assert all(torch.equal(ProjectorArtifact.load(out).projector[k], v) for k, v in first.items())
 
     gen = ["generate", "--model", model_path, "--prompt", "what is this ?", "--image", tmp_path / "img0.png",
            "--max-new-tokens", 5]

@@ -45,7 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
+from steer.atomic import check_output_path
 from steer.errors import SteerInputError
+from steer.interrupts import interrupt_note
+from steer.resume_key import explain_mismatch, item_sha256, run_key
 from steer.eval.datasets import DATASET_NAMES, EvalItem, load_dataset_by_name, load_user_dataset
 from steer.eval.judge import judge_refusal
 from steer.eval.stats import RateSummary, rate_summary
@@ -379,7 +382,7 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]
             try:
                 rows.append(json.loads(text))
             except json.JSONDecodeError:
-                if not last:
+                if not last or text[:5] != '{"id"'[: len(text[:5])]:  # our rows (cut-off ones too) start so
                     raise SteerInputError(
                         f"{path}: line {i + 1} is not valid JSON, so this is not a results file of `steer eval`; "
                         "use another --out or delete it"
@@ -510,10 +513,13 @@ def evaluate(
     out_path = Path(out) if out is not None else None
     settings_json = json.loads(json.dumps(settings, default=str))
     run_tokens = getattr(fn, "max_new_tokens", None)
+    this_key = run_key(settings, sm, max_new_tokens=run_tokens, llm_judge=llm_judge) if out is not None else None
+    item_keys = {it.id: item_sha256(it) for it in items} if out is not None else {}
     done: dict[str, dict] = {}
     if out_path is not None:
         if out_path.is_dir():
             raise SteerInputError(f"--out {out_path} is a folder; give a .jsonl file path")
+        check_output_path(out_path)  # not a FIFO or device (reading one would block), not a link
         if resume:
             for row in read_results(out_path, repair=True):
                 if row.get("variant") not in (None, label):
@@ -527,8 +533,10 @@ def evaluate(
                             f"{out_path} was written with {key} {row[key]!r}, this run has {now!r}; "
                             "use another --out (or --no-resume to overwrite)"
                         )
+                _check_resumable(out_path, row, this_key, item_keys)
                 done[str(row["id"])] = row
         elif out_path.exists():
+            _check_own_results(out_path)  # --no-resume replaces results of `steer eval`, never another file
             out_path.unlink()
         out_path.parent.mkdir(parents=True, exist_ok=True)
     mode_of = {it.id: _mode_of(it) for it in items}
@@ -542,10 +550,19 @@ def evaluate(
     tokenizer = getattr(getattr(sm, "adapter", None), "tokenizer", None)
     n_new = 0
     desc = f"{label} / {dataset or 'data'}"
-    fh = out_path.open("a", encoding="utf-8") if out_path is not None else None
+    fh = None  # opened at the first finished batch: a run that fails before leaves no empty file
     new_rows: dict[str, dict] = {}
+
+    def kept() -> str:
+        if out_path is None:
+            return "no results were written (no output file); rerun the command"
+        return (
+            f"{len(read_results(out_path))} of {len(items)} result rows kept in {out_path}; "
+            "rerun the same command to resume"
+        )
+
     try:
-        with _progress(progress, desc, len(items), len(items) - len(todo)) as bar:
+        with interrupt_note(kept), _progress(progress, desc, len(items), len(items) - len(todo)) as bar:
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 images = [_item_image(it.image, sm) for it in batch]
@@ -582,6 +599,8 @@ def evaluate(
                         "batch_size": len(batch),
                         "max_new_tokens": run_tokens,
                         "settings": settings_json,
+                        "run_key": this_key,
+                        "item_sha256": item_keys.get(it.id),
                     }
                     if llm_judge is not None:
                         lv = llm_judge.judge(it.prompt, text)
@@ -589,7 +608,9 @@ def evaluate(
                         row["llm_score"] = lv.score
                     rows.append(row)
                     new_rows[it.id] = row
-                if fh is not None:
+                if out_path is not None:
+                    if fh is None:  # line-buffered: a batch's rows reach the file inside the write call
+                        fh = out_path.open("a", encoding="utf-8", buffering=1)
                     fh.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -608,6 +629,26 @@ def evaluate(
     summary.out = None if out_path is None else str(out_path)
     summary.records = records
     return summary
+
+
+def _check_own_results(path: Path) -> None:
+    """Refuse unless ``path`` is empty or a results file of `steer eval` (rows with id, variant, response)."""
+    rows = read_results(path)
+    if any("variant" not in row or "response" not in row for row in rows):
+        raise SteerInputError(
+            f"{path} is not a results file of `steer eval`, so --no-resume will not delete it; use another --out"
+        )
+
+
+def _check_resumable(path: Path, row: dict, key: dict | None, item_keys: dict[str, str]) -> None:
+    """Refuse to reuse ``row`` unless it was made by the same files, model and settings on the same item."""
+    why = explain_mismatch(row.get("run_key"), key or {})
+    if why is None and str(row["id"]) in item_keys and row.get("item_sha256") != item_keys[str(row["id"])]:
+        why = f"item {row['id']!r} changed (prompt, image or answer)"
+    if why is not None:
+        raise SteerInputError(
+            f"{path} holds answers this run cannot reuse: {why}; use another --out, or --no-resume to start over"
+        )
 
 
 def _mode_of(item: EvalItem) -> str:
