@@ -85,6 +85,21 @@ class ShiftVectors:
     def method(self) -> str:
         return str(self.metadata["method"])
 
+    def __repr__(self) -> str:
+        """One line: what the vectors are, for which model, and how they apply by default."""
+        meta = self.metadata
+        model = (meta.get("model") or {}).get("name_or_path") or "?"
+        norms = list(self.norms().values())
+        extra = f", n_samples={meta['n_samples']}" if meta.get("n_samples") is not None else ""
+        derived = meta.get("derived", {}).get("expression")
+        return (
+            f"ShiftVectors(method={self.method}, layers={_layer_span(self.layers)}, hidden_size={self.hidden_size}, "
+            f"model={model!r}, positions={meta.get('positions')}, schedule={meta.get('schedule')}, "
+            f"default_alpha={meta.get('default_alpha')}{extra}, |s|={min(norms):.4g}..{max(norms):.4g}"
+            f"{', directions' if self.directions is not None else ''}"
+            f"{f', expression={derived!r}' if derived else ''})"
+        )
+
     def norms(self) -> dict[int, float]:
         return {layer: float(self.shifts[layer].norm()) for layer in self.layers}
 
@@ -167,3 +182,10 @@ def as_vectors(source: "ShiftVectors | str | os.PathLike | Mapping[int, torch.Te
     if isinstance(source, Mapping):
         return ShiftVectors(dict(source), metadata={"method": "custom"})
     raise SteerInputError(f"cannot use {type(source).__name__} as steering vectors")
+
+
+def _layer_span(layers: list[int]) -> str:
+    """``0-3`` for a contiguous run, ``1,4,7`` otherwise."""
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(str(l) for l in layers)
