@@ -150,11 +150,14 @@ class ShiftVectors:
         digest = str(meta.get("data_sha256") or "")[:8]
         return f"{self.method}:{digest}" if digest else self.method
 
-    def _expression(self, wrap: bool = False) -> str:
+    def _expression(self, wrap: str = "") -> str:
+        """This operand in an expression; ``wrap="sum"`` parenthesises a sum or difference (as
+        the right side of ``-`` or ``*`` needs), ``wrap="any"`` any compound (before ``.select_layers``)."""
         derived = self.metadata.get("derived", {}).get("expression")
         if derived is None:
             return self.label
-        return f"({derived})" if wrap and " " in derived else derived
+        compound = (" + " in derived or " - " in derived) if wrap == "sum" else (wrap == "any" and " " in derived)
+        return f"({derived})" if compound else derived
 
     def _sources(self) -> dict[str, Any]:
         derived = self.metadata.get("derived")
@@ -179,7 +182,7 @@ class ShiftVectors:
         return self._derived(
             {l: factor * v for l, v in self.shifts.items()},
             self.directions,
-            f"{factor:g} * {self._expression(wrap=True)}",
+            f"{factor:g} * {self._expression(wrap='sum')}",
             self._sources(),
         )
 
@@ -201,7 +204,7 @@ class ShiftVectors:
         return self._derived(
             {l: mine[l] + sign * theirs[l] for l in self.layers},
             dirs,
-            f"{self._expression()} {op} {other._expression(wrap=True)}",
+            f"{self._expression()} {op} {other._expression(wrap='sum')}",
             {**self._sources(), **other._sources()},
             method=method,
             default_alpha=alphas.pop() if len(alphas) == 1 else 1.0,
@@ -217,7 +220,7 @@ class ShiftVectors:
         picked = self.select(sorted(int(l) for l in chosen))
         return self._derived(
             picked.shifts, picked.directions,
-            f"{self._expression(wrap=True)}.select_layers({sorted(int(l) for l in chosen)})", self._sources(),
+            f"{self._expression(wrap='any')}.select_layers({sorted(int(l) for l in chosen)})", self._sources(),
         )
 
     def __mul__(self, factor: Any) -> "ShiftVectors":
