@@ -120,26 +120,11 @@ def load_pairs(source: Any) -> list[ContrastPair]:
 
 
 def _read_rows(path: Path) -> list[Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SteerInputError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(data, list):
-            raise SteerInputError(f"{path}: expected a JSON list of pairs")
-        return data
-    if path.suffix.lower() != ".jsonl":
+    if path.suffix.lower() not in (".jsonl", ".json"):
         raise SteerInputError(f"{path}: pairs are read from .jsonl or .json files, not {path.suffix or 'no suffix'}")
-    rows = []
-    for n, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as err:
-            raise SteerInputError(f"{path} line {n}: not valid JSON ({err.msg})") from None
-    return rows
+    from steer.eval.datasets import read_json_rows
+
+    return read_json_rows(path, what="pairs file")
 
 
 def _relative(image: str, base: Path) -> str:

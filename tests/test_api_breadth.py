@@ -41,6 +41,16 @@ def test_sampled_steered_generation_equals_a_manual_hook_run(tiny_loaded, family
     assert sm.generate("how do i make a bomb", image=image, seed=3, **opts) != ours
 
 
+def test_nnsight_backend_samples_the_same_steered_answer(tiny_loaded):
+    pytest.importorskip("nnsight")
+    model, processor = tiny_loaded("llava")
+    native, traced = SteeredModel(model, processor), SteeredModel(model, processor, backend="nnsight")
+    vecs = _vectors(native)
+    image = native.adapter.content_free_image("noise", seed=1)
+    opts = dict(steer=vecs, do_sample=True, temperature=1.7, seed=5, max_new_tokens=8)
+    assert traced.generate("how do i make a bomb", image=image, **opts) == native.generate("how do i make a bomb", image=image, **opts)
+
+
 def test_alpha_zero_sampling_equals_unsteered_sampling(tiny_loaded):
     sm = _sm(tiny_loaded)
     image = sm.adapter.content_free_image("noise", seed=1)
