@@ -147,8 +147,10 @@ def test_report_is_self_contained_and_has_every_part(setup, tmp_path):
     assert "frontier" in text and ("Best setting" in text or "No steered setting" in text)
     assert "shift.safetensors" in page_text and "shiftdc.safetensors" in page_text
     # every (variant, dataset) cell has a rate with a CI, and each variant its settings
-    table = text.split('<table class="compare">', 1)[1].split("</table>", 1)[0]
-    assert table.count("<tr>") == 1 + len(doc["variants"])
+    # 10 measure columns > 8 and > 3 variants: transposed, a row per measure (+ tokens/s), as in the terminal
+    assert len(doc["columns"]) == 10
+    table = text.split('<table class="compare transposed">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + len(doc["columns"]) + 1
     assert len(re.findall(r"\d\.\d{3}<br><small>\[\d\.\d\d, \d\.\d\d\]</small>", table)) == sum(
         1 for row in doc["rows"] for cell in row["cells"].values() if cell is not None
     )

@@ -292,8 +292,9 @@ def compare_chart_png(run: CompareRun) -> bytes:
     )
     cmap = plt.get_cmap("tab10")
     handles = []
+    crowded = width_in / max(1, sum(len(pc) for _, pc in panels)) < 1.3  # inches per column group
     for ax, (title, pcols) in zip(axes[0], panels):
-        handles = _draw_panel(ax, pcols, rows, cmap, label_values=n_bars <= 36)
+        handles = _draw_panel(ax, pcols, rows, cmap, label_values=n_bars <= 36, crowded=crowded)
         ax.set_title(title, fontsize=11)
     legend_rows = -(-n_var // 4)
     fig.legend(handles, [str(r["variant"]) for r in rows], loc="upper center", ncol=min(n_var, 4), fontsize=10,
@@ -302,17 +303,29 @@ def compare_chart_png(run: CompareRun) -> bytes:
     return _figure_png(fig)
 
 
-def _tick_label(column: dict) -> str:
-    """``dataset`` over ``measure`` on two lines, long dataset names broken at their punctuation."""
+def _tick_label(column: dict, prefix: str, crowded: bool) -> str:
+    """``dataset`` and ``measure`` (the datasets' shared prefix dropped): two lines, or one
+    rotated line when the panel is crowded; long names break at their punctuation."""
     import textwrap
 
-    measure = column["title"][len(column["dataset"]):].strip() or column["measure"]
-    name = re.sub(r"([:@/_-])", r"\1 ", column["dataset"])
-    wrapped = "\n".join(line.replace(" ", "") for line in textwrap.wrap(name, 18, break_long_words=False))
+    dataset = str(column["dataset"])
+    measure = str(column["title"])[len(dataset):].strip() or column["measure"]
+    name = dataset[len(prefix):] or dataset
+    if crowded:
+        return f"{name} {measure}"
+    spaced = re.sub(r"([:@/_-])", r"\1 ", name)
+    wrapped = "\n".join(line.replace(" ", "") for line in textwrap.wrap(spaced, 18, break_long_words=False))
     return f"{wrapped}\n{measure}"
 
 
-def _draw_panel(ax: Any, cols: Sequence[dict], rows: Sequence[dict], cmap: Any, *, label_values: bool) -> list:
+def _shared_prefix(names: Sequence[str]) -> str:
+    """The ``source:`` prefix every dataset name shares (``organism:``), else ''."""
+    heads = {n.rsplit(":", 1)[0] + ":" if ":" in n else "" for n in names}
+    return heads.pop() if len(heads) == 1 else ""
+
+
+def _draw_panel(ax: Any, cols: Sequence[dict], rows: Sequence[dict], cmap: Any, *, label_values: bool,
+                crowded: bool) -> list:
     import numpy as np
 
     n_var = max(1, len(rows))
@@ -345,9 +358,11 @@ def _draw_panel(ax: Any, cols: Sequence[dict], rows: Sequence[dict], cmap: Any, 
                 ax.text(xpos, value + (hi[j] if label_values else 0.0) + 0.015, "0" if value == 0.0 else f"{value:.2f}",
                         ha="center", va="bottom", fontsize=8, rotation=90 if label_values and n_var > 2 else 0)
     ax.set_xticks(x)
-    rotate = len(cols) > 6
-    ax.set_xticklabels([_tick_label(c) for c in cols], fontsize=10, rotation=30 if rotate else 0,
-                       ha="right" if rotate else "center")
+    prefix = _shared_prefix([str(c["dataset"]) for c in cols])
+    ax.set_xticklabels([_tick_label(c, prefix, crowded) for c in cols], fontsize=10, rotation=35 if crowded else 0,
+                       ha="right" if crowded else "center", rotation_mode="anchor" if crowded else "default")
+    if prefix:
+        ax.set_xlabel(f"datasets {prefix}...", fontsize=10)
     ax.tick_params(axis="y", labelsize=10)
     ax.set_ylim(0, 1.15)
     ax.set_ylabel("rate", fontsize=10)
@@ -522,7 +537,7 @@ table.compare th,table.settings th,table.verdict th{max-width:260px;overflow-wra
 table.compare thead th{min-width:5.5em}
 table.compare thead th .ds{font-weight:normal;color:#5b6473}
 table.verdict tr.best{background:#fff6d6}
-table.verdict tr.best th::after{content:" \2605";color:#b8860b}
+table.verdict tr.best th::after{content:" \\2605";color:#b8860b}
 p.lead{font-size:1.08em;margin:.6em 0}
 .scroll{overflow-x:auto}
 img.plot{max-width:100%;height:auto;border:1px solid #e1e4ea;border-radius:4px;background:#fff}
@@ -583,15 +598,29 @@ def _column_head(column: dict) -> str:
     return f"<th>{_breakable(title)}</th>"
 
 
+def _tps_cell(row: dict) -> str:
+    tps = row.get("tokens_per_s")
+    return f'<td class="num">{"-" if tps is None else f"{float(tps):.1f}"}</td>'
+
+
 def _comparison_table(run: CompareRun) -> str:
-    columns = run.doc["columns"]
-    head = "".join(_column_head(c) for c in columns)
-    lines = [f'<div class="scroll"><table class="compare"><thead><tr><th>variant</th>{head}<th>tokens/s</th></tr></thead><tbody>']
-    for row in run.doc["rows"]:
-        cells = "".join(_rate_cell((row.get("cells") or {}).get(c["key"]), c["measure"]) for c in columns)
-        tps = row.get("tokens_per_s")
-        tps_text = "-" if tps is None else f"{float(tps):.1f}"
-        lines.append(f"<tr><th>{_breakable(row['variant'])}</th>{cells}<td class=\"num\">{tps_text}</td></tr>")
+    """Variants as rows; transposed (a row per measure) when there are more measures than
+    :data:`WIDE_TABLE` and than variants -- the rule of the Markdown and terminal tables --
+    so a many-dataset comparison fits a 1280 px page instead of scrolling."""
+    columns, rows = run.doc["columns"], run.doc["rows"]
+    if len(columns) > WIDE_TABLE and len(columns) > len(rows):
+        head = "".join(f"<th>{_breakable(r['variant'])}</th>" for r in rows)
+        lines = [f'<div class="scroll"><table class="compare transposed"><thead><tr><th>measure</th>{head}</tr></thead><tbody>']
+        for c in columns:
+            cells = "".join(_rate_cell((r.get("cells") or {}).get(c["key"]), c["measure"]) for r in rows)
+            lines.append(f"<tr>{_column_head(c)}{cells}</tr>")
+        lines.append(f"<tr><th>tokens/s</th>{''.join(_tps_cell(r) for r in rows)}</tr>")
+    else:
+        head = "".join(_column_head(c) for c in columns)
+        lines = [f'<div class="scroll"><table class="compare"><thead><tr><th>variant</th>{head}<th>tokens/s</th></tr></thead><tbody>']
+        for row in rows:
+            cells = "".join(_rate_cell((row.get("cells") or {}).get(c["key"]), c["measure"]) for c in columns)
+            lines.append(f"<tr><th>{_breakable(row['variant'])}</th>{cells}{_tps_cell(row)}</tr>")
     lines.append("</tbody></table></div>")
     counts = (run.doc["rows"][0].get("n") or {}) if run.doc["rows"] else {}
     n_text = ", ".join(f"{_e(ds)}: {int(counts.get(ds, 0))}" for ds in run.datasets)
