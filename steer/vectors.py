@@ -168,6 +168,7 @@ class ShiftVectors:
         summary = {k: meta[k] for k in keep if meta.get(k) is not None}
         summary["model"] = (meta.get("model") or {}).get("name_or_path")
         summary["layers"] = self.layers
+        summary["norms"] = {str(l): round(n, 6) for l, n in self.norms().items()}  # tells apart same-named sources
         return {self.label: summary}
 
     def _derived(self, shifts, directions, expression: str, sources: dict, **changes: Any) -> "ShiftVectors":
@@ -205,7 +206,7 @@ class ShiftVectors:
             {l: mine[l] + sign * theirs[l] for l in self.layers},
             dirs,
             f"{self._expression()} {op} {other._expression(wrap='sum')}",
-            {**self._sources(), **other._sources()},
+            _merge_sources(self._sources(), other._sources()),
             method=method,
             default_alpha=alphas.pop() if len(alphas) == 1 else 1.0,
         )
@@ -315,6 +316,18 @@ _MEASURED_KEYS = frozenset(
 )
 #: metadata that decides how the engine applies the vectors: operands must agree on it
 _APPLIED_KEYS = ("positions", "schedule")
+
+
+def _merge_sources(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Both operands' sources; two different sources under one label are both kept (``label (2)``)."""
+    out = dict(mine)
+    for label, summary in theirs.items():
+        key, n = label, 1
+        while key in out and out[key] != summary:
+            n += 1
+            key = f"{label} ({n})"
+        out[key] = summary
+    return out
 
 
 def _check_scalar(value: Any) -> float:

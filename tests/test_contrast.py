@@ -191,6 +191,10 @@ def test_shiftdc_operand_adds_what_it_subtracts():
     assert torch.equal(mix.shifts[0], torch.tensor([3.0, 1.0, 1.0, 1.0]))  # (s.v)v + ones
     half = 0.5 * dc
     assert half.method == "shiftdc" and torch.equal(half.to_subtract()[0], 0.5 * dc.to_subtract()[0])
+    # two different files under one label: both stay in the provenance
+    twin = ShiftVectors({0: 2 * torch.ones(d)}, None, {"method": "cmrm"})
+    assert list((plain + twin).metadata["derived"]["sources"]) == ["cmrm", "cmrm (2)"]
+    assert list((plain + plain).metadata["derived"]["sources"]) == ["cmrm"]
 
 
 # ---------------------------------------------------------------------------- CLI
