@@ -261,6 +261,7 @@ def inspect(
 @app.command()
 @data_options
 def calibrate(
+    ctx: typer.Context,
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(
         ...,
@@ -286,7 +287,11 @@ def calibrate(
         min=1,
         help="Write a resumable checkpoint (<out>.ckpt) every N samples; rerun the same command to resume.",
     ),
-    method: str = typer.Option("cmrm", "--method", help="cmrm | shiftdc (shift + text-only safety direction)."),
+    method: str = typer.Option(
+        "cmrm", "--method",
+        help="cmrm | shiftdc (shift + text-only safety direction) | contrast (a behaviour vector from a "
+        "JSONL of 'positive'/'negative' prompt pairs given as --data; --reduce mean or pc1).",
+    ),
     safety_data: Optional[str] = typer.Option(
         None,
         "--safety-data",
@@ -322,8 +327,11 @@ def calibrate(
     from steer.model import SteeredModel
 
     started = time.perf_counter()
+    if method == "contrast":  # its own data format and defaults: a separate short path
+        return _calibrate_contrast(ctx, model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every)
     if method not in ("cmrm", "shiftdc"):
-        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm, shiftdc or contrast")
     if method == "shiftdc" and not safety_data:
         raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
     if method == "cmrm" and safety_data:
@@ -395,6 +403,50 @@ def calibrate(
         f"{f', {world} processes' if world > 1 else ''})",
         highlight=False,
         soft_wrap=True,
+    )
+
+
+def _calibrate_contrast(ctx, model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every) -> None:
+    """`calibrate --method contrast`: :func:`calibration.train_vector` on a pairs file.
+
+    --positions/--schedule left at the command's defaults give way to the contrast
+    defaults (text, incremental); given explicitly they are stored as given.
+    """
+    from calibration.contrast import load_pairs, train_vector
+    from calibration.cmrm import check_recipe
+    from steer.model import SteeredModel
+
+    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every")):
+        if given:
+            raise SteerInputError(f"{flag} is not used by --method contrast; drop it")
+    contrast_method = {"mean": "mean_diff", "pc1": "pca"}.get(reduce, reduce)
+    explicit = {name: getattr(ctx.get_parameter_source(name), "name", "") != "DEFAULT" for name in ("positions", "schedule")}
+    recipe = {"default_alpha": alpha}
+    if explicit["positions"]:
+        recipe["positions"] = positions
+    if explicit["schedule"]:
+        recipe["schedule"] = schedule
+    check_recipe(recipe.get("positions", "text"), recipe.get("schedule", "incremental"), alpha)
+    pairs = load_pairs(data)  # bad pairs fail before the model loads
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    vecs = train_vector(sm, pairs, parse_layers(layers, sm.adapter.num_layers), contrast_method,
+                        pool=pool, batch_size=batch_size, **recipe)
+    vecs.metadata["contrast"]["data"] = str(data)
+    vecs.save(out)
+    table = Table(show_header=True, header_style="bold", title=f"contrast vectors ({contrast_method})")
+    for col in ("layer", "|v_l|", "agreement", "pc1 share"):
+        table.add_column(col, justify="right")
+    for layer, norm in vecs.norms().items():
+        st = vecs.metadata["stats"][str(layer)]
+        table.add_row(str(layer), f"{norm:.4g}", f"{st['agreement']:.2f}", f"{st['pc1_share']:.2f}")
+    console.print(table)
+    meta = vecs.metadata
+    console.print(
+        f"wrote {out}: {len(vecs.layers)} layers, d={vecs.hidden_size}, {meta['n_samples']} pairs; "
+        f"positions={meta['positions']} schedule={meta['schedule']} alpha={meta['default_alpha']:g}; "
+        "alpha > 0 steers toward the positive prompts",
+        highlight=False, soft_wrap=True,
     )
 
 

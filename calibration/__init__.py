@@ -7,6 +7,8 @@
 * :func:`calibrate_shiftdc` -- the same shift plus a per-layer unit text-only safety
   direction (ShiftDC, arXiv 2502.13095) in one vector file;
   :func:`compute_safety_directions` for the directions alone.
+* :func:`train_vector` -- a steering vector for any behaviour from contrastive
+  (positive, negative) prompt pairs: mean difference or oriented first principal direction.
 * :class:`ShiftAccumulator` -- the exact, mergeable float64 sums behind both.
 
 This package imports the runtime package `steer`, never the reverse. Command line:
@@ -23,9 +25,12 @@ from calibration.cmrm import (
     load_anchors,
     read_image_folder,
 )
+from calibration.contrast import CONTRAST_METHODS, ContrastPair, load_pairs, train_vector
 from calibration.safety_direction import calibrate_shiftdc, compute_safety_directions, load_safety_sets
 
 __all__ = [
+    "CONTRAST_METHODS",
+    "ContrastPair",
     "REDUCES",
     "Anchor",
     "ProbeStore",
@@ -37,7 +42,9 @@ __all__ = [
     "data_sha256",
     "load_anchors",
     "load_checkpoint",
+    "load_pairs",
     "load_safety_sets",
     "read_image_folder",
     "save_checkpoint",
+    "train_vector",
 ]

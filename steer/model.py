@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from steer.adapters import ModelAdapter, get_adapter
+from steer.chat import Prompt, is_conversation, split_image
 from steer.errors import SteerInputError
 from steer.images import load_image
 from steer.sample_shift import query_shifts
@@ -56,9 +57,17 @@ def load_model_and_processor(
     *,
     device: str | None = None,
     dtype: Any = None,
-    device_map: str | None = None,
+    device_map: str | dict | None = None,
+    processor_kwargs: dict[str, Any] | None = None,
+    **model_kwargs: Any,
 ) -> tuple[torch.nn.Module, Any]:
-    """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM."""
+    """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM.
+
+    ``model_kwargs`` go to the model's ``from_pretrained`` unchanged (``attn_implementation``,
+    ``quantization_config``, ``low_cpu_mem_usage``, ...); the hub ones (:data:`HUB_KWARGS`:
+    ``revision``, ``trust_remote_code``, ``token``, ...) also go to the config and processor
+    loads, so all three come from the same snapshot. ``processor_kwargs`` go to the processor only.
+    """
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -73,9 +82,13 @@ def load_model_and_processor(
         raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
     from steer.hub import use_local_files_only
 
+    model_kwargs, dtype, device_map = prepare_model_kwargs(model_kwargs, dtype=dtype, device=device, device_map=device_map)
     cache_only = use_local_files_only(source)  # no hub: the cache answers at once, no 30-50 s of retries
+    if cache_only:
+        model_kwargs.setdefault("local_files_only", True)
+    hub = {k: v for k, v in model_kwargs.items() if k in HUB_KWARGS}
     try:
-        config = AutoConfig.from_pretrained(source, local_files_only=cache_only)
+        config = AutoConfig.from_pretrained(source, **hub)
     except (OSError, ValueError) as err:
         if cache_only:
             raise SteerInputError(
@@ -87,7 +100,8 @@ def load_model_and_processor(
             f"cannot load model {source!r}: {first}. Give a local model folder (save_pretrained format), "
             "or a hub id on a machine with hub access"
         ) from None
-    kwargs: dict[str, Any] = {"local_files_only": True} if cache_only else {}
+    kwargs: dict[str, Any] = dict(model_kwargs)
+    proc_kwargs = {**hub, **(processor_kwargs or {})}
     torch_dtype = resolve_dtype(dtype)
     if torch_dtype is not None:
         kwargs["dtype"] = torch_dtype
@@ -103,10 +117,10 @@ def load_model_and_processor(
     try:
         if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(source, local_files_only=cache_only)
+            processor = AutoProcessor.from_pretrained(source, **proc_kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-            processor = AutoTokenizer.from_pretrained(source, local_files_only=cache_only)
+            processor = AutoTokenizer.from_pretrained(source, **proc_kwargs)
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None
@@ -122,6 +136,80 @@ def load_model_and_processor(
             raise SteerInputError(f"cannot move the model to device {device!r}: {first}") from None
     model.eval()
     return model, processor
+
+
+#: generate() options that change the shape of what HF returns (rows or a dict instead of ids),
+#: which the per-prompt answers and the per-row steering state rely on
+_ROW_CHANGING = {"num_return_sequences": 1, "num_beams": 1, "return_dict_in_generate": False}
+#: sampling-only options: without ``do_sample=True`` HF ignores them (with a warning)
+_SAMPLING_ONLY = ("temperature", "top_p", "top_k", "min_p", "typical_p")
+
+
+def check_generation_kwargs(kwargs: dict[str, Any], *, steered: bool) -> dict[str, Any]:
+    """The HF ``generate`` options of :meth:`SteeredModel.generate`, checked before any work.
+
+    Refused: sampling knobs without ``do_sample=True`` (HF would silently decode greedily),
+    more than one answer per prompt and dict outputs (every answer maps to one prompt row),
+    and beam search under steering (beams reorder the rows the steering tracks per prompt).
+    """
+    options = dict(kwargs)
+    for reserved in ("input_ids", "attention_mask", "pixel_values", "inputs"):
+        if reserved in options:
+            raise SteerInputError(f"{reserved} is built from the prompts; pass prompts (and images) instead")
+    given = [k for k in _SAMPLING_ONLY if options.get(k) is not None]
+    if given and not options.get("do_sample", False) and "generation_config" not in options:
+        raise SteerInputError(f"{', '.join(given)} only apply when sampling: add do_sample=True")
+    for key, allowed in _ROW_CHANGING.items():
+        value = options.get(key, allowed)
+        if value in (None, allowed):
+            continue
+        if key == "num_beams" and not steered:
+            continue
+        raise SteerInputError(
+            f"{key}={value!r} is not supported here: generate returns one answer per prompt"
+            + (" and steering tracks each prompt row" if key == "num_beams" else "")
+            + "; call sm.model.generate directly for that"
+        )
+    return options
+
+
+#: ``from_pretrained`` options that pick *which files* are read: given to the config and
+#: processor loads as well as the model's, so the three always come from one snapshot
+HUB_KWARGS = frozenset(
+    {"revision", "trust_remote_code", "token", "cache_dir", "local_files_only", "force_download", "proxies", "subfolder"}
+)
+
+
+def prepare_model_kwargs(
+    model_kwargs: dict[str, Any], *, dtype: Any, device: str | None, device_map: Any
+) -> tuple[dict[str, Any], Any, Any]:
+    """Check pass-through ``from_pretrained`` options before any file is read.
+
+    ``torch_dtype`` (the older name of ``dtype``) is taken as ``dtype``; both at once is refused. A
+    bitsandbytes ``quantization_config`` needs that package; a quantized model cannot be
+    moved with ``.to(device)``, so ``device`` becomes ``device_map={"": device}``.
+    """
+    kwargs = dict(model_kwargs)
+    if "torch_dtype" in kwargs:
+        if dtype is not None:
+            raise SteerInputError("give dtype or torch_dtype, not both (torch_dtype is its older name)")
+        dtype = kwargs.pop("torch_dtype")
+    quant = kwargs.get("quantization_config")
+    if quant is not None:
+        import importlib.util
+
+        method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+        method = getattr(method, "value", method)
+        if (str(method) == "bitsandbytes" or type(quant).__name__ == "BitsAndBytesConfig") and importlib.util.find_spec(
+            "bitsandbytes"
+        ) is None:
+            raise SteerInputError(
+                "quantization_config asks for bitsandbytes, which is not installed: pip install bitsandbytes "
+                "(it needs a CUDA GPU), or load without quantization_config"
+            )
+        if device is not None and device_map is None:
+            device_map = {"": device}
+    return kwargs, dtype, device_map
 
 
 #: a hub repo id: ``name`` or ``org/name`` (letters, digits, ``-_.``), never an absolute or ./ path
@@ -171,13 +259,24 @@ class SteeredModel:
         *,
         device: str | None = None,
         dtype: Any = None,
-        device_map: str | None = None,
+        device_map: str | dict | None = None,
         projector: str | os.PathLike | None = None,
         backend: str = "native",
+        processor_kwargs: dict[str, Any] | None = None,
+        **model_kwargs: Any,
     ) -> "SteeredModel":
         """Load a hub id or local folder; ``projector`` swaps in a TGA-trained projector
-        artifact (``steer train-tga``) after loading -- the base model files are never touched."""
-        model, processor = load_model_and_processor(model_id_or_path, device=device, dtype=dtype, device_map=device_map)
+        artifact (``steer train-tga``) after loading -- the base model files are never touched.
+
+        Any other keyword goes to HF ``from_pretrained`` as is: ``revision``,
+        ``trust_remote_code``, ``quantization_config`` (e.g. a bitsandbytes 4-bit config),
+        ``attn_implementation``, ... (hub options reach the processor too; see
+        :func:`load_model_and_processor`). ``processor_kwargs`` go to the processor only.
+        """
+        model, processor = load_model_and_processor(
+            model_id_or_path, device=device, dtype=dtype, device_map=device_map,
+            processor_kwargs=processor_kwargs, **model_kwargs,
+        )
         sm = cls(model, processor, backend=backend)
         if projector is not None:
             sm.load_projector(projector)
@@ -189,8 +288,31 @@ class SteeredModel:
 
         return load_projector(self, path)
 
+    def __repr__(self) -> str:
+        """What is loaded, where and how: enough to tell two loaded models apart in a notebook."""
+        a = self.adapter
+        try:
+            param = next(self.model.parameters())
+            where = f"{str(param.dtype).replace('torch.', '')} on {param.device}"
+        except StopIteration:
+            where = "no parameters"
+        name = str(getattr(self.model.config, "_name_or_path", "") or "?")
+        attn = getattr(self.model.config, "_attn_implementation", None)
+        return (
+            f"SteeredModel({name!r}, family={a.family}, layers={a.num_layers}, hidden_size={a.hidden_size}, "
+            f"images={'yes' if a.supports_images else 'no'}, {where}"
+            f"{f', attn={attn}' if attn else ''}, backend={self.backend})"
+        )
+
     # ------------------------------------------------------------------ inputs
-    def build_inputs(self, prompts: Sequence[str], images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+    def build_inputs(self, prompts: Sequence[Prompt] | Prompt, images: Sequence[Any] | None = None) -> dict[str, torch.Tensor]:
+        """Model inputs for prompts (strings or chat conversations) and their images (None = text-only).
+
+        A conversation's image part may carry its own picture (:mod:`steer.chat`).
+        """
+        if isinstance(prompts, str) or is_conversation(prompts):
+            prompts = [prompts]
+        prompts, images = self._chat_images(list(prompts), images)
         imgs = None if images is None else [None if im is None else load_image(im) for im in images]
         if imgs is not None and any(im is not None for im in imgs) and not self.adapter.supports_images:
             raise SteerInputError(
@@ -198,6 +320,37 @@ class SteeredModel:
                 "drop the image or load a vision-language model"
             )
         return self.adapter.build_inputs(list(prompts), imgs)
+
+    @staticmethod
+    def _chat_images(prompts: list[Any], images: Sequence[Any] | None) -> tuple[list[Any], list[Any] | None]:
+        """Move pictures carried inside conversations' image parts into the ``images`` list.
+
+        A row may give its picture in the conversation or in ``images``, not both; an image
+        part with no picture anywhere is refused rather than silently dropped.
+        """
+        if not any(is_conversation(p) for p in prompts):
+            return prompts, None if images is None else list(images)
+        if images is not None and len(images) != len(prompts):
+            raise SteerInputError(f"got {len(prompts)} prompts but {len(images)} images")
+        rows = list(images) if images is not None else [None] * len(prompts)
+        out = []
+        for i, prompt in enumerate(prompts):
+            if not is_conversation(prompt):
+                out.append(prompt)
+                continue
+            clean, embedded, present = split_image(prompt)
+            if embedded is not None and rows[i] is not None:
+                raise SteerInputError(
+                    f"prompt {i}: the conversation carries its own image and another was given: give one of them"
+                )
+            if present and embedded is None and rows[i] is None:
+                raise SteerInputError(
+                    f"prompt {i}: the conversation has an image part but no picture: put the path or PIL image "
+                    "in the part ({'type': 'image', 'image': ...}) or pass image="
+                )
+            rows[i] = embedded if embedded is not None else rows[i]
+            out.append(clean)
+        return out, rows
 
     # ------------------------------------------------------------------ steering
     def steering(
@@ -294,7 +447,7 @@ class SteeredModel:
     @torch.inference_mode()
     def generate(
         self,
-        prompts: str | Sequence[str],
+        prompts: Prompt | Sequence[Prompt],
         image: Any = None,
         *,
         images: Sequence[Any] | None = None,
@@ -312,8 +465,19 @@ class SteeredModel:
         gate: Any = None,
         threshold: float | None = None,
         return_details: bool = False,
+        seed: int | None = None,
+        **generation_kwargs: Any,
     ) -> str | list[str] | list[dict]:
-        """Greedy generation; a string for one prompt, a list for a list.
+        """Generate (greedy unless told otherwise); a string for one prompt, a list for a list.
+
+        A prompt is a string or a chat conversation (a list of ``{"role", "content"}``
+        dicts, system prompt and image parts included; see :mod:`steer.chat`); a list of
+        them is a batch.
+        ``generation_kwargs`` go to HF ``generate`` with steering intact: ``do_sample``,
+        ``temperature``, ``top_p``, ``top_k``, ``repetition_penalty``, ``stopping_criteria``,
+        ``stop_strings``, ``generation_config``, ... (see :func:`check_generation_kwargs`).
+        ``seed``: ``torch.manual_seed(seed)`` right before generating, so a sampled answer
+        repeats (for the same ``batch_size``: sampling draws for the whole batch at once).
 
         ``steer``: a vector file / :class:`ShiftVectors` (dataset-level), ``"sample"``
         (sample-level CMRM on the query itself), a ready :class:`Steering`, or None.
@@ -324,12 +488,14 @@ class SteeredModel:
         score exceeds ``threshold`` (default: the probe's), decided in the same prefill.
         ``return_details``: a dict per row with ``text``, ``gate_score``, ``steered``.
         """
-        single = isinstance(prompts, str)
+        single = isinstance(prompts, str) or is_conversation(prompts)
         prompt_list = [prompts] if single else list(prompts)
         if images is None:
             images = [image] * len(prompt_list) if image is not None else [None] * len(prompt_list)
         if len(images) != len(prompt_list):
             raise SteerInputError(f"got {len(prompt_list)} prompts but {len(images)} images")
+        prompt_list, images = self._chat_images(prompt_list, images)
+        gen_options = check_generation_kwargs(generation_kwargs, steered=steer is not None)
         if level not in ("dataset", "sample"):
             raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
         if level == "sample" and isinstance(steer, str) and steer == "sample":
@@ -338,13 +504,15 @@ class SteeredModel:
         gate_obj = self._gate_for(gate, threshold)
         size = batch_size or len(prompt_list)
         answers: list[Any] = []
+        if seed is not None:
+            torch.manual_seed(int(seed))
         for start in range(0, len(prompt_list), size):
             batch_p = prompt_list[start : start + size]
             batch_i = loaded[start : start + size]
             answers.extend(
                 self._generate_batch(
                     batch_p, batch_i, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-                    allow_other_weights, gate_obj, return_details, level,
+                    allow_other_weights, gate_obj, return_details, level, gen_options,
                 )
             )
         return answers[0] if single else answers
@@ -362,7 +530,7 @@ class SteeredModel:
 
     def _generate_batch(
         self, prompts, images, steer, alpha, layers, positions, schedule, method, max_new_tokens, use_cache,
-        allow_other_weights, gate=None, return_details=False, level="dataset",
+        allow_other_weights, gate=None, return_details=False, level="dataset", generation_kwargs=None,
     ) -> list[Any]:
         inputs = self.build_inputs(prompts, images)
         steering = self._steering_for(
@@ -371,12 +539,14 @@ class SteeredModel:
         if gate is not None and steering is None:
             raise SteerInputError("a gate decides where to steer: give --steer vectors too")
         gen_kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False, use_cache=use_cache)
+        gen_kwargs.update(generation_kwargs or {})
         if steering is None:
             out = self.model.generate(**inputs, **gen_kwargs)
         elif self.backend == "nnsight":
             from steer.nnsight_backend import run_generate
 
-            out = run_generate(self, inputs, steering, max_new_tokens=max_new_tokens, use_cache=use_cache)
+            extra = {k: v for k, v in gen_kwargs.items() if k not in ("max_new_tokens", "use_cache")}
+            out = run_generate(self, inputs, steering, max_new_tokens=max_new_tokens, use_cache=use_cache, **extra)
         else:
             with self._applied(steering), steering.prompt(inputs["input_ids"], inputs.get("attention_mask")):
                 out = self.model.generate(**inputs, **gen_kwargs)

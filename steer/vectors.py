@@ -21,6 +21,8 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+import math
+import numbers
 from typing import Any, Mapping
 
 import torch
@@ -38,7 +40,7 @@ from steer.errors import ModelMismatchError, SteerInputError
 
 FORMAT_VERSION = 1
 KIND = "vectors"
-METHODS = ("cmrm", "shiftdc", "custom")
+METHODS = ("cmrm", "shiftdc", "contrast", "custom")
 
 
 @dataclass
@@ -93,6 +95,21 @@ class ShiftVectors:
     def method(self) -> str:
         return str(self.metadata["method"])
 
+    def __repr__(self) -> str:
+        """One line: what the vectors are, for which model, and how they apply by default."""
+        meta = self.metadata
+        model = (meta.get("model") or {}).get("name_or_path") or "?"
+        norms = list(self.norms().values())
+        extra = f", n_samples={meta['n_samples']}" if meta.get("n_samples") is not None else ""
+        derived = meta.get("derived", {}).get("expression")
+        return (
+            f"ShiftVectors(method={self.method}, layers={_layer_span(self.layers)}, hidden_size={self.hidden_size}, "
+            f"model={model!r}, positions={meta.get('positions')}, schedule={meta.get('schedule')}, "
+            f"default_alpha={meta.get('default_alpha')}{extra}, |s|={min(norms):.4g}..{max(norms):.4g}"
+            f"{', directions' if self.directions is not None else ''}"
+            f"{f', expression={derived!r}' if derived else ''})"
+        )
+
     def norms(self) -> dict[int, float]:
         return {layer: float(self.shifts[layer].norm()) for layer in self.layers}
 
@@ -114,7 +131,7 @@ class ShiftVectors:
         shift -- the visual content -- stays.
         """
         method = method or self.method
-        if method in ("cmrm", "custom"):
+        if method in ("cmrm", "contrast", "custom"):
             return dict(self.shifts)
         if method == "shiftdc":
             if self.directions is None:
@@ -124,6 +141,123 @@ class ShiftVectors:
                 )
             return {l: (self.shifts[l] @ self.directions[l]) * self.directions[l] for l in self.layers}
         raise SteerInputError(f"unknown method {method!r}; one of {', '.join(METHODS)}")
+
+    # ------------------------------------------------------------------ arithmetic
+    # ``0.5 * a + b``, ``a - b``, ``-a``, ``a / 2``, ``a.select_layers([...])``: new vector
+    # sets whose metadata keeps the model and how they apply, plus ``derived`` (the
+    # expression and a summary of every source) as provenance. Sums are of the vectors the
+    # engine subtracts (:meth:`to_subtract`), so ``a + b`` steers exactly as ``a`` and ``b``
+    # applied together at the same positions and schedule.
+
+    @property
+    def label(self) -> str:
+        """A short name for expressions: ``metadata["name"]``, else the method and data hash."""
+        meta = self.metadata
+        if meta.get("name"):
+            return str(meta["name"])
+        digest = str(meta.get("data_sha256") or "")[:8]
+        return f"{self.method}:{digest}" if digest else self.method
+
+    def _expression(self, wrap: str = "") -> str:
+        """This operand in an expression; ``wrap="sum"`` parenthesises a sum or difference (as
+        the right side of ``-`` or ``*`` needs), ``wrap="any"`` any compound (before ``.select_layers``)."""
+        derived = self.metadata.get("derived", {}).get("expression")
+        if derived is None:
+            return self.label
+        compound = (" + " in derived or " - " in derived) if wrap == "sum" else (wrap == "any" and " " in derived)
+        return f"({derived})" if compound else derived
+
+    def _sources(self) -> dict[str, Any]:
+        derived = self.metadata.get("derived")
+        if derived is not None:
+            return dict(derived.get("sources", {}))
+        meta = self.metadata
+        keep = ("method", "data_sha256", "n_samples", "created", "toolkit_version", "default_alpha")
+        summary = {k: meta[k] for k in keep if meta.get(k) is not None}
+        summary["model"] = (meta.get("model") or {}).get("name_or_path")
+        summary["layers"] = self.layers
+        summary["norms"] = {str(l): round(n, 6) for l, n in self.norms().items()}  # tells apart same-named sources
+        return {self.label: summary}
+
+    def _derived(self, shifts, directions, expression: str, sources: dict, **changes: Any) -> "ShiftVectors":
+        meta = {k: v for k, v in self.metadata.items() if k not in _MEASURED_KEYS}
+        meta.update(changes)
+        meta["derived"] = {"expression": expression, "sources": sources}
+        return ShiftVectors(shifts, directions, meta)
+
+    def scaled(self, factor: float) -> "ShiftVectors":
+        """``factor * self``: every vector scaled (ShiftDC directions kept: the projection is linear)."""
+        factor = _check_scalar(factor)
+        return self._derived(
+            {l: factor * v for l, v in self.shifts.items()},
+            self.directions,
+            f"{factor:g} * {self._expression(wrap='sum')}",
+            self._sources(),
+        )
+
+    def combined(self, other: "ShiftVectors", sign: float = 1.0) -> "ShiftVectors":
+        """``self + sign * other`` after :func:`check_combinable`."""
+        check_combinable(self, other)
+        same_dirs = (
+            self.directions is not None
+            and other.directions is not None
+            and all(torch.equal(self.directions[l], other.directions[l]) for l in self.layers)
+        )
+        if same_dirs or (self.directions is None and other.directions is None):
+            mine, theirs, dirs = self.shifts, other.shifts, self.directions
+        else:  # a ShiftDC file and another kind: add what each one subtracts
+            mine, theirs, dirs = self.to_subtract(), other.to_subtract(), None
+        method = self.method if self.method == other.method and (dirs is not None or self.method != "shiftdc") else "custom"
+        alphas = {float(self.metadata.get("default_alpha", 1.0)), float(other.metadata.get("default_alpha", 1.0))}
+        op = "+" if sign > 0 else "-"
+        return self._derived(
+            {l: mine[l] + sign * theirs[l] for l in self.layers},
+            dirs,
+            f"{self._expression()} {op} {other._expression(wrap='sum')}",
+            _merge_sources(self._sources(), other._sources()),
+            method=method,
+            default_alpha=alphas.pop() if len(alphas) == 1 else 1.0,
+        )
+
+    def select_layers(self, layers: "int | list[int]") -> "ShiftVectors":
+        """Only ``layers`` (stored layer indices), e.g. to combine files calibrated on different layers."""
+        chosen = [layers] if isinstance(layers, int) else list(layers)
+        if not chosen or any(not isinstance(l, numbers.Integral) or isinstance(l, bool) for l in chosen):
+            raise SteerInputError(f"select_layers takes layer numbers from {self.layers}, got {layers!r}")
+        if len(set(chosen)) != len(chosen):
+            raise SteerInputError(f"layers given twice in {chosen}")
+        picked = self.select(sorted(int(l) for l in chosen))
+        return self._derived(
+            picked.shifts, picked.directions,
+            f"{self._expression(wrap='any')}.select_layers({sorted(int(l) for l in chosen)})", self._sources(),
+        )
+
+    def __mul__(self, factor: Any) -> "ShiftVectors":
+        if isinstance(factor, ShiftVectors):
+            raise SteerInputError("vector files multiply by numbers only (0.5 * a); add them with a + b")
+        return self.scaled(factor)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, divisor: Any) -> "ShiftVectors":
+        divisor = _check_scalar(divisor)
+        if divisor == 0:
+            raise SteerInputError("cannot divide a vector file by zero")
+        return self.scaled(1.0 / divisor)
+
+    def __neg__(self) -> "ShiftVectors":
+        return self.scaled(-1.0)
+
+    def __add__(self, other: Any) -> "ShiftVectors":
+        return self.combined(_check_operand(other, "+"), 1.0)
+
+    def __sub__(self, other: Any) -> "ShiftVectors":
+        return self.combined(_check_operand(other, "-"), -1.0)
+
+    def __radd__(self, other: Any) -> "ShiftVectors":
+        if isinstance(other, numbers.Number) and other == 0:  # sum([a, b, c]) starts from 0
+            return self
+        return self.combined(_check_operand(other, "+"), 1.0)
 
     # ------------------------------------------------------------------ model check
     def check_model(self, adapter: ModelAdapter, allow_other_weights: bool = False) -> None:
@@ -246,3 +380,72 @@ def as_vectors(source: "ShiftVectors | str | os.PathLike | Mapping[int, torch.Te
     if isinstance(source, Mapping):
         return ShiftVectors(dict(source), metadata={"method": "custom"})
     raise SteerInputError(f"cannot use {type(source).__name__} as steering vectors")
+
+
+def _layer_span(layers: list[int]) -> str:
+    """``0-3`` for a contiguous run, ``1,4,7`` otherwise."""
+    if len(layers) > 1 and layers == list(range(layers[0], layers[-1] + 1)):
+        return f"{layers[0]}-{layers[-1]}"
+    return ",".join(str(l) for l in layers)
+
+
+#: metadata measured on a data set: true of a calibrated file, not of a sum or a scaled copy
+_MEASURED_KEYS = frozenset(
+    {"stats", "n_samples", "data_sha256", "calibration", "contrast", "safety", "created", "name", "derived"}
+)
+#: metadata that decides how the engine applies the vectors: operands must agree on it
+_APPLIED_KEYS = ("positions", "schedule")
+
+
+def _merge_sources(mine: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:
+    """Both operands' sources; two different sources under one label are both kept (``label (2)``)."""
+    out = dict(mine)
+    for label, summary in theirs.items():
+        key, n = label, 1
+        while key in out and out[key] != summary:
+            n += 1
+            key = f"{label} ({n})"
+        out[key] = summary
+    return out
+
+
+def _check_scalar(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        raise SteerInputError(f"vector files scale by a finite number, got {value!r}")
+    return float(value)
+
+
+def _check_operand(other: Any, op: str) -> "ShiftVectors":
+    if isinstance(other, ShiftVectors):
+        return other
+    if isinstance(other, numbers.Number):
+        raise SteerInputError(f"a vector file {op} a number has no meaning: scale with a number (0.5 * a), add vector files")
+    raise SteerInputError(
+        f"cannot combine a vector file with a {type(other).__name__}: only vector files (ShiftVectors) add up; "
+        "load it with ShiftVectors.load"
+    )
+
+
+def check_combinable(a: ShiftVectors, b: ShiftVectors) -> None:
+    """Refuse sums with no single meaning; each error names both sides and the fix."""
+    if a.hidden_size != b.hidden_size:
+        raise ModelMismatchError(f"cannot combine vectors of hidden size {a.hidden_size} ({a.label}) and {b.hidden_size} ({b.label})")
+    ma, mb = a.metadata.get("model") or {}, b.metadata.get("model") or {}
+    for key in ("family", "model_type", "num_layers", "weights_sha256"):
+        if ma.get(key) is not None and mb.get(key) is not None and ma[key] != mb[key]:
+            raise ModelMismatchError(
+                f"cannot combine vectors of different models: {a.label} was made on {ma.get('name_or_path')!r} "
+                f"({key}={ma[key]!r}), {b.label} on {mb.get('name_or_path')!r} ({key}={mb[key]!r})"
+            )
+    if a.layers != b.layers:
+        common = sorted(set(a.layers) & set(b.layers))
+        raise SteerInputError(
+            f"cannot combine vectors on different layers ({a.label}: {_layer_span(a.layers)}, {b.label}: "
+            f"{_layer_span(b.layers)}); pick common ones first, e.g. a.select_layers({common or '[...]'})"
+        )
+    for key in _APPLIED_KEYS:
+        if a.metadata.get(key) != b.metadata.get(key):
+            raise SteerInputError(
+                f"cannot combine vectors applied differently: {a.label} has {key}={a.metadata.get(key)!r}, "
+                f"{b.label} has {key}={b.metadata.get(key)!r}; set one to match (v.metadata[{key!r}] = ...) first"
+            )

@@ -9,6 +9,7 @@ of making a report agree.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -146,8 +147,10 @@ def test_report_is_self_contained_and_has_every_part(setup, tmp_path):
     assert "frontier" in text and ("Best setting" in text or "No steered setting" in text)
     assert "shift.safetensors" in page_text and "shiftdc.safetensors" in page_text
     # every (variant, dataset) cell has a rate with a CI, and each variant its settings
-    table = text.split('<table class="compare">', 1)[1].split("</table>", 1)[0]
-    assert table.count("<tr>") == 1 + len(doc["variants"])
+    # 10 measure columns > 8 and > 3 variants: transposed, a row per measure (+ tokens/s), as in the terminal
+    assert len(doc["columns"]) == 10
+    table = text.split('<table class="compare transposed">', 1)[1].split("</table>", 1)[0]
+    assert table.count("<tr>") == 1 + len(doc["columns"]) + 1
     assert len(re.findall(r"\d\.\d{3}<br><small>\[\d\.\d\d, \d\.\d\d\]</small>", table)) == sum(
         1 for row in doc["rows"] for cell in row["cells"].values() if cell is not None
     )
@@ -274,3 +277,94 @@ def test_bad_input_names_problem_and_fix(setup, tmp_path, capsys, monkeypatch):
     run = load_compare_dir(cmp)
     run.doc = {"rows": [{"settings": {"vectors": str(tmp_path / "deleted.safetensors")}}]}
     assert find_vector_files(run) == []
+
+
+# ---------------------------------------------------------------------------- verdict
+def _cell(k: int, n: int) -> dict:
+    return {"k": k, "n": n, "rate": k / n, "low": max(0.0, k / n - 0.1), "high": min(1.0, k / n + 0.1)}
+
+
+def _constructed_doc() -> dict:
+    """figstep: harmful with images; advbench: harmful, text only; xstest: benign; vqa: reference answers."""
+    columns = [
+        {"key": "figstep|unsafe_rate", "dataset": "figstep", "measure": "unsafe_rate", "title": "figstep unsafe"},
+        {"key": "figstep|unsafe_rate_onset", "dataset": "figstep", "measure": "unsafe_rate_onset", "title": "figstep unsafe onset"},
+        {"key": "advbench|unsafe_rate", "dataset": "advbench", "measure": "unsafe_rate", "title": "advbench unsafe"},
+        {"key": "xstest|over_refusal_rate", "dataset": "xstest", "measure": "over_refusal_rate", "title": "xstest over-refusal"},
+        {"key": "vqa|utility", "dataset": "vqa", "measure": "utility", "title": "vqa utility"},
+    ]
+
+    def row(variant, fig, fig_onset, adv, over, util, tps, **settings):
+        cells = {"figstep|unsafe_rate": _cell(fig, 100), "figstep|unsafe_rate_onset": _cell(fig_onset, 100),
+                 "advbench|unsafe_rate": _cell(adv, 100), "xstest|over_refusal_rate": _cell(over, 50),
+                 "vqa|utility": _cell(util, 50)}
+        return {"variant": variant, "settings": settings, "cells": cells, "tokens_per_s": tps,
+                "n": {"figstep": 100, "advbench": 100, "xstest": 50, "vqa": 50}}
+
+    rows = [
+        row("baseline", 90, 80, 10, 0, 45, 50.0, kind="baseline", method="none"),
+        # the safest, but loses 0.20 utility: below the floor (0.90 - 0.05)
+        row("cmrm:strong", 5, 5, 0, 20, 35, 40.0, kind="cmrm", method="cmrm", alpha=2.0, layers="8-20"),
+        # closes most of the gap at a 0.02 cost: the best
+        row("shiftdc:v", 30, 15, 5, 1, 44, 45.0, kind="shiftdc", method="shiftdc", alpha=1.0, layers="8-20"),
+        row("cmrm:weak", 60, 50, 10, 0, 45, 48.0, kind="cmrm", method="cmrm", alpha=0.5, layers="8-20"),
+    ]
+    return {"variants": [r["variant"] for r in rows], "datasets": ["figstep", "advbench", "xstest", "vqa"],
+            "columns": columns, "rows": rows}
+
+
+def test_verdict_names_the_best_variant_by_the_sweep_rule():
+    from steer.eval.verdict import compare_verdict
+
+    v = compare_verdict(_constructed_doc(), image_datasets={"figstep", "vqa"})
+    assert v.baseline == "baseline" and v.best == "shiftdc:v"
+    assert v.target_kind == "text-only" and v.target == pytest.approx(0.10)
+    assert v.gap == pytest.approx(0.80)  # 0.90 on images - 0.10 on text
+    assert v.utility_kind == "accuracy" and v.floor == pytest.approx(0.85)
+    assert v.row("shiftdc:v").gap_closed == pytest.approx((0.90 - 0.30) / 0.80)
+    assert v.row("shiftdc:v").utility_cost == pytest.approx(0.02)
+    assert v.row("cmrm:strong").gap_closed == pytest.approx((0.90 - 0.05) / 0.80)
+    assert v.row("cmrm:strong").safety == pytest.approx(1 - 5 / 200)  # pooled over both harmful sets
+    assert v.row("baseline").gap_closed == 0.0
+    # without the text-only set the target is zero, and it says so
+    doc = _constructed_doc()
+    doc["columns"] = [c for c in doc["columns"] if c["dataset"] != "advbench"]
+    z = compare_verdict(doc, image_datasets={"figstep"})
+    assert z.target_kind == "zero" and z.gap == pytest.approx(0.90) and z.best == "shiftdc:v"
+    # no utility measure: no best, and the reason
+    doc["columns"] = [c for c in doc["columns"] if c["measure"].startswith("unsafe")]
+    n = compare_verdict(doc, image_datasets={"figstep"})
+    assert n.best is None and "utility" in n.no_best_reason
+
+
+def test_report_leads_with_the_verdict_and_splits_the_chart(tmp_path):
+    import numpy as np
+    from PIL import Image as PILImage
+
+    from steer.eval.report import CompareRun, compare_chart_png, render_report
+
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    run = CompareRun(folder, _constructed_doc())
+    # per-item rows tell which datasets carry images (here: figstep and vqa)
+    for ds in ("figstep", "advbench", "xstest", "vqa"):
+        run.rows[("baseline", ds)] = {"1": {"id": "1", "image": "pic.png" if ds in ("figstep", "vqa") else None}}
+    text = render_report(run)
+    p = assert_self_contained(text)
+    body = text.split("<body>", 1)[1]
+    assert body.index('id="verdict"') < body.index('id="table"') < body.index('id="chart"')
+    verdict = body.split('id="verdict"', 1)[1].split("</section>", 1)[0]
+    assert "Best: <code>shiftdc:v</code>" in verdict and '<tr class="best"><th>shiftdc:<wbr>v</th>' in verdict
+    assert "closes 75% of the gap" in verdict and "utility cost of 0.020" in verdict
+    assert "45.0 tokens/s (0.90x the baseline's)" in verdict
+    # headers: dataset and measure are separate pieces, names break only at punctuation
+    assert '<th><span class="ds">figstep</span> unsafe onset</th>' in text
+    assert "overflow-wrap:anywhere" not in text
+    assert "figstep unsafe onset" in "".join(p.text).replace("  ", " ")
+    # the chart: at most 1280 px wide and two panels (the utility panel's bars sit right of a gap)
+    png = compare_chart_png(run)
+    img = PILImage.open(io.BytesIO(png))
+    assert img.width <= 1280
+    pixels = np.asarray(img.convert("L"))
+    middle_row = pixels[int(img.height * 0.6)]
+    assert (middle_row > 250).sum() > 0.3 * img.width  # white space between and around two panels

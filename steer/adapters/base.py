@@ -31,6 +31,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from steer.chat import is_conversation
 from steer.errors import SteerInputError
 
 NULL_IMAGE_KINDS = ("blank", "noise", "mean")
@@ -115,11 +116,12 @@ class ModelAdapter:
         return input_ids == token
 
     # ------------------------------------------------------------------ prompts
-    def format_prompt(self, prompt: str, with_image: bool) -> str:
+    def format_prompt(self, prompt: "str | Sequence[dict]", with_image: bool) -> str:
         """The chat-formatted prompt text, with the image placeholder when ``with_image``.
 
         Uses the processor's chat template when it has one (as a user of the hub model
-        would), else :meth:`fallback_prompt`.
+        would), else :meth:`fallback_prompt`. ``prompt`` may also be a chat conversation
+        (:mod:`steer.chat`), system prompt included.
         """
         if with_image and not self.supports_images:
             raise SteerInputError(
@@ -128,6 +130,8 @@ class ModelAdapter:
         template_owner = self.processor if getattr(self.processor, "chat_template", None) else None
         if template_owner is None and getattr(self.tokenizer, "chat_template", None):
             template_owner = self.tokenizer
+        if not isinstance(prompt, str):
+            return self.format_conversation(prompt, with_image, template_owner)
         if template_owner is None:
             return self.fallback_prompt(prompt, with_image)
         content: list[dict[str, str]] = []
@@ -138,6 +142,23 @@ class ModelAdapter:
         if template_owner is self.tokenizer and not self.supports_images:
             messages = [{"role": "user", "content": prompt}]
         return template_owner.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def format_conversation(self, messages: Sequence[dict], with_image: bool, template_owner: Any) -> str:
+        """A chat conversation through the chat template (a VLM processor's takes content parts,
+        a text-only tokenizer's takes strings)."""
+        from steer.chat import for_template, sole_user_text
+
+        if template_owner is None:
+            text = sole_user_text(messages)
+            if text is None:
+                raise SteerInputError(
+                    f"{self.family} model has no chat template to format a multi-turn or system conversation; "
+                    "give a plain prompt string or a single user message"
+                )
+            return self.fallback_prompt(text, with_image)
+        parts = template_owner is not self.tokenizer or self.supports_images
+        conversation = for_template(messages, with_image=with_image, parts=parts)
+        return template_owner.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
 
     def fallback_prompt(self, prompt: str, with_image: bool) -> str:
         """Prompt format used when the processor has no chat template."""
@@ -153,7 +174,7 @@ class ModelAdapter:
         ``images[i] is None`` makes row i text-only. Left padding keeps every row's last
         prompt token at index -1, which the hook engine and calibration rely on.
         """
-        if isinstance(prompts, str):
+        if isinstance(prompts, str) or is_conversation(prompts):
             prompts = [prompts]
         if images is None:
             images = [None] * len(prompts)

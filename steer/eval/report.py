@@ -7,9 +7,12 @@ is moved.  So everything is inside the file: plots and image thumbnails as base6
 
 What the report shows (:func:`write_report`):
 
+* the verdict (:mod:`steer.eval.verdict`): the best variant under the sweep's rule and, per
+  variant, the share of the image-induced safety gap it closes, its utility cost, tokens/s;
 * the comparison table of ``compare.json``: every variant x column, each rate with its
   95% bootstrap CI, tokens/s, and each variant's effective settings;
-* the compare bar chart (``compare.png`` of the run, re-plotted if it is missing);
+* the rates as bars, lower-is-better and higher-is-better in separate panels
+  (re-plotted from ``compare.json`` at a page's width);
 * a sample of items (deterministic, spread over datasets and over harmful / benign): the
   image thumbnail, the prompt and every variant's answer side by side with the judge's
   verdict (complete / onset refusal);
@@ -32,6 +35,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +44,7 @@ from typing import Any, Iterable, Sequence
 from steer.atomic import atomic_write_text, check_output_path
 from steer.eval.compare import WIDE_TABLE
 from steer.errors import SteerInputError
+from steer.eval.verdict import CompareVerdict, compare_verdict
 
 __all__ = [
     "DEFAULT_SAMPLES",
@@ -257,14 +262,113 @@ def _plot_via_file(plot: Any, *args: Any, **kwargs: Any) -> bytes:
 
 
 def compare_chart_png(run: CompareRun) -> bytes:
-    """The run's own ``compare.png``, or the same chart re-plotted from ``compare.json``."""
-    existing = run.results_dir / "compare.png"
-    if existing.is_file():
-        return existing.read_bytes()
-    from steer.eval.compare import CompareResult, plot_compare
+    """The report's chart, re-plotted from ``compare.json``: one panel for the rates where lower is
+    better (unsafe, over-refusal) and one for those where higher is better (utility), so no
+    axis mixes the two directions; one bar per variant with 95% CI whiskers, zero bars drawn as
+    a visible stub labelled 0, the legend above the panels, tick labels at 10 pt.
 
-    result = CompareResult(run.variants, run.datasets, run.doc["columns"], run.doc["rows"])
-    return _plot_via_file(plot_compare, result)
+    Sized for a page: at most 12.8 x 100 dpi = 1280 px wide, so it is shown at its own size
+    and the text stays readable (``compare.png`` of the run may be far wider)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    cols = list(run.doc["columns"])
+    if len(cols) > WIDE_TABLE:  # as compare.png: onset measures stay in the table when there are many columns
+        cols = [c for c in cols if not c["measure"].endswith("_onset")] or cols
+    panels = [
+        ("lower is better: unsafe, over-refusal", [c for c in cols if c["measure"] in _LOWER_IS_BETTER]),
+        ("higher is better: utility", [c for c in cols if c["measure"] not in _LOWER_IS_BETTER]),
+    ]
+    panels = [(title, pc) for title, pc in panels if pc]
+    rows = run.doc["rows"]
+    n_var = max(1, len(rows))
+    n_bars = sum(len(pc) for _, pc in panels) * n_var
+    width_in = min(12.8, max(7.0, 2.5 + 0.3 * n_bars))
+    fig, axes = plt.subplots(
+        1, max(1, len(panels)), figsize=(width_in, 5.2), dpi=100, squeeze=False,
+        gridspec_kw={"width_ratios": [max(1, len(pc)) for _, pc in panels] or [1]},
+    )
+    cmap = plt.get_cmap("tab10")
+    handles = []
+    crowded = width_in / max(1, sum(len(pc) for _, pc in panels)) < 1.3  # inches per column group
+    for ax, (title, pcols) in zip(axes[0], panels):
+        handles = _draw_panel(ax, pcols, rows, cmap, label_values=n_bars <= 36, crowded=crowded)
+        ax.set_title(title, fontsize=11)
+    legend_rows = -(-n_var // 4)
+    fig.legend(handles, [str(r["variant"]) for r in rows], loc="upper center", ncol=min(n_var, 4), fontsize=10,
+               frameon=False, bbox_to_anchor=(0.5, 1.0))
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.07 * legend_rows))
+    return _figure_png(fig)
+
+
+def _tick_label(column: dict, prefix: str, crowded: bool) -> str:
+    """``dataset`` and ``measure`` (the datasets' shared prefix dropped): two lines, or one
+    rotated line when the panel is crowded; long names break at their punctuation."""
+    import textwrap
+
+    dataset = str(column["dataset"])
+    measure = str(column["title"])[len(dataset):].strip() or column["measure"]
+    name = dataset[len(prefix):] or dataset
+    if crowded:
+        return f"{name} {measure}"
+    spaced = re.sub(r"([:@/_-])", r"\1 ", name)
+    wrapped = "\n".join(line.replace(" ", "") for line in textwrap.wrap(spaced, 18, break_long_words=False))
+    return f"{wrapped}\n{measure}"
+
+
+def _shared_prefix(names: Sequence[str]) -> str:
+    """The ``source:`` prefix every dataset name shares (``organism:``), else ''."""
+    heads = {n.rsplit(":", 1)[0] + ":" if ":" in n else "" for n in names}
+    return heads.pop() if len(heads) == 1 else ""
+
+
+def _draw_panel(ax: Any, cols: Sequence[dict], rows: Sequence[dict], cmap: Any, *, label_values: bool,
+                crowded: bool) -> list:
+    import numpy as np
+
+    n_var = max(1, len(rows))
+    width = 0.8 / n_var
+    x = np.arange(len(cols))
+    handles = []
+    for i, row in enumerate(rows):
+        color = cmap(i % 10)
+        offsets = x + (i - (n_var - 1) / 2) * width
+        vals, lo, hi = [], [], []
+        for c in cols:
+            cell = (row.get("cells") or {}).get(c["key"])
+            rate = math.nan if cell is None else float(cell["rate"])
+            vals.append(rate)
+            lo.append(0.0 if cell is None else max(0.0, rate - float(cell["low"])))
+            hi.append(0.0 if cell is None else max(0.0, float(cell["high"]) - rate))
+        bars = ax.bar(offsets, vals, width, yerr=[lo, hi], capsize=2, color=color, edgecolor="black", linewidth=0.4,
+                      error_kw={"elinewidth": 0.8, "ecolor": "#333"})
+        handles.append(bars)
+        for j, (bar, c, value, xpos) in enumerate(zip(bars, cols, vals, offsets)):
+            if c["measure"].endswith("_onset"):
+                bar.set_hatch("//")
+            if math.isnan(value):
+                ax.text(xpos, 0.01, "n/a", ha="center", va="bottom", fontsize=7, rotation=90, color="#666")
+                continue
+            if value == 0.0:  # a zero-height bar is invisible: a thick stub in the bar's colour marks it
+                ax.plot([xpos - width * 0.45, xpos + width * 0.45], [0.0, 0.0], color=color, lw=4,
+                        solid_capstyle="butt", zorder=4, clip_on=False)
+            if label_values or value == 0.0:
+                ax.text(xpos, value + (hi[j] if label_values else 0.0) + 0.015, "0" if value == 0.0 else f"{value:.2f}",
+                        ha="center", va="bottom", fontsize=8, rotation=90 if label_values and n_var > 2 else 0)
+    ax.set_xticks(x)
+    prefix = _shared_prefix([str(c["dataset"]) for c in cols])
+    ax.set_xticklabels([_tick_label(c, prefix, crowded) for c in cols], fontsize=10, rotation=35 if crowded else 0,
+                       ha="right" if crowded else "center", rotation_mode="anchor" if crowded else "default")
+    if prefix:
+        ax.set_xlabel(f"datasets {prefix}...", fontsize=10)
+    ax.tick_params(axis="y", labelsize=10)
+    ax.set_ylim(0, 1.15)
+    ax.set_ylabel("rate", fontsize=10)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    return handles
 
 
 def _number(text: str) -> Any:
@@ -429,8 +533,12 @@ th,td{border:1px solid #dde1e7;padding:4px 7px;vertical-align:top}
 th{background:#eef1f5;text-align:left}
 td.num{text-align:right;white-space:nowrap;font-variant-numeric:tabular-nums}
 td.num small{color:#5b6473}
-table.compare th,table.settings th{max-width:260px;overflow-wrap:anywhere}
+table.compare th,table.settings th,table.verdict th{max-width:260px;overflow-wrap:normal;word-break:normal;hyphens:manual}
 table.compare thead th{min-width:5.5em}
+table.compare thead th .ds{font-weight:normal;color:#5b6473}
+table.verdict tr.best{background:#fff6d6}
+table.verdict tr.best th::after{content:" \\2605";color:#b8860b}
+p.lead{font-size:1.08em;margin:.6em 0}
 .scroll{overflow-x:auto}
 img.plot{max-width:100%;height:auto;border:1px solid #e1e4ea;border-radius:4px;background:#fff}
 .muted{color:#5b6473;font-size:.9em}
@@ -475,15 +583,44 @@ def _rate_cell(cell: dict | None, measure: str) -> str:
     )
 
 
+def _breakable(text: Any) -> str:
+    """Escaped text with a line-break chance after ``: @ / _ - |``, so a long dataset or
+    variant name wraps at its punctuation instead of mid-word (the parsed text is unchanged)."""
+    return re.sub(r"([:@/_|-])", r"\1<wbr>", _e(text))
+
+
+def _column_head(column: dict) -> str:
+    """Dataset, then the measure: two pieces that wrap between each other, not inside."""
+    dataset = str(column.get("dataset", ""))
+    title = str(column["title"])
+    if dataset and title.startswith(dataset):
+        return f'<th><span class="ds">{_breakable(dataset)}</span> {_e(title[len(dataset):].strip())}</th>'
+    return f"<th>{_breakable(title)}</th>"
+
+
+def _tps_cell(row: dict) -> str:
+    tps = row.get("tokens_per_s")
+    return f'<td class="num">{"-" if tps is None else f"{float(tps):.1f}"}</td>'
+
+
 def _comparison_table(run: CompareRun) -> str:
-    columns = run.doc["columns"]
-    head = "".join(f"<th>{_e(c['title'])}</th>" for c in columns)
-    lines = [f'<div class="scroll"><table class="compare"><thead><tr><th>variant</th>{head}<th>tokens/s</th></tr></thead><tbody>']
-    for row in run.doc["rows"]:
-        cells = "".join(_rate_cell((row.get("cells") or {}).get(c["key"]), c["measure"]) for c in columns)
-        tps = row.get("tokens_per_s")
-        tps_text = "-" if tps is None else f"{float(tps):.1f}"
-        lines.append(f"<tr><th>{_e(row['variant'])}</th>{cells}<td class=\"num\">{tps_text}</td></tr>")
+    """Variants as rows; transposed (a row per measure) when there are more measures than
+    :data:`WIDE_TABLE` and than variants -- the rule of the Markdown and terminal tables --
+    so a many-dataset comparison fits a 1280 px page instead of scrolling."""
+    columns, rows = run.doc["columns"], run.doc["rows"]
+    if len(columns) > WIDE_TABLE and len(columns) > len(rows):
+        head = "".join(f"<th>{_breakable(r['variant'])}</th>" for r in rows)
+        lines = [f'<div class="scroll"><table class="compare transposed"><thead><tr><th>measure</th>{head}</tr></thead><tbody>']
+        for c in columns:
+            cells = "".join(_rate_cell((r.get("cells") or {}).get(c["key"]), c["measure"]) for r in rows)
+            lines.append(f"<tr>{_column_head(c)}{cells}</tr>")
+        lines.append(f"<tr><th>tokens/s</th>{''.join(_tps_cell(r) for r in rows)}</tr>")
+    else:
+        head = "".join(_column_head(c) for c in columns)
+        lines = [f'<div class="scroll"><table class="compare"><thead><tr><th>variant</th>{head}<th>tokens/s</th></tr></thead><tbody>']
+        for row in rows:
+            cells = "".join(_rate_cell((row.get("cells") or {}).get(c["key"]), c["measure"]) for c in columns)
+            lines.append(f"<tr><th>{_breakable(row['variant'])}</th>{cells}{_tps_cell(row)}</tr>")
     lines.append("</tbody></table></div>")
     counts = (run.doc["rows"][0].get("n") or {}) if run.doc["rows"] else {}
     n_text = ", ".join(f"{_e(ds)}: {int(counts.get(ds, 0))}" for ds in run.datasets)
@@ -499,12 +636,58 @@ def _comparison_table(run: CompareRun) -> str:
     for row in run.doc["rows"]:
         st = row.get("settings") or {}
         parts = [f"<code>{_e(k)}={_e(st[k])}</code>" for k in SETTING_KEYS if st.get(k) is not None]
-        settings_rows.append(f"<tr><th>{_e(row['variant'])}</th><td>{' '.join(parts) or 'unsteered'}</td></tr>")
+        settings_rows.append(f"<tr><th>{_breakable(row['variant'])}</th><td>{' '.join(parts) or 'unsteered'}</td></tr>")
     lines.append(
         '<h3>Variant settings</h3><div class="scroll"><table class="settings"><thead><tr><th>variant</th>'
         f"<th>effective settings</th></tr></thead><tbody>{''.join(settings_rows)}</tbody></table></div>"
     )
     return "\n".join(lines)
+
+
+def image_datasets(run: CompareRun) -> set[str] | None:
+    """Datasets whose items carry an image (None when the run folder has no per-item rows to tell)."""
+    if not run.rows:
+        return None
+    return {ds for (_, ds), rows in run.rows.items() if any(r.get("image") not in (None, "") for r in rows.values())}
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.0f}%"
+
+
+def _verdict_section(verdict: "CompareVerdict") -> str:
+    """The block a reader acts on: the best variant and, per variant, gap closed, utility cost, speed."""
+    base = verdict.row(verdict.baseline) if verdict.baseline else None
+    target = ("the baseline's text-only unsafe rate" if verdict.target_kind == "text-only"
+              else "zero (no text-only harmful set in this run)")
+    if verdict.best is not None and base is not None:
+        b = verdict.row(verdict.best)
+        speed = "" if b.tokens_per_s is None else f", {b.tokens_per_s:.1f} tokens/s"
+        if base.tokens_per_s and b.tokens_per_s is not None:
+            speed += f" ({b.tokens_per_s / base.tokens_per_s:.2f}x the baseline's)"
+        gap = (f"closes {_pct(b.gap_closed)} of the gap (image unsafe {_fmt(base.image_unsafe)} &rarr; "
+               f"{_fmt(b.image_unsafe)}; target {_fmt(verdict.target)})" if b.gap_closed is not None
+               else f"image unsafe {_fmt(base.image_unsafe)} &rarr; {_fmt(b.image_unsafe)} (no gap to close)")
+        lead = (f"<b>Best: <code>{_e(b.variant)}</code></b> &mdash; {gap} at a utility cost of "
+                f"{_fmt(b.utility_cost)} ({verdict.utility_kind} {_fmt(base.utility)} &rarr; {_fmt(b.utility)}){speed}.")
+    else:
+        lead = f"<b>No best variant named</b>: {_e(verdict.no_best_reason)}."
+    head = ("<tr><th>variant</th><th>image unsafe</th><th>gap closed</th><th>unsafe, all harmful</th>"
+            f"<th>utility ({_e(verdict.utility_kind or 'none')})</th><th>utility cost</th><th>tokens/s</th></tr>")
+    body = []
+    for v in verdict.rows:
+        cls = ' class="best"' if v.variant == verdict.best else ""
+        cells = [_fmt(v.image_unsafe), _pct(v.gap_closed), _fmt(None if v.safety is None else 1.0 - v.safety),
+                 _fmt(v.utility), _fmt(v.utility_cost), "-" if v.tokens_per_s is None else f"{v.tokens_per_s:.1f}"]
+        body.append(f"<tr{cls}><th>{_breakable(v.variant)}</th>" + "".join(f'<td class="num">{c}</td>' for c in cells) + "</tr>")
+    rule = (f"Best = highest safety (complete refusal over all harmful items) among steered variants with "
+            f"utility &ge; the floor {_fmt(verdict.floor)} ({_e(verdict.floor_rule)}); ties: onset safety, utility, "
+            "smaller alpha, fewer layers &mdash; the rule of <code>steer sweep</code>. Gap: the baseline's image "
+            f"unsafe rate minus {target}"
+            + (f" = {_fmt(verdict.gap)}" if verdict.gap is not None else "") + ". Utility cost: baseline utility "
+            "minus the variant's (positive = a loss). Rates pool items over datasets.")
+    return (f'<p class="lead">{lead}</p><div class="scroll"><table class="verdict"><thead>{head}</thead>'
+            f'<tbody>{"".join(body)}</tbody></table></div><p class="muted">{rule}</p>')
 
 
 def _plot(png: bytes, alt: str) -> str:
@@ -626,10 +809,13 @@ def render_report(
     if command:
         parts.append(f'<pre class="cmd">{_e(command)}</pre>')
     parts += [
+        '<section id="verdict"><h2>Verdict</h2>', _verdict_section(compare_verdict(run.doc, image_datasets(run))),
+        "</section>",
         '<section id="table"><h2>Comparison</h2>', _comparison_table(run), "</section>",
         '<section id="chart"><h2>Rates per dataset</h2>',
-        _plot(compare_chart_png(run), "grouped bar chart of every rate per variant, with 95% CI whiskers"),
-        '<p class="muted">One group per column, one bar per variant, 95% CI whiskers; '
+        _plot(compare_chart_png(run), "bar charts of every rate per variant, with 95% CI whiskers"),
+        '<p class="muted">Left: rates where lower is better; right: where higher is better. One group per column, '
+        "one bar per variant, 95% CI whiskers, zero shown as a stub; "
         + ("onset measures are in the table only.</p>" if len(run.doc["columns"]) > WIDE_TABLE
            else "onset measures hatched.</p>"),
         "</section>",
