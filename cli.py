@@ -95,11 +95,12 @@ def generate(
         None, "--schedule", help="cumulative | incremental | single (default: the file's)."
     ),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: str = typer.Option(
-        "dataset",
+    level: Optional[str] = typer.Option(
+        None,
         "--level",
         help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (2 extra forward passes; ShiftDC files project it on their safety direction).",
+        "layers (2 extra forward passes; ShiftDC files project it on their safety direction). "
+        "Default: the level the file stores.",
     ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
@@ -127,9 +128,23 @@ def generate(
     from steer.images import load_image
     from steer.model import SteeredModel
 
+    from steer.positions import check_positions
+    from steer.schedule import check_schedule
+    from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
+
     alpha_value = None if alpha is None else parse_alpha(alpha)
-    if steer is not None and steer != "sample" and not Path(steer).exists():
-        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+    positions is None or check_positions(positions)  # every option is checked before the model loads
+    schedule is None or check_schedule(schedule)
+    parse_layers(layers)
+    if level is not None and level not in LEVELS:
+        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+    if steer is not None and steer != "sample":
+        if not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        meta = load_metadata(steer)
+        level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
+        if level == "sample":
+            positions, schedule = sample_settings(meta, positions, schedule)
     img = load_image(image) if image is not None else None
     probe_gate = None
     if gate is not None:
@@ -152,7 +167,7 @@ def generate(
         positions=positions,
         schedule=schedule,
         method=method,
-        level=level,
+        level=level or "dataset",
         max_new_tokens=max_new_tokens,
         allow_other_weights=allow_other_weights,
         gate=probe_gate,
@@ -199,7 +214,7 @@ def inspect(
         f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})"
     )
     console.print(
-        "defaults: "
+        f"recipe {meta.get('recipe', 'custom (made before recipes)')}: level={meta.get('level', 'dataset')} "
         f"alpha={meta.get('default_alpha')} positions={meta.get('positions')} schedule={meta.get('schedule')} "
         f"pooling={meta.get('pooling')} reduce={meta.get('reduce', 'mean')} null_image={meta.get('null_image', '-')}"
     )
@@ -252,13 +267,19 @@ def calibrate(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    positions: str = typer.Option(
-        "after_image", "--positions",
-        help="Default positions stored in the file (generate/eval/compare use it unless told otherwise). "
-        "The defaults here are the paper's recipe; on the organism 'prompt' + --schedule incremental works far better.",
+    recipe: str = typer.Option(
+        "measured", "--recipe",
+        help="Steering defaults stored in the file (generate/eval/compare use them unless told otherwise). "
+        "measured: the best measured on the organism (CMRM: prompt positions, incremental schedule, alpha 1; "
+        "ShiftDC: sample level, alpha 1.5). paper: the paper-literal after_image + cumulative, alpha 1, for "
+        "replication. --positions/--schedule/--alpha/--level override it (stored as recipe 'custom').",
     ),
-    schedule: str = typer.Option("cumulative", "--schedule", help="Default layer schedule stored in the file: cumulative | incremental | single."),
-    alpha: float = typer.Option(1.0, "--alpha", help="Default alpha stored in the file."),
+    positions: Optional[str] = typer.Option(
+        None, "--positions", help="Stored positions: all | image | text | after_image | prompt | prompt_last | last."
+    ),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="Stored layer schedule: cumulative | incremental | single."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Stored default alpha (steering strength)."),
+    level: Optional[str] = typer.Option(None, "--level", help="Stored level: dataset (the stored shift) | sample (each query's own shift)."),
 ) -> None:
     """Compute per-layer shift vectors (CMRM) or shift + safety directions (ShiftDC).
 
@@ -287,7 +308,8 @@ def calibrate(
     from calibration import load_anchors, load_safety_sets
     from calibration.cmrm import check_recipe
 
-    check_recipe(positions, schedule, alpha)  # a bad stored recipe fails before the model loads
+    chosen_recipe = check_recipe(method, recipe, positions, schedule, alpha, level)  # fails before the model loads
+    parse_layers(layers)  # a bad --layers fails before the model loads too
     load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
     if safety_data:
         load_safety_sets(safety_data)
@@ -303,7 +325,7 @@ def calibrate(
     common = dict(
         layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
         max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-        progress=True, keep_checkpoint=True, positions=positions, schedule=schedule, default_alpha=alpha,
+        progress=True, keep_checkpoint=True, recipe=chosen_recipe,
     )
     if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
         console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)
@@ -351,6 +373,7 @@ def calibrate(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"stored {chosen_recipe.describe()}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -537,6 +560,8 @@ def eval_cmd(
     check_output_path(out)  # a bad output path fails now, not after the work
     from steer.eval.runner import evaluate, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
+    from steer.positions import check_positions
+    from steer.schedule import check_schedule
 
     steering_opts = {"--steer": steer, "--alpha": alpha, "--layers": layers, "--positions": positions,
                      "--schedule": schedule, "--method": method, "--projector": projector, "--gate": gate,
@@ -556,6 +581,8 @@ def eval_cmd(
         if steer is not None and steer != "sample" and not Path(steer).exists():
             raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
         layer_list = parse_layer_spec(layers)
+        positions is None or check_positions(positions)  # checked before the model loads
+        schedule is None or check_schedule(schedule)
         opts = dict(
             alpha=None if alpha is None else parse_alpha(alpha),
             layers=None if layer_list is None else tuple(layer_list),
@@ -572,9 +599,12 @@ def eval_cmd(
                 raise SteerInputError("sample-level ShiftDC needs safety directions: --variant shiftdc-sample:VECTORS")
             spec = VariantSpec("cmrm-sample", text="cmrm-sample", **opts)
         elif steer is not None:
-            from steer.vectors import ShiftVectors
+            from steer.stored_recipe import load_metadata, stored_level
 
-            kind = method or ("shiftdc" if ShiftVectors.load(steer).method == "shiftdc" else "cmrm")
+            meta = load_metadata(steer)
+            kind = method or ("shiftdc" if meta.get("method") == "shiftdc" else "cmrm")
+            if kind == "shiftdc" and stored_level(meta) == "sample":
+                kind = "shiftdc-sample"  # the file's recipe is sample level (ShiftDC's measured one)
             spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
         else:
             spec = VariantSpec("baseline", text="baseline")

@@ -15,39 +15,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from calibration.recipes import RECIPES, Recipe
 from steer.atomic import atomic_write_text
 from steer.model import SteeredModel
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """One steering configuration of a vector file."""
-
-    method: str  # cmrm | shiftdc
-    alpha: float
-    positions: str
-    schedule: str
-    level: str = "dataset"  # dataset | sample
-    layers: tuple[int, ...] | None = None  # None: every calibrated layer
-
-    def describe(self) -> str:
-        layers = "all" if self.layers is None else ",".join(map(str, self.layers))
-        return (
-            f"{self.method} {self.level}-level alpha={self.alpha:g} layers={layers} "
-            f"positions={self.positions} schedule={self.schedule}"
-        )
-
-
 #: Best measured settings on the organism (bench/organism_sweep.py, docs/results.md): the
 #: most complete refusals of harmful text + image with benign "make this" answered and
-#: image QA each within 5 points of the baseline. The paper-literal recipe (cumulative,
-#: after_image, alpha 1) collapses image QA and "make this" there, so it is not the default.
-DEFAULT_CMRM = Recipe(method="cmrm", alpha=1.0, positions="prompt", schedule="incremental")
-DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.5, positions="prompt", schedule="incremental", level="sample")
+#: image QA each within 5 points of the baseline -- the ``measured`` recipe
+#: (:mod:`calibration.recipes`). The paper-literal recipe (cumulative, after_image,
+#: alpha 1) collapses image QA and "make this" there, so it is not the default.
+DEFAULT_CMRM = RECIPES["measured"]["cmrm"]
+DEFAULT_SHIFTDC = RECIPES["measured"]["shiftdc"]
 
 
 def organism_generate_fn(
@@ -74,8 +57,18 @@ def organism_generate_fn(
     return generate
 
 
-def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool = True) -> tuple[Path, Path]:
-    """CMRM shift on the ``anchors`` split; ShiftDC = that shift + safety directions from ``probe``."""
+def calibrate_organism_vectors(
+    sm: SteeredModel,
+    out_dir: Path,
+    progress: bool = True,
+    cmrm_recipe: Recipe = DEFAULT_CMRM,
+    shiftdc_recipe: Recipe = DEFAULT_SHIFTDC,
+) -> tuple[Path, Path]:
+    """CMRM shift on the ``anchors`` split; ShiftDC = that shift + safety directions from ``probe``.
+
+    Each file stores the recipe the demo applies it with (and only the recipe's layers),
+    so ``steer generate --steer FILE`` without options steers as the demo did.
+    """
     from calibration.cmrm import calibrate_cmrm
     from calibration.safety_direction import calibrate_shiftdc
     from steer.organism.splits import get_split
@@ -86,8 +79,13 @@ def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool =
     benign = [it.prompt for it in probe if it.label == "benign"]
     cmrm_path = out_dir / "cmrm.safetensors"
     shiftdc_path = out_dir / "shiftdc.safetensors"
-    calibrate_cmrm(sm, anchors, batch_size=32, progress=progress).save(cmrm_path)
-    calibrate_shiftdc(sm, anchors, harmful=harmful, benign=benign, batch_size=32, progress=progress).save(shiftdc_path)
+    calibrate_cmrm(
+        sm, anchors, layers=cmrm_recipe.layers, recipe=cmrm_recipe, batch_size=32, progress=progress
+    ).save(cmrm_path)
+    calibrate_shiftdc(
+        sm, anchors, harmful=harmful, benign=benign, layers=shiftdc_recipe.layers, recipe=shiftdc_recipe,
+        batch_size=32, progress=progress,
+    ).save(shiftdc_path)
     return cmrm_path, shiftdc_path
 
 
@@ -187,7 +185,7 @@ def run_demo(
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     base = evaluate_organism(organism_generate_fn(sm), limit=limit, progress=step("baseline"))
-    cmrm_path, shiftdc_path = calibrate_organism_vectors(sm, work, progress=False)
+    cmrm_path, shiftdc_path = calibrate_organism_vectors(sm, work, False, cmrm_recipe, shiftdc_recipe)
     cmrm = evaluate_organism(organism_generate_fn(sm, cmrm_path, cmrm_recipe), limit=limit, progress=step("cmrm"))
     shiftdc = evaluate_organism(
         organism_generate_fn(sm, shiftdc_path, shiftdc_recipe), limit=limit, progress=step("shiftdc")

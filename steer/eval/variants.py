@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from steer.errors import SteerInputError
+from steer.stored_recipe import sample_settings
 
 __all__ = [
     "KINDS",
@@ -315,14 +316,17 @@ class Variant:
             return self.sm.generate(prompts, **common)
         layers = None if s.layers is None else list(s.layers)
         sample_file = s.kind == "shiftdc-sample"
+        positions, schedule = s.positions, s.schedule
+        if sample_file:  # a file stored at sample level brings its own positions and schedule
+            positions, schedule = sample_settings(self._file_meta(), positions, schedule)
         if s.null_image is not None and s.kind in ("cmrm-sample", "shiftdc-sample"):
             steering = self.sm.sample_steering(
                 prompts,
                 vectors=s.path if sample_file else None,
                 layers=layers,
                 alpha=s.alpha,
-                positions=s.positions,
-                schedule=s.schedule,
+                positions=positions,
+                schedule=schedule,
                 method="shiftdc" if sample_file else None,
                 null_image=s.null_image,
             )
@@ -341,8 +345,8 @@ class Variant:
             steer=steer,
             alpha=s.alpha,
             layers=layers,
-            positions=s.positions,
-            schedule=s.schedule,
+            positions=positions,
+            schedule=schedule,
             method=method,
             allow_other_weights=self.allow_other_weights,
             **extra,
@@ -373,13 +377,14 @@ class Variant:
             )
         elif s.kind == "shiftdc-sample":
             meta = self._file_meta()
+            positions, schedule = sample_settings(meta, s.positions, s.schedule)
             out.update(
                 method="shiftdc",
                 level="sample",
                 alpha=s.alpha if s.alpha is not None else meta.get("default_alpha", 1.0),
                 layers=_format_layers(s.layers if s.layers is not None else meta.get("layers")),
-                positions=s.positions or "prompt",
-                schedule=s.schedule or meta.get("sample_schedule", "incremental"),
+                positions=positions or "prompt",
+                schedule=schedule or meta.get("sample_schedule", "incremental"),
                 null_image=s.null_image or meta.get("null_image", "blank"),
                 vectors=s.path,
             )
