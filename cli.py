@@ -25,10 +25,10 @@ app = typer.Typer(
         "Make vision-language models as safe on images as on text.\n\n"
         "Measure how an image shifts a VLM's hidden states (calibrate), store the shift as a "
         "vector file, and subtract it at inference (generate --steer). Layers are 0-based "
-        "decoder layers: layer i's output is HF hidden_states\\[i+1]."
+        "decoder layers: layer i's output is HF hidden_states[i+1]."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help is plain text: no markup or emoji codes (':V:' in 'gated:V:PROBE' is not an emoji)
     pretty_exceptions_enable=False,
 )
 # markup and emoji codes off: paths, prompts and error messages are user text ('[/x]', ':smile:'),
@@ -38,6 +38,23 @@ err_console = Console(stderr=True, markup=False, emoji=False)
 
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from steer.version import __version__
+
+        typer.echo(f"steer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Make vision-language models as safe on images as on text."""
 
 
 def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
@@ -231,7 +248,7 @@ def inspect(
     console.print(table)
 
 
-@app.command()
+@app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
 def calibrate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(
@@ -376,7 +393,7 @@ def calibrate(
     console.print(f"stored {chosen_recipe.describe()}", highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(short_help='Fit a per-layer safety probe; save the best as a gate.')
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -490,8 +507,23 @@ def _eval_split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _eval_load_data(specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool) -> dict:
-    """label -> items for each dataset entry (shared sets are checked against the manifest)."""
+LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
+
+
+def _check_label(label: Optional[str]) -> Optional[str]:
+    from steer.eval.datasets import LABELS
+
+    if label is not None and label not in LABELS:
+        raise SteerInputError(f"unknown --label {label!r}; choose harmful or benign")
+    return label
+
+
+def _eval_load_data(
+    specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool, label: Optional[str] = None
+) -> dict:
+    """label -> items for each dataset entry (shared sets are checked against the manifest).
+
+    ``label``: the label of user-file rows without one (None: such rows are refused)."""
     from steer.eval.datasets import EvalItem
     from steer.eval.runner import load_items, parse_data_spec
 
@@ -500,7 +532,7 @@ def _eval_load_data(specs: list[str], limit: Optional[int], image_mode: Optional
         ds = parse_data_spec(spec, image_mode)
         if ds.label in out:
             raise SteerInputError(f"dataset {ds.label!r} given twice")
-        items = load_items(ds, limit)
+        items = load_items(ds, limit, default_label=_check_label(label))
         if not items:
             raise SteerInputError(f"dataset {ds.label!r} has no items")
         if prefix_ids:
@@ -523,7 +555,7 @@ def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
         raise SteerInputError(f"cannot load judge model {judge!r}: {err}") from None
 
 
-@app.command("eval")
+@app.command("eval", short_help='Evaluate one model or setting on a dataset.')
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
@@ -539,6 +571,7 @@ def eval_cmd(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
@@ -608,7 +641,7 @@ def eval_cmd(
             spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
         else:
             spec = VariantSpec("baseline", text="baseline")
-    items = _eval_load_data([data], limit, image_mode, prefix_ids=False)
+    items = _eval_load_data([data], limit, image_mode, prefix_ids=False, label=label)
     (label, data_items), = items.items()
     llm = _eval_llm_judge(judge, device)
     from steer.model import SteeredModel
@@ -625,21 +658,22 @@ def eval_cmd(
     typer.echo(f"results: {out}  summary: {summary_path}")
 
 
-@app.command("sweep")
+@app.command("sweep", short_help='Sweep layers x alphas: CSV + safety/utility frontier.')
 def sweep_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
-    safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets. " + DATA_HELP),
-    utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate)."),
+    safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets (rows without a label are harmful). " + DATA_HELP),
+    utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate); rows without a label are benign. Without it no best setting is named."),
     out: Path = typer.Option(Path("sweep"), "--out", "-o", help="Output folder: sweep.csv, frontier.png, sweep.json, runs/."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layer sets separated by ';' ('4-12;8-12'); 'each:4-12' = every single layer (default: the file's)."),
     alpha: str = typer.Option("0:2:0.25", "--alpha", help="Alpha grid: start:stop:step (stop included) or a list '0.5,1,1.5'."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: str = typer.Option(
-        "dataset", "--level",
-        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift).",
+    level: Optional[str] = typer.Option(
+        None, "--level",
+        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift). "
+        "Default: the level the file stores.",
     ),
     utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
@@ -670,10 +704,24 @@ def sweep_cmd(
         if s is not None and s not in SCHEDULES:
             raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
     pos_list = [check_positions(p) for p in _eval_split_list(positions)] if positions else [None]
-    if steer != "sample" and not Path(steer).exists():
-        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True)
-    utility_sets = _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True) if utility_data else {}
+    parse_layer_grid(layers)  # syntax errors fail before the model loads (layer numbers are checked after)
+    if method is not None and method not in ("cmrm", "shiftdc"):
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
+    if level is not None and level not in ("dataset", "sample"):
+        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+    if steer != "sample":
+        if not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        from steer.stored_recipe import load_metadata, stored_level
+
+        if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
+            level = level or stored_level(load_metadata(steer))
+    level = level or "dataset"
+    # the option states the role: unlabelled rows of --safety-data are harmful, of --utility-data benign
+    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True, label="harmful")
+    utility_sets = (
+        _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True, label="benign") if utility_data else {}
+    )
     safety_items = [it for items in safety_sets.values() for it in items]
     utility_items = [it for items in utility_sets.values() for it in items]
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
@@ -702,7 +750,7 @@ def sweep_cmd(
     typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
 
 
-@app.command("compare")
+@app.command("compare", short_help='Run variants on datasets: one table and a chart.')
 def compare_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     variants: str = typer.Option(
@@ -712,6 +760,7 @@ def compare_cmd(
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
@@ -741,7 +790,7 @@ def compare_cmd(
     from steer.model import SteeredModel
 
     specs = parse_variants(variants)
-    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False)
+    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False, label=label)
     llm = _eval_llm_judge(judge, device)
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
@@ -766,7 +815,7 @@ def compare_cmd(
         typer.echo(f"report: {write_report(out, html)}")
 
 
-@app.command("report")
+@app.command("report", short_help='Build one self-contained HTML report from a compare run.')
 def report_cmd(
     results_dir: Path = typer.Argument(..., help="The --out folder of a `steer compare` run (compare.json, runs/)."),
     html: Path = typer.Option(Path("report.html"), "--html", help="HTML file to write (atomically)."),
@@ -805,7 +854,7 @@ def _band_spec(layers: list[int]) -> str:
     return ",".join(parts)
 
 
-@app.command("train-tga")
+@app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
 def train_tga(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -920,7 +969,7 @@ def train_tga(
         )
 
 
-@app.command("inspect-layers")
+@app.command("inspect-layers", short_help='Logit lens: where do refusal tokens appear?')
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -974,7 +1023,7 @@ def inspect_layers(
         console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 
 
-@app.command("export")
+@app.command("export", short_help='Export a vector file for llama.cpp (GGUF).')
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
@@ -1019,11 +1068,11 @@ def export(
     )
 
 
-organism_app = typer.Typer(help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
+organism_app = typer.Typer(short_help="The built-in model organism: train it, find it.", help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
 app.add_typer(organism_app, name="organism")
 
 
-@organism_app.command("train")
+@organism_app.command("train", short_help="Retrain the organism from scratch (10-15 min on CPU).")
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
@@ -1044,7 +1093,7 @@ def organism_path() -> None:
     typer.echo(str(ORGANISM_DIR))
 
 
-@app.command()
+@app.command(short_help='The failure and the fix on the built-in organism, offline.')
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N items per evaluation cell (faster, noisier)."),

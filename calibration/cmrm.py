@@ -181,7 +181,7 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
                 return _nonempty(read_image_folder(path), text, what)
             from steer.eval.datasets import load_user_dataset
 
-            items = load_user_dataset(path, split=split)
+            items = load_user_dataset(path, split=split, default_label="harmful")  # labels unused: anchors are prompts
             return _nonempty([_from_item(it, f"{path} row {i + 1}") for i, it in enumerate(items)], text, what)
         from steer.eval.datasets import DATASET_NAMES, load_dataset_by_name
 

@@ -243,6 +243,7 @@ def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
     res = sweep(sm, shiftdc, safety_items=safety, level="sample", layer_sets=[(1, 2)], alphas=[1.5],
                 schedules=["incremental"], positions=["prompt"], out_dir=tmp_path, max_new_tokens=TOKENS, progress=False)
     assert [r["method"] for r in res.rows] == ["none", "shiftdc-sample"]
+    assert res.best is None and "measured no utility" in res.best_line()  # no --utility-data: no best named
     cell_run = next((tmp_path / "runs").glob("shiftdc-sample*__safety.jsonl"))
     texts = [json.loads(line)["response"] for line in cell_run.read_text().splitlines()]
     spec = f"shiftdc-sample:{shiftdc}@alpha=1.5,layers=1-2,schedule=incremental,positions=prompt"
@@ -254,7 +255,7 @@ def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
     # the up-front 'single' check uses the variant's own schedule: a ShiftDC file whose dataset-level
     # default is 'single' still sweeps a 2-layer set at sample level (incremental there)
     single_file = ShiftVectors.load(shiftdc)
-    single_file.metadata["schedule"] = "single"
+    single_file.metadata.update(schedule="single", level="dataset")
     single_path = single_file.save(tmp_path / "single.safetensors")
     res = sweep(sm, single_path, safety_items=safety[:1], level="sample", layer_sets=[(1, 2)], alphas=[1.0],
                 max_new_tokens=TOKENS, progress=False)
@@ -269,7 +270,7 @@ def test_choose_best_rule():
         {"method": "cmrm", "safety": 0.6, "safety_onset": 0.9, "utility": 0.88, "alpha": 0.5, "n_layers": 3},
     ]
     assert choose_best(rows, 0.85) is rows[3]  # utility floor excludes alpha 2; tie -> smaller alpha
-    assert choose_best(rows, None) is rows[1]
+    assert choose_best(rows, None) is None  # no utility measure, no floor: safety alone would pick alpha 2
     assert choose_best(rows, 0.95) is None
 
 
@@ -352,6 +353,24 @@ def test_cli_eval_resume_and_summary(setup, tmp_path, capsys, monkeypatch):
     # a different image mode into the same file is refused, not mixed
     code, _, err = run_cli([*common, "--image-mode", "none"], capsys, monkeypatch)
     assert code == 2 and "error:" in err
+
+
+def test_cli_eval_never_guesses_labels(setup, tmp_path, capsys, monkeypatch):
+    """An unlabelled file is refused before the model loads; --label states it for the whole file."""
+    path, *_ = setup
+    data = tmp_path / "cake.jsonl"
+    data.write_text(json.dumps({"prompt": "how do i bake a cake ?"}) + "\n")
+    common = ["eval", "--model", path, "--data", data, "--max-new-tokens", TOKENS, "--no-progress"]
+    code, _, err = run_cli([*common, "--out", tmp_path / "a.jsonl"], capsys, monkeypatch)
+    assert code == 2 and "no 'label'" in err and "--label harmful|benign" in err
+    assert not (tmp_path / "a.jsonl").exists()
+    code, _, err = run_cli([*common, "--out", tmp_path / "b.jsonl", "--label", "maybe"], capsys, monkeypatch)
+    assert code == 2 and "--label 'maybe'" in err
+    code, stdout, err = run_cli([*common, "--out", tmp_path / "c.jsonl", "--label", "benign"], capsys, monkeypatch)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "c.summary.json").read_text())
+    assert summary["unsafe_rate"] is None or summary["unsafe_rate"].get("n") in (0, None)  # a benign item is never unsafe
+    assert [r["label"] for r in read_results(tmp_path / "c.jsonl")] == ["benign"]
 
 
 def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):

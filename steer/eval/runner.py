@@ -152,10 +152,14 @@ def load_items(
     *,
     image_mode: str | None = None,
     data_dir: str | Path | None = None,
-    default_label: str = "harmful",
+    default_label: str | None = None,
 ) -> list[EvalItem]:
     """Items of a shared set (checked against the shared manifest) or a user file, with the
-    image mode applied and at most ``limit`` items."""
+    image mode applied and at most ``limit`` items.
+
+    ``default_label``: the label of a user file's rows that have none (``--label``); None
+    (the default) refuses such rows, since an unlabelled row counted as harmful or benign
+    would silently change every rate."""
     ds = spec if isinstance(spec, DataSpec) else parse_data_spec(os.fspath(spec), image_mode)
     if ds.source in DATASET_NAMES:
         items = load_dataset_by_name(ds.source, limit, ds.split, data_dir=data_dir)

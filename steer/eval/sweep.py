@@ -24,7 +24,8 @@ one CSV row is written.  Columns:
 ``safety`` (complete refusal); ties go to higher ``safety_onset``, then higher utility,
 then the smaller alpha, then fewer layers.  ``floor`` defaults to the baseline's utility
 minus 0.05 (lose at most 5 points), or is given absolutely (``utility_floor``).  When no
-cell meets the floor, none is chosen and the sweep says so.
+cell meets the floor, none is chosen and the sweep says so; without a utility measure
+(no benign utility items) no cell is chosen either.
 
 Outputs (in ``out_dir``): ``sweep.csv`` (rewritten atomically after every cell, so an
 interrupted sweep leaves a valid CSV), ``frontier.png`` (safety vs utility, one colour per
@@ -64,6 +65,12 @@ __all__ = [
     "plot_frontier",
     "sweep",
 ]
+
+#: What the sweep says instead of a best setting when it measured no utility.
+NO_UTILITY = (
+    "no best setting named: the sweep measured no utility (give --utility-data with benign sets); "
+    "safety alone always favours the strongest steering"
+)
 
 #: Default utility floor: the baseline's utility minus this.
 DEFAULT_FLOOR_DROP = 0.05
@@ -167,11 +174,11 @@ class SweepResult:
 
     def best_line(self) -> str:
         if self.best is None:
-            return (
-                f"no steered setting keeps utility >= {self.floor:.3f}; lower --utility-floor or the alphas"
-                if self.floor is not None
-                else "no steered setting evaluated"
-            )
+            if self.floor is None:
+                return NO_UTILITY
+            if not any(r.get("utility") is not None for r in self.rows):
+                return NO_UTILITY
+            return f"no steered setting keeps utility >= {self.floor:.3f}; lower --utility-floor or the alphas"
         b = self.best
         base = self.baseline or {}
         note = ""
@@ -189,11 +196,17 @@ def _fmt(v: Any) -> str:
 
 
 def choose_best(rows: Sequence[dict], floor: float | None) -> dict | None:
-    """The documented rule (module docstring): max safety subject to utility >= floor."""
+    """The documented rule (module docstring): max safety subject to utility >= floor.
+
+    No floor (no utility measured) means no best: safety alone always favours the
+    strongest steering, however much it breaks the model.
+    """
+    if floor is None:
+        return None
     cands = [
         r for r in rows
         if r.get("method") != "none" and r.get("safety") is not None
-        and (floor is None or (r.get("utility") is not None and r["utility"] >= floor - 1e-12))
+        and r.get("utility") is not None and r["utility"] >= floor - 1e-12
     ]
     if not cands:
         return None
