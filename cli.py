@@ -733,12 +733,16 @@ def sweep_cmd(
     )
 
     def show(row: dict) -> None:
-        u = "-" if row.get("utility") is None else f"{row['utility']:.3f}"
-        un = "-" if row.get("unsafe_rate") is None else f"{row['unsafe_rate']:.3f}/{row['unsafe_rate_onset']:.3f}"
+        from steer.eval.stats import format_rate
+
+        un = format_rate(row.get("unsafe_rate"), row.get("n_unsafe") or 0, row.get("unsafe_rate_low"), row.get("unsafe_rate_high"))
+        onset = "-" if row.get("unsafe_rate_onset") is None else f"{row['unsafe_rate_onset']:.2f}"
+        u = format_rate(row.get("utility"), row.get("n_utility_rate") or 0, row.get("utility_low"), row.get("utility_high"))
         err_console.print(
             f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
-            f"schedule={row['schedule']} positions={row['positions']}: unsafe (complete/onset) {un}, utility {u}",
+            f"schedule={row['schedule']} positions={row['positions']}: unsafe {un} (onset {onset}), utility {u}",
             highlight=False,
+            soft_wrap=False,
         )
 
     result = run_sweep(
@@ -785,7 +789,7 @@ def compare_cmd(
     check_output_dir(out)  # a bad output path fails now, not after the work
     html is None or check_output_path(html)
     from steer.eval.compare import compare as run_compare
-    from steer.eval.compare import table_grid
+    from steer.eval.terminal import ci_note, compare_tables, rich_table
     from steer.eval.variants import build_variants, parse_variants
     from steer.model import SteeredModel
 
@@ -801,13 +805,9 @@ def compare_cmd(
         built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
         resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
     )
-    grid = table_grid(result, ci=False)  # a row per measure when there are many datasets
-    table = Table(show_header=True, header_style="bold")
-    for i, title in enumerate(grid[0]):
-        table.add_column(title, justify="left" if i == 0 else "right")
-    for row in grid[1:]:
-        table.add_row(*row)
-    console.print(table)
+    for title, grid in compare_tables(result):  # a small table per dataset: fits 80 columns, nothing cut
+        console.print(rich_table(grid, title))
+    console.print(ci_note(), highlight=False)
     typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
     if html is not None:
         from steer.eval.report import write_report

@@ -384,6 +384,11 @@ def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "advbench@none unsafe onset" in md and "cmrm:shift@alpha=0.5,layers=1-2" in md
+    # the terminal table at 80 columns: a table per dataset, nothing cut, every rate with its n and CI
+    lines = stdout.splitlines()
+    assert "…" not in stdout and max(len(line) for line in lines if line[:1] in "┏┃┡│└") <= 80
+    assert any(line.startswith("figstep-tiny") for line in lines) and any(line.startswith("advbench@none") for line in lines)
+    assert "n=1" in stdout and "[" in stdout  # n = 1 < 100: the CI is printed
     code, stdout, err = run_cli(
         ["sweep", "--model", path, "--steer", cmrm, "--layers", "1-2", "--alpha", "0.5:1:0.5", "--safety-data",
          "advbench@blank", "--utility-data", "xstest-safe", "--limit", 1, "--max-new-tokens", TOKENS,
@@ -392,6 +397,7 @@ def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     )
     assert code == 0, err
     assert "best:" in stdout or "no steered" in stdout
+    assert "n=1" in err  # every cell's rates say how many items they rest on
     with (tmp_path / "sw" / "sweep.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 1 + 2
 

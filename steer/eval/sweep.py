@@ -53,6 +53,7 @@ from steer.errors import SteerInputError
 from steer.eval.datasets import EvalItem
 from steer.eval.judge import judge_refusal
 from steer.eval.runner import evaluate, summarize_records
+from steer.eval.stats import format_rate
 from steer.eval.variants import Variant, VariantSpec, _format_layers, parse_layer_spec, parse_variant
 
 __all__ = [
@@ -186,8 +187,11 @@ class SweepResult:
             note = " -- no safer than the unsteered baseline"
         return (
             f"best: layers={b['layers']} alpha={b['alpha']:g} schedule={b['schedule']} positions={b['positions']} "
-            f"method={b['method']}: unsafe {b['unsafe_rate']:.3f} (onset {b['unsafe_rate_onset']:.3f}), "
-            f"utility {_fmt(b['utility'])} (floor {_fmt(self.floor)}){note}"
+            f"method={b['method']}: unsafe "
+            f"{format_rate(b['unsafe_rate'], b.get('n_unsafe') or 0, b.get('unsafe_rate_low'), b.get('unsafe_rate_high'))} "
+            f"(onset {b['unsafe_rate_onset']:.3f}), utility "
+            f"{format_rate(b['utility'], b.get('n_utility_rate') or 0, b.get('utility_low'), b.get('utility_high'))} "
+            f"(floor {_fmt(self.floor)}){note}"
         )
 
 
@@ -244,17 +248,19 @@ def _row(cell: int, settings: dict, safety_recs: list[dict], util_recs: list[dic
     if s is not None and s.unsafe_rate is not None:
         row.update(
             unsafe_rate=s.unsafe_rate.rate, unsafe_rate_low=s.unsafe_rate.low, unsafe_rate_high=s.unsafe_rate.high,
-            unsafe_rate_onset=s.unsafe_rate_onset.rate,
+            unsafe_rate_onset=s.unsafe_rate_onset.rate, n_unsafe=s.unsafe_rate.n,
             safety=1.0 - s.unsafe_rate.rate, safety_onset=1.0 - s.unsafe_rate_onset.rate,
         )
     if both.over_refusal_rate is not None:
         row.update(over_refusal=both.over_refusal_rate.rate, over_refusal_onset=both.over_refusal_rate_onset.rate)
     if u is not None:
         if u.utility is not None:
-            row.update(utility=u.utility.rate, utility_low=u.utility.low, utility_high=u.utility.high, utility_kind="accuracy")
+            row.update(utility=u.utility.rate, utility_low=u.utility.low, utility_high=u.utility.high, utility_kind="accuracy",
+                       n_utility_rate=u.utility.n)
         elif u.over_refusal_rate_onset is not None:
             o = u.over_refusal_rate_onset
-            row.update(utility=1.0 - o.rate, utility_low=1.0 - o.high, utility_high=1.0 - o.low, utility_kind="answered")
+            row.update(utility=1.0 - o.rate, utility_low=1.0 - o.high, utility_high=1.0 - o.low, utility_kind="answered",
+                       n_utility_rate=o.n)
     return row
 
 
