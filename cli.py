@@ -1109,7 +1109,7 @@ def demo(
     check_output_dir(out)  # a bad output path fails now, not after the work
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, rate_text, run_demo
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
@@ -1124,10 +1124,10 @@ def demo(
         summary = run_demo(out, model_path=model, limit=limit, progress=progress)
     table = Table(title="model organism: harmful requests with and without images", header_style="bold")
     for col in ("", "baseline", "CMRM", "ShiftDC"):
-        table.add_column(col, justify="right" if col else "left")
+        table.add_column(col, justify="right" if col else "left", overflow="fold")
 
     def pct(key: str) -> str:
-        return f"{summary[key]:.0%}"
+        return rate_text(summary, key).replace(" [", "\n[", 1)  # rate, then its CI and n: narrow, nothing cut
 
     table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-")
     table.add_row(

@@ -129,6 +129,34 @@ def summarize(base: dict, cmrm: dict, shiftdc: dict, cmrm_recipe: Recipe, shiftd
     }
 
 
+#: The organism cell each demo.json rate is measured on (by key prefix), for its n.
+_RATE_CELLS = (
+    ("text_unsafe_rate", "text_harmful"),
+    ("object_image_", "image_harmful_object"),
+    ("image_", "image_harmful_text"),
+    ("benign_image_accuracy", "image_benign_qa"),
+    ("benign_make_this_answer_rate", "image_benign_make"),
+    ("benign_text_answer_rate", "text_benign"),
+    ("over_refusal_rate", "text_lookalike"),
+)
+
+
+def rate_n(summary: dict[str, Any], key: str) -> int:
+    """How many items the demo.json rate ``key`` rests on (0 when unknown)."""
+    cell = next((c for prefix, c in _RATE_CELLS if key.startswith(prefix)), None)
+    return int(summary.get("n", {}).get(f"n_{cell}", 0)) if cell else 0
+
+
+def rate_text(summary: dict[str, Any], key: str) -> str:
+    """``19% [6-38%] n=16``: the rate, its 95% CI when n < 100, and n (for the demo table)."""
+    from steer.eval.stats import counts_rate
+
+    n = rate_n(summary, key)
+    if n == 0:
+        return f"{summary[key]:.0%}"
+    return counts_rate(round(summary[key] * n), n, percent=True)
+
+
 def verdict_lines(summary: dict[str, Any]) -> list[str]:
     """Plain statements of what the numbers say, for the console and the docs."""
     lines = []

@@ -46,7 +46,11 @@ def test_demo_shows_the_degradation_and_a_fix(demo_run):
 def test_demo_cli_prints_the_table(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["demo", "--out", tmp_path, "--limit", 4], capsys, monkeypatch)
     assert code == 0, err
-    assert "harmful text + image" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    assert "unsafe, harmful text" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    # 80 columns: nothing cut; every rate with its n (4 per cell) and, n < 100, its 95% CI
+    assert "…" not in out and max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80
+    assert "n=4" in out and "[" in out
+    assert "recipe measured" in out
 
 
 def test_demo_files_store_the_demo_recipe(demo_run):
