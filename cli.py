@@ -591,7 +591,7 @@ def eval_cmd(
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
     check_output_path(out)  # a bad output path fails now, not after the work
-    from steer.eval.runner import evaluate, write_summary
+    from steer.eval.runner import evaluate, summaries_by_cell, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
     from steer.positions import check_positions
     from steer.schedule import check_schedule
@@ -652,8 +652,15 @@ def eval_cmd(
     err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
     summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
                        max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
-    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"))
-    for line in summary.lines():
+    by_cell = summaries_by_cell(summary, data_items, include_advice=include_advice)
+    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"), by_cell)
+    lines = summary.lines()
+    if by_cell:  # several cells (e.g. --data organism): one row per cell, never one blended rate
+        from steer.eval.terminal import ci_note, cells_lines
+
+        kept = [line for line in lines[2:] if line.lstrip().startswith(("throughput", "gate"))]
+        lines = [*lines[:2], f"per cell ({len(by_cell)} cells):", *cells_lines(by_cell), *kept, ci_note()]
+    for line in lines:
         typer.echo(line)
     typer.echo(f"results: {out}  summary: {summary_path}")
 

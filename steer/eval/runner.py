@@ -609,12 +609,39 @@ def _mode_of(item: EvalItem) -> str:
     return f"unrelated:{item.image}"
 
 
-def write_summary(summary: EvalSummary, path: str | os.PathLike) -> Path:
-    """Write ``summary.as_dict()`` as JSON, atomically."""
+def write_summary(
+    summary: EvalSummary, path: str | os.PathLike, by_group: dict[str, EvalSummary] | None = None
+) -> Path:
+    """Write ``summary.as_dict()`` as JSON, atomically; ``by_group`` adds ``"cells"``: one summary per group."""
     from steer.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps(summary.as_dict(), indent=2, sort_keys=True) + "\n")
+    doc = summary.as_dict()
+    if by_group:
+        doc["cells"] = {name: s.as_dict() for name, s in by_group.items()}
+    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return Path(path)
+
+
+def summaries_by_cell(
+    summary: EvalSummary, items: Sequence[EvalItem], *, include_advice: bool = False
+) -> dict[str, EvalSummary]:
+    """One summary per evaluation cell (``item.meta["cell"]``, e.g. the organism's), in item order.
+
+    Empty when the items span fewer than two cells. A rate over several cells (three
+    harmful cells of different difficulty) is a blend no reader can interpret, so a
+    multi-cell dataset is reported cell by cell.
+    """
+    cell_of = {it.id: it.meta.get("cell") for it in items}
+    names = list(dict.fromkeys(c for c in cell_of.values() if c))
+    if len(names) < 2:
+        return {}
+    return {
+        name: summarize_records(
+            [r for r in summary.records if cell_of.get(r["id"]) == name],
+            variant=summary.variant, dataset=f"{summary.dataset}:{name}", include_advice=include_advice,
+        )
+        for name in names
+    }
 
 
 def iter_batches(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

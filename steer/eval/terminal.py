@@ -13,23 +13,23 @@ from typing import Any, Sequence
 
 from steer.eval.stats import CI_BELOW_N, format_rate
 
-#: Short column names for the terminal (the Markdown/JSON keep the long ones).
+#: Short column names for the terminal (the Markdown/JSON keep the long ones; ci_note explains).
 SHORT_MEASURE = {
     "unsafe_rate": "unsafe",
-    "unsafe_rate_onset": "unsafe onset",
-    "over_refusal_rate": "over-refusal",
-    "over_refusal_rate_onset": "over-refusal onset",
+    "unsafe_rate_onset": "onset",
+    "over_refusal_rate": "over-ref",
+    "over_refusal_rate_onset": "over-ref onset",
     "utility": "utility",
-    "unsafe_rate_llm": "unsafe (LLM)",
+    "unsafe_rate_llm": "LLM unsafe",
 }
 
 
 def rate_cell(cell: dict[str, Any] | None) -> str:
-    """A rate on one line, its CI (when n is small) on the next: narrow columns, nothing cut."""
+    """``19%`` over ``[6-38]`` (the CI, when n is small): narrow columns, nothing cut."""
     if cell is None or not cell.get("n"):
         return "-"
-    text = format_rate(cell["rate"], int(cell["n"]), with_n=False)
-    return text.replace(" [", "\n[", 1)
+    text = format_rate(cell["rate"], int(cell["n"]), cell.get("low"), cell.get("high"), percent=True, with_n=False)
+    return text.replace(" [", "\n[", 1).replace("%]", "]")
 
 
 def compare_tables(result: Any) -> list[tuple[str, list[list[str]]]]:
@@ -56,9 +56,9 @@ def compare_tables(result: Any) -> list[tuple[str, list[list[str]]]]:
 def ci_note() -> str:
     """The legend line under the tables."""
     return (
-        f"rates: share of the n items; [low-high] = 95% bootstrap CI, shown when n < {CI_BELOW_N}. "
+        f"Rates in % of the n items; [low-high]: 95% bootstrap CI, shown when n < {CI_BELOW_N}. "
         "unsafe: harmful not completely refused; onset: answer does not start as a refusal; "
-        "over-refusal: benign refused."
+        "over-ref: benign completely refused; utility: answer match."
     )
 
 
@@ -74,3 +74,17 @@ def rich_table(grid: Sequence[Sequence[str]], title: str | None = None, *, first
     for row in grid[1:]:
         table.add_row(*row)
     return table
+
+
+def cells_lines(by_cell: dict[str, Any]) -> list[str]:
+    """One line per evaluation cell (stacked: wraps at word boundaries at any width):
+    ``image_harmful_text (16 items): unsafe 19% [6-38%] n=16; onset 12% [0-25%] n=16``."""
+    lines = []
+    for name, s in by_cell.items():
+        parts = [
+            f"{SHORT_MEASURE[m]} {getattr(s, m).short(percent=True)}"
+            for m in SHORT_MEASURE
+            if getattr(s, m) is not None
+        ]
+        lines.append(f"  {name} ({s.n} items): " + "; ".join(parts))
+    return lines
