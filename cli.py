@@ -242,7 +242,7 @@ def inspect(
     table = Table(show_header=True, header_style="bold")
     columns = list(rows[0].keys()) if rows else ["layer"]
     for col in columns:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
         table.add_row(*("-" if row[c] is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])) for c in columns))
     console.print(table)
@@ -363,7 +363,7 @@ def calibrate(
     table = Table(show_header=True, header_style="bold", title=f"{method} shift vectors")
     cols = ["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if method == "shiftdc" else [])
     for col in cols:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
 
     def fmt(value: object) -> str:
         return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -464,8 +464,8 @@ def probe(
     table = Table(show_header=True, header_style="bold")
     rows = report.rows()
     for col in rows[0]:
-        table.add_column(col, justify="right")
-    table.add_column("")
+        table.add_column(col, justify="right", overflow="fold")
+    table.add_column("", overflow="fold")
     for row in rows:
         cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.values()]
         table.add_row(*cells, "chosen" if row["layer"] == report.best_layer else "")
@@ -1019,7 +1019,7 @@ def inspect_layers(
     rows = result.rows()
     table = Table(show_header=True, header_style="bold")
     for col in rows[0]:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
         table.add_row(
             *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
@@ -1114,13 +1114,11 @@ def demo(
     variants use the answer's first words).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, rate_text, run_demo
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
-    ) as bar:
+    from steer.progress import progress_bar
+
+    with progress_bar(err_console) as bar:
         tasks: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int) -> None:

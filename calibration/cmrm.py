@@ -482,32 +482,17 @@ class _ProgressBar:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import ProgressColumn
         from rich.text import Text
+
+        from steer.progress import progress_bar
 
         class RateColumn(ProgressColumn):
             def render(self, task):  # noqa: D401 - rich API
                 speed = task.speed
                 return Text("-- samples/s" if speed is None else f"{speed:.1f} samples/s")
 
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self._progress = progress_bar(Console(stderr=True), RateColumn())  # counts first: kept at 80 columns
         self._task = self._progress.add_task("calibrating", total=total, completed=completed)
 
     def __enter__(self) -> "_ProgressBar":

@@ -439,14 +439,11 @@ def _progress(enabled: bool, description: str, total: int, done: int):
 
         return _Null()
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from steer.progress import progress_bar
 
     class _Bar:
         def __enter__(self):
-            self.p = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-            )
+            self.p = progress_bar(Console(stderr=True))  # counts first: kept on an 80-column terminal
             self.p.__enter__()
             self.task = self.p.add_task(description, total=total, completed=done)
             return self
