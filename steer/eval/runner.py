@@ -271,7 +271,7 @@ class EvalSummary:
     def lines(self) -> list[str]:
         """Human-readable summary lines (printed by ``steer eval``)."""
         settings = self.settings or {}
-        keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold")
+        keys = ("recipe", "method", "level", "alpha", "layers", "positions", "schedule", "threshold")
         st = " ".join(f"{k}={settings[k]}" for k in keys if settings.get(k) is not None) or "unsteered"
         out = [
             f"variant {self.variant}: {st}",

@@ -403,6 +403,12 @@ class Variant:
             out["probe"] = s.probe
             out["threshold"] = s.threshold if s.threshold is not None else "probe default"
             out["vectors"] = s.path
+        if out.get("vectors") and s.kind != "gated":  # the file's named recipe, unless this variant departs from it
+            meta = self._file_meta()
+            stored = {"alpha": meta.get("default_alpha"), "positions": meta.get("positions"),
+                      "schedule": meta.get("schedule"), "level": meta.get("level", "dataset")}
+            same = all(out.get(k) == v for k, v in stored.items()) and s.layers is None and s.method is None
+            out["recipe"] = meta.get("recipe", "custom") if same else "custom"
         self._settings = out
         return dict(out)
 
@@ -417,7 +423,7 @@ class Variant:
     def describe(self) -> str:
         """One line: label and effective settings (printed in every run summary)."""
         st = self.settings()
-        keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold")
+        keys = ("recipe", "method", "level", "alpha", "layers", "positions", "schedule", "threshold")
         parts = [f"{k}={st[k]}" for k in keys if st.get(k) is not None]
         return f"{self.label}: " + (" ".join(parts) if parts else "unsteered")
 
