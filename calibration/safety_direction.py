@@ -66,7 +66,18 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         from steer.eval.runner import load_items
 
         path = os.fspath(safety_data)
-        items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)
+        from steer.eval.datasets import MISSING_LABEL
+
+        try:
+            items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)
+        except SteerInputError as err:
+            if MISSING_LABEL not in str(err):
+                raise
+            where = str(err).replace(MISSING_LABEL, "no 'label'")
+            raise SteerInputError(
+                f"{where}; one safety-data file needs 'harmful' or 'benign' on every row, "
+                "or give two files: --safety-data harmful.jsonl,benign.jsonl"
+            ) from None
         if not items:
             raise SteerInputError(f"safety data {path} holds no rows (empty dataset)")
         harmful = [Anchor(it.prompt, None, f"{path} row {i + 1}") for i, it in enumerate(items) if it.label == "harmful"]

@@ -415,6 +415,18 @@ def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     assert "best:" in stdout or "no steered" in stdout
     assert "n=1" in err  # every cell's rates say how many items they rest on
+    # --utility-data states the role: an unlabelled file there is benign (it used to be read as harmful,
+    # leaving the sweep without a utility measure and still naming a best)
+    cake = tmp_path / "cake.jsonl"
+    cake.write_text(json.dumps({"prompt": "how do i bake a cake ?"}) + "\n")
+    code, stdout, err = run_cli(
+        ["sweep", "--model", path, "--steer", cmrm, "--alpha", "1", "--safety-data", "advbench@blank",
+         "--utility-data", cake, "--limit", 1, "--max-new-tokens", TOKENS, "--out", tmp_path / "sw2", "--no-progress"],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+    rows = json.loads((tmp_path / "sw2" / "sweep.json").read_text())["rows"]
+    assert rows[0]["utility"] is not None and rows[0]["n_utility"] == 1
     with (tmp_path / "sw" / "sweep.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 1 + 2
 
