@@ -433,7 +433,12 @@ def probe(
     from steer.gate import check_threshold
     from steer.model import SteeredModel
 
+    from calibration.probe import VIEWS
+
     check_threshold(threshold)
+    if view not in VIEWS:  # options are checked before the model loads
+        raise SteerInputError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
+    parse_layers(layers)
     items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
     unlabelled = [
         i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
@@ -926,6 +931,7 @@ def train_tga(
 
     if retriever not in ("auto", "column", "nearest"):
         raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
+    parse_layers(layers)  # a bad --layers fails before the model loads
     examples = load_tga_data(data, question=question)
     harmful_prompts = read_prompts(harmful) if harmful is not None else None
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)

@@ -217,6 +217,8 @@ def test_alpha_is_text_parsed_the_same_everywhere():
         (["eval", "--data", "advbench", "--out", "x.jsonl", "--steer", "sample", "--positions", "everywhere"], "everywhere"),
         (["sweep", "--steer", "sample", "--safety-data", "advbench", "--layers", "x;y"], "x"),
         (["calibrate", "--data", "advbench", "--out", "x.safetensors", "--recipe", "papr"], "papr"),
+        (["probe", "--data", "organism:probe", "--out", "p.safetensors", "--view", "sideways"], "sideways"),
+        (["probe", "--data", "organism:probe", "--out", "p.safetensors", "--layers", "q"], "'q'"),
     ],
 )
 def test_options_are_checked_before_the_model_loads(args, needle, capsys, monkeypatch, tmp_path):
