@@ -26,10 +26,10 @@ app = typer.Typer(
         "Make vision-language models as safe on images as on text.\n\n"
         "Measure how an image shifts a VLM's hidden states (calibrate), store the shift as a "
         "vector file, and subtract it at inference (generate --steer). Layers are 0-based "
-        "decoder layers: layer i's output is HF hidden_states\\[i+1]."
+        "decoder layers: layer i's output is HF hidden_states[i+1]."
     ),
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # help is plain text: no markup or emoji codes (':V:' in 'gated:V:PROBE' is not an emoji)
     pretty_exceptions_enable=False,
 )
 # markup and emoji codes off: paths, prompts and error messages are user text ('[/x]', ':smile:'),
@@ -40,6 +40,23 @@ err_console = Console(stderr=True, markup=False, emoji=False)
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
 FORCE_HELP = "Write through a symbolic link at the output path (to the file it points at)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from steer.version import __version__
+
+        typer.echo(f"steer {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Make vision-language models as safe on images as on text."""
 
 
 def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
@@ -137,11 +154,12 @@ def generate(
         None, "--schedule", help="cumulative | incremental | single (default: the file's)."
     ),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: str = typer.Option(
-        "dataset",
+    level: Optional[str] = typer.Option(
+        None,
         "--level",
         help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (2 extra forward passes; ShiftDC files project it on their safety direction).",
+        "layers (2 extra forward passes; ShiftDC files project it on their safety direction). "
+        "Default: the level the file stores.",
     ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
@@ -169,9 +187,23 @@ def generate(
     from steer.images import load_image
     from steer.model import SteeredModel
 
+    from steer.positions import check_positions
+    from steer.schedule import check_schedule
+    from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
+
     alpha_value = None if alpha is None else parse_alpha(alpha)
-    if steer is not None and steer != "sample" and not Path(steer).exists():
-        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+    positions is None or check_positions(positions)  # every option is checked before the model loads
+    schedule is None or check_schedule(schedule)
+    parse_layers(layers)
+    if level is not None and level not in LEVELS:
+        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+    if steer is not None and steer != "sample":
+        if not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        meta = load_metadata(steer)
+        level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
+        if level == "sample":
+            positions, schedule = sample_settings(meta, positions, schedule)
     img = load_image(image) if image is not None else None
     probe_gate = None
     if gate is not None:
@@ -194,7 +226,7 @@ def generate(
         positions=positions,
         schedule=schedule,
         method=method,
-        level=level,
+        level=level or "dataset",
         max_new_tokens=max_new_tokens,
         allow_other_weights=allow_other_weights,
         gate=probe_gate,
@@ -241,7 +273,7 @@ def inspect(
         f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})"
     )
     console.print(
-        "defaults: "
+        f"recipe {meta.get('recipe', 'custom (made before recipes)')}: level={meta.get('level', 'dataset')} "
         f"alpha={meta.get('default_alpha')} positions={meta.get('positions')} schedule={meta.get('schedule')} "
         f"pooling={meta.get('pooling')} reduce={meta.get('reduce', 'mean')} null_image={meta.get('null_image', '-')}"
     )
@@ -252,13 +284,13 @@ def inspect(
     table = Table(show_header=True, header_style="bold")
     columns = list(rows[0].keys()) if rows else ["layer"]
     for col in columns:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
         table.add_row(*("-" if row[c] is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])) for c in columns))
     console.print(table)
 
 
-@app.command()
+@app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
 @data_options
 def calibrate(
     ctx: typer.Context,
@@ -301,13 +333,19 @@ def calibrate(
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    positions: str = typer.Option(
-        "after_image", "--positions",
-        help="Default positions stored in the file (generate/eval/compare use it unless told otherwise). "
-        "The defaults here are the paper's recipe; on the organism 'prompt' + --schedule incremental works far better.",
+    recipe: str = typer.Option(
+        "measured", "--recipe",
+        help="Steering defaults stored in the file (generate/eval/compare use them unless told otherwise). "
+        "measured: the best measured on the organism (CMRM: prompt positions, incremental schedule, alpha 1; "
+        "ShiftDC: sample level, alpha 1.5). paper: the paper-literal after_image + cumulative, alpha 1, for "
+        "replication. --positions/--schedule/--alpha/--level override it (stored as recipe 'custom').",
     ),
-    schedule: str = typer.Option("cumulative", "--schedule", help="Default layer schedule stored in the file: cumulative | incremental | single."),
-    alpha: float = typer.Option(1.0, "--alpha", help="Default alpha stored in the file."),
+    positions: Optional[str] = typer.Option(
+        None, "--positions", help="Stored positions: all | image | text | after_image | prompt | prompt_last | last."
+    ),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="Stored layer schedule: cumulative | incremental | single."),
+    alpha: Optional[str] = typer.Option(None, "--alpha", help="Stored default alpha (steering strength)."),
+    level: Optional[str] = typer.Option(None, "--level", help="Stored level: dataset (the stored shift) | sample (each query's own shift)."),
 ) -> None:
     """Compute per-layer shift vectors (CMRM) or shift + safety directions (ShiftDC).
 
@@ -328,8 +366,10 @@ def calibrate(
 
     started = time.perf_counter()
     if method == "contrast":  # its own data format and defaults: a separate short path
-        return _calibrate_contrast(ctx, model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every)
+        recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
+        return _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every,
+                                   recipe_given and recipe, level)
     if method not in ("cmrm", "shiftdc"):
         raise SteerInputError(f"unknown method {method!r}; choose cmrm, shiftdc or contrast")
     if method == "shiftdc" and not safety_data:
@@ -340,7 +380,8 @@ def calibrate(
     from calibration import load_anchors, load_safety_sets
     from calibration.cmrm import check_recipe
 
-    check_recipe(positions, schedule, alpha)  # a bad stored recipe fails before the model loads
+    chosen_recipe = check_recipe(method, recipe, positions, schedule, alpha, level)  # fails before the model loads
+    parse_layers(layers)  # a bad --layers fails before the model loads too
     load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
     if safety_data:
         load_safety_sets(safety_data)
@@ -356,7 +397,7 @@ def calibrate(
     common = dict(
         layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
         max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-        progress=True, keep_checkpoint=True, positions=positions, schedule=schedule, default_alpha=alpha,
+        progress=True, keep_checkpoint=True, recipe=chosen_recipe,
     )
     if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
         console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)
@@ -377,7 +418,7 @@ def calibrate(
     table = Table(show_header=True, header_style="bold", title=f"{method} shift vectors")
     cols = ["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if method == "shiftdc" else [])
     for col in cols:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
 
     def fmt(value: object) -> str:
         return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
@@ -404,30 +445,33 @@ def calibrate(
         highlight=False,
         soft_wrap=True,
     )
+    console.print(f"stored {chosen_recipe.describe()}", highlight=False, soft_wrap=True)
 
 
-def _calibrate_contrast(ctx, model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every) -> None:
+def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every, recipe, level) -> None:
     """`calibrate --method contrast`: :func:`calibration.train_vector` on a pairs file.
 
-    --positions/--schedule left at the command's defaults give way to the contrast
-    defaults (text, incremental); given explicitly they are stored as given.
+    --positions/--schedule not given take the contrast defaults (text, incremental);
+    given explicitly they are stored as given. --recipe/--level name CMRM/ShiftDC presets
+    and are refused here.
     """
     from calibration.contrast import load_pairs, train_vector
-    from calibration.cmrm import check_recipe
+    from calibration.recipes import check_settings
     from steer.model import SteeredModel
 
-    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every")):
+    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every"),
+                        (recipe, "--recipe"), (level, "--level")):
         if given:
             raise SteerInputError(f"{flag} is not used by --method contrast; drop it")
     contrast_method = {"mean": "mean_diff", "pc1": "pca"}.get(reduce, reduce)
-    explicit = {name: getattr(ctx.get_parameter_source(name), "name", "") != "DEFAULT" for name in ("positions", "schedule")}
-    recipe = {"default_alpha": alpha}
-    if explicit["positions"]:
+    recipe = {"default_alpha": 1.0 if alpha is None else alpha}
+    if positions is not None:
         recipe["positions"] = positions
-    if explicit["schedule"]:
+    if schedule is not None:
         recipe["schedule"] = schedule
-    check_recipe(recipe.get("positions", "text"), recipe.get("schedule", "incremental"), alpha)
+    recipe["default_alpha"] = check_settings(recipe.get("positions", "text"), recipe.get("schedule", "incremental"),
+                                             recipe["default_alpha"])
     pairs = load_pairs(data)  # bad pairs fail before the model loads
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     vecs = train_vector(sm, pairs, parse_layers(layers, sm.adapter.num_layers), contrast_method,
@@ -450,7 +494,7 @@ def _calibrate_contrast(ctx, model, data, out, layers, reduce, pool, batch_size,
     )
 
 
-@app.command()
+@app.command(short_help='Fit a per-layer safety probe; save the best as a gate.')
 @data_options
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -493,7 +537,12 @@ def probe(
     from steer.gate import check_threshold
     from steer.model import SteeredModel
 
+    from calibration.probe import VIEWS
+
     check_threshold(threshold)
+    if view not in VIEWS:  # options are checked before the model loads
+        raise SteerInputError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
+    parse_layers(layers)
     items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
     unlabelled = [
         i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
@@ -524,8 +573,8 @@ def probe(
     table = Table(show_header=True, header_style="bold")
     rows = report.rows()
     for col in rows[0]:
-        table.add_column(col, justify="right")
-    table.add_column("")
+        table.add_column(col, justify="right", overflow="fold")
+    table.add_column("", overflow="fold")
     for row in rows:
         cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.values()]
         table.add_row(*cells, "chosen" if row["layer"] == report.best_layer else "")
@@ -568,8 +617,23 @@ def _eval_split_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
 
 
-def _eval_load_data(specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool) -> dict:
-    """label -> items for each dataset entry (shared sets are checked against the manifest)."""
+LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
+
+
+def _check_label(label: Optional[str]) -> Optional[str]:
+    from steer.eval.datasets import LABELS
+
+    if label is not None and label not in LABELS:
+        raise SteerInputError(f"unknown --label {label!r}; choose harmful or benign")
+    return label
+
+
+def _eval_load_data(
+    specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool, label: Optional[str] = None
+) -> dict:
+    """label -> items for each dataset entry (shared sets are checked against the manifest).
+
+    ``label``: the label of user-file rows without one (None: such rows are refused)."""
     from steer.eval.datasets import EvalItem
     from steer.eval.runner import load_items, parse_data_spec
 
@@ -578,7 +642,7 @@ def _eval_load_data(specs: list[str], limit: Optional[int], image_mode: Optional
         ds = parse_data_spec(spec, image_mode)
         if ds.label in out:
             raise SteerInputError(f"dataset {ds.label!r} given twice")
-        items = load_items(ds, limit)
+        items = load_items(ds, limit, default_label=_check_label(label))
         if not items:
             raise SteerInputError(f"dataset {ds.label!r} has no items")
         if prefix_ids:
@@ -601,7 +665,7 @@ def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
         raise SteerInputError(f"cannot load judge model {judge!r}: {err}") from None
 
 
-@app.command("eval")
+@app.command("eval", short_help='Evaluate one model or setting on a dataset.')
 @data_options
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -619,6 +683,7 @@ def eval_cmd(
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
@@ -639,8 +704,10 @@ def eval_cmd(
     """
     check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
     check_text_inputs(data)
-    from steer.eval.runner import evaluate, write_summary
+    from steer.eval.runner import evaluate, summaries_by_cell, write_summary
     from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
+    from steer.positions import check_positions
+    from steer.schedule import check_schedule
 
     steering_opts = {"--steer": steer, "--alpha": alpha, "--layers": layers, "--positions": positions,
                      "--schedule": schedule, "--method": method, "--projector": projector, "--gate": gate,
@@ -661,6 +728,8 @@ def eval_cmd(
             raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
         refuse_empty_layers(layers)
         layer_list = parse_layer_spec(layers)
+        positions is None or check_positions(positions)  # checked before the model loads
+        schedule is None or check_schedule(schedule)
         opts = dict(
             alpha=None if alpha is None else parse_alpha(alpha),
             layers=None if layer_list is None else tuple(layer_list),
@@ -677,13 +746,16 @@ def eval_cmd(
                 raise SteerInputError("sample-level ShiftDC needs safety directions: --variant shiftdc-sample:VECTORS")
             spec = VariantSpec("cmrm-sample", text="cmrm-sample", **opts)
         elif steer is not None:
-            from steer.vectors import ShiftVectors
+            from steer.stored_recipe import load_metadata, stored_level
 
-            kind = method or ("shiftdc" if ShiftVectors.load(steer).method == "shiftdc" else "cmrm")
+            meta = load_metadata(steer)
+            kind = method or ("shiftdc" if meta.get("method") == "shiftdc" else "cmrm")
+            if kind == "shiftdc" and stored_level(meta) == "sample":
+                kind = "shiftdc-sample"  # the file's recipe is sample level (ShiftDC's measured one)
             spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
         else:
             spec = VariantSpec("baseline", text="baseline")
-    items = _eval_load_data([data], limit, image_mode, prefix_ids=False)
+    items = _eval_load_data([data], limit, image_mode, prefix_ids=False, label=label)
     (label, data_items), = items.items()
     llm = _eval_llm_judge(judge, device)
     from steer.model import SteeredModel
@@ -694,28 +766,36 @@ def eval_cmd(
     err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
     summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
                        max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
-    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"))
-    for line in summary.lines():
+    by_cell = summaries_by_cell(summary, data_items, include_advice=include_advice)
+    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"), by_cell)
+    lines = summary.lines()
+    if by_cell:  # several cells (e.g. --data organism): one row per cell, never one blended rate
+        from steer.eval.terminal import ci_note, cells_lines
+
+        kept = [line for line in lines[2:] if line.lstrip().startswith(("throughput", "gate"))]
+        lines = [*lines[:2], f"per cell ({len(by_cell)} cells):", *cells_lines(by_cell), *kept, ci_note()]
+    for line in lines:
         typer.echo(line)
     typer.echo(f"results: {out}  summary: {summary_path}")
 
 
-@app.command("sweep")
+@app.command("sweep", short_help='Sweep layers x alphas: CSV + safety/utility frontier.')
 @data_options
 def sweep_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
-    safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets. " + DATA_HELP),
-    utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate)."),
+    safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets (rows without a label are harmful). " + DATA_HELP),
+    utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate); rows without a label are benign. Without it no best setting is named."),
     out: Path = typer.Option(Path("sweep"), "--out", "-o", help="Output folder: sweep.csv, frontier.png, sweep.json, runs/."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layer sets separated by ';' ('4-12;8-12'); 'each:4-12' = every single layer (default: the file's)."),
     alpha: str = typer.Option("0:2:0.25", "--alpha", help="Alpha grid: start:stop:step (stop included) or a list '0.5,1,1.5'."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
     method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: str = typer.Option(
-        "dataset", "--level",
-        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift).",
+    level: Optional[str] = typer.Option(
+        None, "--level",
+        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift). "
+        "Default: the level the file stores.",
     ),
     utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
@@ -748,10 +828,24 @@ def sweep_cmd(
         if s is not None and s not in SCHEDULES:
             raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
     pos_list = [check_positions(p) for p in _eval_split_list(positions)] if positions else [None]
-    if steer != "sample" and not Path(steer).exists():
-        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True)
-    utility_sets = _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True) if utility_data else {}
+    parse_layer_grid(layers)  # syntax errors fail before the model loads (layer numbers are checked after)
+    if method is not None and method not in ("cmrm", "shiftdc"):
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
+    if level is not None and level not in ("dataset", "sample"):
+        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+    if steer != "sample":
+        if not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        from steer.stored_recipe import load_metadata, stored_level
+
+        if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
+            level = level or stored_level(load_metadata(steer))
+    level = level or "dataset"
+    # the option states the role: unlabelled rows of --safety-data are harmful, of --utility-data benign
+    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True, label="harmful")
+    utility_sets = (
+        _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True, label="benign") if utility_data else {}
+    )
     safety_items = [it for items in safety_sets.values() for it in items]
     utility_items = [it for items in utility_sets.values() for it in items]
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
@@ -763,12 +857,16 @@ def sweep_cmd(
     )
 
     def show(row: dict) -> None:
-        u = "-" if row.get("utility") is None else f"{row['utility']:.3f}"
-        un = "-" if row.get("unsafe_rate") is None else f"{row['unsafe_rate']:.3f}/{row['unsafe_rate_onset']:.3f}"
+        from steer.eval.stats import format_rate
+
+        un = format_rate(row.get("unsafe_rate"), row.get("n_unsafe") or 0, row.get("unsafe_rate_low"), row.get("unsafe_rate_high"))
+        onset = "-" if row.get("unsafe_rate_onset") is None else f"{row['unsafe_rate_onset']:.2f}"
+        u = format_rate(row.get("utility"), row.get("n_utility_rate") or 0, row.get("utility_low"), row.get("utility_high"))
         err_console.print(
             f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
-            f"schedule={row['schedule']} positions={row['positions']}: unsafe (complete/onset) {un}, utility {u}",
+            f"schedule={row['schedule']} positions={row['positions']}: unsafe {un} (onset {onset}), utility {u}",
             highlight=False,
+            soft_wrap=False,
         )
 
     result = run_sweep(
@@ -780,7 +878,7 @@ def sweep_cmd(
     typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
 
 
-@app.command("compare")
+@app.command("compare", short_help='Run variants on datasets: one table and a chart.')
 @data_options
 def compare_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -791,6 +889,7 @@ def compare_cmd(
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
+    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
     batch_size: int = typer.Option(8, "--batch-size", min=1),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
@@ -816,12 +915,12 @@ def compare_cmd(
     html is None or check_output_path(html)
     check_text_inputs(data)
     from steer.eval.compare import compare as run_compare
-    from steer.eval.compare import table_grid
+    from steer.eval.terminal import ci_note, compare_tables, rich_table
     from steer.eval.variants import build_variants, parse_variants
     from steer.model import SteeredModel
 
     specs = parse_variants(variants)
-    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False)
+    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False, label=label)
     llm = _eval_llm_judge(judge, device)
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
     built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
@@ -832,13 +931,9 @@ def compare_cmd(
         built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
         resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
     )
-    grid = table_grid(result, ci=False)  # a row per measure when there are many datasets
-    table = Table(show_header=True, header_style="bold")
-    for i, title in enumerate(grid[0]):
-        table.add_column(title, justify="left" if i == 0 else "right")
-    for row in grid[1:]:
-        table.add_row(*row)
-    console.print(table)
+    for title, grid in compare_tables(result):  # a small table per dataset: fits 80 columns, nothing cut
+        console.print(rich_table(grid, title))
+    console.print(ci_note(), highlight=False)
     typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
     if html is not None:
         from steer.eval.report import write_report
@@ -846,7 +941,7 @@ def compare_cmd(
         typer.echo(f"report: {write_report(out, html)}")
 
 
-@app.command("report")
+@app.command("report", short_help='Build one self-contained HTML report from a compare run.')
 def report_cmd(
     results_dir: Path = typer.Argument(..., help="The --out folder of a `steer compare` run (compare.json, runs/)."),
     html: Path = typer.Option(Path("report.html"), "--html", help="HTML file to write (atomically)."),
@@ -885,7 +980,7 @@ def _band_spec(layers: list[int]) -> str:
     return ",".join(parts)
 
 
-@app.command("train-tga")
+@app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
 def train_tga(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -952,6 +1047,7 @@ def train_tga(
 
     if retriever not in ("auto", "column", "nearest"):
         raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
+    parse_layers(layers)  # a bad --layers fails before the model loads
     examples = load_tga_data(data, question=question)
     harmful_prompts = read_prompts(harmful) if harmful is not None else None
     sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
@@ -1004,7 +1100,7 @@ def train_tga(
         )
 
 
-@app.command("inspect-layers")
+@app.command("inspect-layers", short_help='Logit lens: where do refusal tokens appear?')
 @data_options
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -1049,7 +1145,7 @@ def inspect_layers(
     rows = result.rows()
     table = Table(show_header=True, header_style="bold")
     for col in rows[0]:
-        table.add_column(col, justify="right")
+        table.add_column(col, justify="right", overflow="fold")
     for row in rows:
         table.add_row(
             *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
@@ -1060,7 +1156,7 @@ def inspect_layers(
         console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 
 
-@app.command("export")
+@app.command("export", short_help='Export a vector file for llama.cpp (GGUF).')
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
@@ -1106,11 +1202,11 @@ def export(
     )
 
 
-organism_app = typer.Typer(help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
+organism_app = typer.Typer(short_help="The built-in model organism: train it, find it.", help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
 app.add_typer(organism_app, name="organism")
 
 
-@organism_app.command("train")
+@organism_app.command("train", short_help="Retrain the organism from scratch (10-15 min on CPU).")
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
@@ -1131,11 +1227,11 @@ def organism_path() -> None:
     typer.echo(str(ORGANISM_DIR))
 
 
-data_app = typer.Typer(help="Public benchmarks: list the named sets and fetch them from their pinned upstream sources.")
+data_app = typer.Typer(short_help="Public benchmarks: list them, fetch them.", help="Public benchmarks: list the named sets and fetch them from their pinned upstream sources.")
 app.add_typer(data_app, name="data")
 
 
-@data_app.command("list")
+@data_app.command("list", short_help="Each named set and where it is read from.")
 def data_list(
     data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A folder in the shared layout, searched first."),
 ) -> None:
@@ -1155,7 +1251,7 @@ def data_list(
                   " `steer data fetch NAME` (or --all)", highlight=False, soft_wrap=True)
 
 
-@data_app.command("fetch")
+@data_app.command("fetch", short_help="Download named sets, hash-checked, into the cache.")
 def data_fetch(
     names: Optional[list[str]] = typer.Argument(None, help="Set names (see `steer data list`)."),
     all_sets: bool = typer.Option(False, "--all", help="Fetch every named set (about 29 MB)."),
@@ -1177,7 +1273,7 @@ def data_fetch(
                echo=lambda line: err_console.print(line, highlight=False, soft_wrap=True))
 
 
-@app.command()
+@app.command(short_help='The failure and the fix on the built-in organism, offline.')
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N items per evaluation cell (faster, noisier)."),
@@ -1191,13 +1287,11 @@ def demo(
     variants use the answer's first words).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, rate_text, run_demo
 
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo
+    from steer.progress import progress_bar
 
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
-    ) as bar:
+    with progress_bar(err_console) as bar:
         tasks: dict[str, int] = {}
 
         def progress(name: str, done: int, total: int) -> None:
@@ -1208,10 +1302,10 @@ def demo(
         summary = run_demo(out, model_path=model, limit=limit, progress=progress)
     table = Table(title="model organism: harmful requests with and without images", header_style="bold")
     for col in ("", "baseline", "CMRM", "ShiftDC"):
-        table.add_column(col, justify="right" if col else "left")
+        table.add_column(col, justify="right" if col else "left", overflow="fold")
 
     def pct(key: str) -> str:
-        return f"{summary[key]:.0%}"
+        return rate_text(summary, key).replace(" [", "\n[", 1)  # rate, then its CI and n: narrow, nothing cut
 
     table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-")
     table.add_row(

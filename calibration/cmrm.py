@@ -47,6 +47,7 @@ from PIL import Image
 
 from calibration import distributed as dist
 from calibration.accumulator import ProbeStore, ShiftAccumulator, load_checkpoint, save_checkpoint
+from calibration.recipes import Recipe, resolve_recipe
 from steer.adapters import ModelAdapter
 from steer.adapters.base import NULL_IMAGE_KINDS
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
@@ -182,7 +183,7 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
                 return _nonempty(read_image_folder(path), text, what)
             from steer.eval.datasets import load_user_dataset
 
-            items = load_user_dataset(path, split=split)
+            items = load_user_dataset(path, split=split, default_label="harmful")  # labels unused: anchors are prompts
             return _nonempty([_from_item(it, f"{path} row {i + 1}") for i, it in enumerate(items)], text, what)
         if text.lower().startswith("hf:"):  # a hub dataset (steer.data.hub), read like --data of eval
             from steer.eval.runner import load_items
@@ -496,32 +497,17 @@ class _ProgressBar:
         if not enabled:
             return
         from rich.console import Console
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            ProgressColumn,
-            TextColumn,
-            TimeElapsedColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import ProgressColumn
         from rich.text import Text
+
+        from steer.progress import progress_bar
 
         class RateColumn(ProgressColumn):
             def render(self, task):  # noqa: D401 - rich API
                 speed = task.speed
                 return Text("-- samples/s" if speed is None else f"{speed:.1f} samples/s")
 
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            RateColumn(),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self._progress = progress_bar(Console(stderr=True), RateColumn())  # counts first: kept at 80 columns
         self._task = self._progress.add_task("calibrating", total=total, completed=completed)
 
     def __enter__(self) -> "_ProgressBar":
@@ -604,16 +590,27 @@ def reduce_shifts(acc: ShiftAccumulator, reduce: str) -> tuple[dict[int, torch.T
 
 
 # ====================================================================== public API
-def check_recipe(positions: str, schedule: str, default_alpha: float) -> float:
-    """Validate the steering defaults a vector file will carry; returns alpha as a float."""
-    from steer.positions import check_positions
-    from steer.schedule import SCHEDULES
-    from steer.steering import check_alpha
+def check_recipe(
+    method: str,
+    recipe: "str | Recipe | None" = None,
+    positions: str | None = None,
+    schedule: str | None = None,
+    default_alpha: float | str | None = None,
+    level: str | None = None,
+) -> Recipe:
+    """The validated recipe a new vector file will carry (see :mod:`calibration.recipes`).
 
-    check_positions(positions)
-    if schedule not in SCHEDULES:
-        raise SteerInputError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
-    return check_alpha(default_alpha)
+    ``recipe``: a preset name (default ``measured``), ``custom``, or a ready :class:`Recipe`
+    (then the explicit settings must be None).
+    """
+    if isinstance(recipe, Recipe):
+        if any(v is not None for v in (positions, schedule, default_alpha, level)):
+            raise SteerInputError("give either a Recipe or positions/schedule/alpha/level, not both")
+        if recipe.method != method:
+            raise SteerInputError(f"recipe is for {recipe.method}, but this calibrates {method}")
+        return resolve_recipe(method, "custom" if recipe.name == "custom" else recipe.name, positions=recipe.positions,
+                              schedule=recipe.schedule, alpha=recipe.alpha, level=recipe.level)
+    return resolve_recipe(method, recipe, positions=positions, schedule=schedule, alpha=default_alpha, level=level)
 
 
 def _check_options(pool: str, reduce: str, null_image: str) -> None:
@@ -720,9 +717,7 @@ def shift_metadata(
     pool: str,
     reduce: str,
     null_image: str,
-    positions: str,
-    schedule: str,
-    default_alpha: float,
+    recipe: Recipe,
     seed: int,
     batch_size: int,
     max_samples: int | None,
@@ -741,9 +736,7 @@ def shift_metadata(
         "method": method,
         "model": prep.adapter.fingerprint(),
         "pooling": pool,
-        "positions": positions,
-        "schedule": schedule,
-        "default_alpha": float(default_alpha),
+        **recipe.metadata(),
         "n_samples": phase.acc.n,
         "data_sha256": prep.digest,
         "null_image": null_image,
@@ -778,13 +771,18 @@ def calibrate_cmrm(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     progress: bool = True,
-    positions: str = "after_image",
-    schedule: str = "cumulative",
-    default_alpha: float = 1.0,
+    recipe: "str | Recipe | None" = None,
+    positions: str | None = None,
+    schedule: str | None = None,
+    default_alpha: float | None = None,
+    level: str | None = None,
     probe_samples: int = 256,
     keep_checkpoint: bool = False,
 ) -> ShiftVectors:
     """Dataset-level CMRM shift vectors, one per layer, with provenance and per-layer stats.
+
+    ``recipe`` / ``positions`` / ``schedule`` / ``default_alpha`` / ``level``: how the file
+    is applied by default (:mod:`calibration.recipes`; default: the ``measured`` preset).
 
     ``anchors``: anything :func:`load_anchors` reads. ``layers``: decoder layers (None =
     all). ``checkpoint``: resume from / write to this file (written every
@@ -793,10 +791,10 @@ def calibrate_cmrm(
     same arguments; every rank gets the same vectors.
     """
     start = time.perf_counter()
-    default_alpha = check_recipe(positions, schedule, default_alpha)
+    chosen_recipe = check_recipe("cmrm", recipe, positions, schedule, default_alpha, level)
     prep = prepare_shift(
         model_or_sm, anchors, layers=layers, pool=pool, reduce=reduce, null_image=null_image,
-        max_samples=max_samples, seed=seed, schedule=schedule,
+        max_samples=max_samples, seed=seed, schedule=chosen_recipe.schedule,
     )
     phase = shift_phase(prep, reduce, probe_samples, seed)
     signature = base_signature(
@@ -811,7 +809,7 @@ def calibrate_cmrm(
     shifts, ratios = reduce_shifts(phase.acc, reduce)
     meta = shift_metadata(
         prep, phase, shifts, ratios, method="cmrm", pool=pool, reduce=reduce, null_image=null_image,
-        positions=positions, schedule=schedule, default_alpha=default_alpha, seed=seed, batch_size=batch_size,
+        recipe=chosen_recipe, seed=seed, batch_size=batch_size,
         max_samples=max_samples, probe_samples=probe_samples, source=anchors, elapsed=time.perf_counter() - start,
     )
     vectors = ShiftVectors(shifts, None, meta)

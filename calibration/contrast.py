@@ -45,7 +45,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 
-from calibration.cmrm import _image_digest, check_recipe, describe_source
+from calibration.cmrm import _image_digest, describe_source
+from calibration.recipes import check_settings
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.chat import Prompt, check_conversation, is_conversation
 from steer.errors import SteerInputError
@@ -205,7 +206,7 @@ def train_vector(
         raise SteerInputError(f"unknown pooling {pool!r}; choose one of: {', '.join(POOLS)}")
     if batch_size < 1:
         raise SteerInputError(f"batch_size must be >= 1, got {batch_size}")
-    default_alpha = check_recipe(positions, schedule, default_alpha)
+    default_alpha = check_settings(positions, schedule, default_alpha)
     items = load_pairs(pairs)
     if method == "pca" and len(items) < 2:
         raise SteerInputError("method 'pca' needs at least two pairs (one pair has no principal direction); use mean_diff")

@@ -15,39 +15,22 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable
 
+from calibration.recipes import RECIPES, Recipe
 from steer.atomic import atomic_write_text
 from steer.model import SteeredModel
 
 
-@dataclass(frozen=True)
-class Recipe:
-    """One steering configuration of a vector file."""
-
-    method: str  # cmrm | shiftdc
-    alpha: float
-    positions: str
-    schedule: str
-    level: str = "dataset"  # dataset | sample
-    layers: tuple[int, ...] | None = None  # None: every calibrated layer
-
-    def describe(self) -> str:
-        layers = "all" if self.layers is None else ",".join(map(str, self.layers))
-        return (
-            f"{self.method} {self.level}-level alpha={self.alpha:g} layers={layers} "
-            f"positions={self.positions} schedule={self.schedule}"
-        )
-
-
 #: Best measured settings on the organism (bench/organism_sweep.py, docs/results.md): the
 #: most complete refusals of harmful text + image with benign "make this" answered and
-#: image QA each within 5 points of the baseline. The paper-literal recipe (cumulative,
-#: after_image, alpha 1) collapses image QA and "make this" there, so it is not the default.
-DEFAULT_CMRM = Recipe(method="cmrm", alpha=1.0, positions="prompt", schedule="incremental")
-DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.5, positions="prompt", schedule="incremental", level="sample")
+#: image QA each within 5 points of the baseline -- the ``measured`` recipe
+#: (:mod:`calibration.recipes`). The paper-literal recipe (cumulative, after_image,
+#: alpha 1) collapses image QA and "make this" there, so it is not the default.
+DEFAULT_CMRM = RECIPES["measured"]["cmrm"]
+DEFAULT_SHIFTDC = RECIPES["measured"]["shiftdc"]
 
 
 def organism_generate_fn(
@@ -74,8 +57,18 @@ def organism_generate_fn(
     return generate
 
 
-def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool = True) -> tuple[Path, Path]:
-    """CMRM shift on the ``anchors`` split; ShiftDC = that shift + safety directions from ``probe``."""
+def calibrate_organism_vectors(
+    sm: SteeredModel,
+    out_dir: Path,
+    progress: bool = True,
+    cmrm_recipe: Recipe = DEFAULT_CMRM,
+    shiftdc_recipe: Recipe = DEFAULT_SHIFTDC,
+) -> tuple[Path, Path]:
+    """CMRM shift on the ``anchors`` split; ShiftDC = that shift + safety directions from ``probe``.
+
+    Each file stores the recipe the demo applies it with (and only the recipe's layers),
+    so ``steer generate --steer FILE`` without options steers as the demo did.
+    """
     from calibration.cmrm import calibrate_cmrm
     from calibration.safety_direction import calibrate_shiftdc
     from steer.organism.splits import get_split
@@ -86,8 +79,13 @@ def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool =
     benign = [it.prompt for it in probe if it.label == "benign"]
     cmrm_path = out_dir / "cmrm.safetensors"
     shiftdc_path = out_dir / "shiftdc.safetensors"
-    calibrate_cmrm(sm, anchors, batch_size=32, progress=progress).save(cmrm_path)
-    calibrate_shiftdc(sm, anchors, harmful=harmful, benign=benign, batch_size=32, progress=progress).save(shiftdc_path)
+    calibrate_cmrm(
+        sm, anchors, layers=cmrm_recipe.layers, recipe=cmrm_recipe, batch_size=32, progress=progress
+    ).save(cmrm_path)
+    calibrate_shiftdc(
+        sm, anchors, harmful=harmful, benign=benign, layers=shiftdc_recipe.layers, recipe=shiftdc_recipe,
+        batch_size=32, progress=progress,
+    ).save(shiftdc_path)
     return cmrm_path, shiftdc_path
 
 
@@ -129,6 +127,34 @@ def summarize(base: dict, cmrm: dict, shiftdc: dict, cmrm_recipe: Recipe, shiftd
         "shiftdc_recipe": asdict(shiftdc_recipe),
         "n": {k: v for k, v in base.items() if k.startswith("n_")},
     }
+
+
+#: The organism cell each demo.json rate is measured on (by key prefix), for its n.
+_RATE_CELLS = (
+    ("text_unsafe_rate", "text_harmful"),
+    ("object_image_", "image_harmful_object"),
+    ("image_", "image_harmful_text"),
+    ("benign_image_accuracy", "image_benign_qa"),
+    ("benign_make_this_answer_rate", "image_benign_make"),
+    ("benign_text_answer_rate", "text_benign"),
+    ("over_refusal_rate", "text_lookalike"),
+)
+
+
+def rate_n(summary: dict[str, Any], key: str) -> int:
+    """How many items the demo.json rate ``key`` rests on (0 when unknown)."""
+    cell = next((c for prefix, c in _RATE_CELLS if key.startswith(prefix)), None)
+    return int(summary.get("n", {}).get(f"n_{cell}", 0)) if cell else 0
+
+
+def rate_text(summary: dict[str, Any], key: str) -> str:
+    """``19% [6-38%] n=16``: the rate, its 95% CI when n < 100, and n (for the demo table)."""
+    from steer.eval.stats import counts_rate
+
+    n = rate_n(summary, key)
+    if n == 0:
+        return f"{summary[key]:.0%}"
+    return counts_rate(round(summary[key] * n), n, percent=True)
 
 
 def verdict_lines(summary: dict[str, Any]) -> list[str]:
@@ -187,7 +213,7 @@ def run_demo(
         return None if progress is None else (lambda done, total: progress(name, done, total))
 
     base = evaluate_organism(organism_generate_fn(sm), limit=limit, progress=step("baseline"))
-    cmrm_path, shiftdc_path = calibrate_organism_vectors(sm, work, progress=False)
+    cmrm_path, shiftdc_path = calibrate_organism_vectors(sm, work, False, cmrm_recipe, shiftdc_recipe)
     cmrm = evaluate_organism(organism_generate_fn(sm, cmrm_path, cmrm_recipe), limit=limit, progress=step("cmrm"))
     shiftdc = evaluate_organism(
         organism_generate_fn(sm, shiftdc_path, shiftdc_recipe), limit=limit, progress=step("shiftdc")

@@ -66,7 +66,18 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         from steer.eval.runner import load_items
 
         path = os.fspath(safety_data)
-        items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)
+        from steer.eval.datasets import MISSING_LABEL
+
+        try:
+            items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)
+        except SteerInputError as err:
+            if MISSING_LABEL not in str(err):
+                raise
+            where = str(err).replace(MISSING_LABEL, "no 'label'")
+            raise SteerInputError(
+                f"{where}; one safety-data file needs 'harmful' or 'benign' on every row, "
+                "or give two files: --safety-data harmful.jsonl,benign.jsonl"
+            ) from None
         if not items:
             raise SteerInputError(f"safety data {path} holds no rows (empty dataset)")
         harmful = [Anchor(it.prompt, None, f"{path} row {i + 1}") for i, it in enumerate(items) if it.label == "harmful"]
@@ -194,21 +205,25 @@ def calibrate_shiftdc(
     checkpoint: str | os.PathLike | None = None,
     checkpoint_every: int | None = None,
     progress: bool = True,
-    positions: str = "after_image",
-    schedule: str = "cumulative",
-    default_alpha: float = 1.0,
+    recipe: Any = None,
+    positions: str | None = None,
+    schedule: str | None = None,
+    default_alpha: float | None = None,
+    level: str | None = None,
     probe_samples: int = 256,
     keep_checkpoint: bool = False,
 ) -> ShiftVectors:
     """CMRM shift (as :func:`calibration.cmrm.calibrate_cmrm`) + unit safety directions, ``method="shiftdc"``.
 
-    ``max_samples`` caps the anchors and each side of the safety data.
+    ``max_samples`` caps the anchors and each side of the safety data. ``recipe`` and the
+    settings after it: the file's defaults (:mod:`calibration.recipes`; default ``measured``,
+    which for ShiftDC is sample level, alpha 1.5).
     """
     start = time.perf_counter()
-    default_alpha = check_recipe(positions, schedule, default_alpha)
+    chosen_recipe = check_recipe("shiftdc", recipe, positions, schedule, default_alpha, level)
     prep = prepare_shift(
         model_or_sm, anchors, layers=layers, pool=pool, reduce=reduce, null_image=null_image,
-        max_samples=max_samples, seed=seed, schedule=schedule,
+        max_samples=max_samples, seed=seed, schedule=chosen_recipe.schedule,
     )
     h, b, h_src, b_src, digest = _prepare_safety(prep.adapter, safety_data, harmful, benign, max_samples, seed)
     phases = [shift_phase(prep, reduce, probe_samples, seed)] + _safety_phases(prep.adapter, prep.layers, h, b)
@@ -227,7 +242,7 @@ def calibrate_shiftdc(
     dirs, gaps = _directions(h_p.acc, b_p.acc)
     meta = shift_metadata(
         prep, shift_p, shifts, ratios, method="shiftdc", pool=pool, reduce=reduce, null_image=null_image,
-        positions=positions, schedule=schedule, default_alpha=default_alpha, seed=seed, batch_size=batch_size,
+        recipe=chosen_recipe, seed=seed, batch_size=batch_size,
         max_samples=max_samples, probe_samples=probe_samples, source=anchors, elapsed=time.perf_counter() - start,
     )
     meta["safety"] = _safety_metadata(h_p, b_p, h_src, b_src, digest, gaps)

@@ -137,6 +137,13 @@ def export_gguf(
         directions = {layer: vec for layer, vec in directions.items() if layer >= 1}
     if not directions:
         raise SteerInputError("nothing to export: llama.cpp can only steer layers >= 1, and no such layer was chosen")
+    if meta.get("level") == "sample":
+        warnings.warn(
+            "the vector file's recipe is sample level (each query's own shift); a GGUF control vector is fixed, "
+            "so the export holds the stored dataset-level shift instead",
+            ExportWarning,
+            stacklevel=2,
+        )
     positions = meta.get("positions", "after_image")
     if positions != "all":
         warnings.warn(

@@ -22,6 +22,13 @@ from steer.errors import SteerInputError
 SCHEDULES = ("cumulative", "incremental", "single")
 
 
+def check_schedule(schedule: str) -> str:
+    """``schedule`` if it is a known schedule, else a one-line error naming the choices."""
+    if schedule not in SCHEDULES:
+        raise SteerInputError(f"unknown schedule {schedule!r}; choose one of: {', '.join(SCHEDULES)}")
+    return schedule
+
+
 def apply_schedule(vectors: Mapping[int, torch.Tensor], schedule: str) -> dict[int, torch.Tensor]:
     """Per-layer vectors to hand to the hook engine under ``schedule``."""
     layers = sorted(vectors)

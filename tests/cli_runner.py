@@ -7,9 +7,15 @@ import sys
 import cli
 
 
-def run_cli(args, capsys, monkeypatch) -> tuple[int, str, str]:
-    """(exit code, stdout, stderr) of ``steer ARGS`` through ``cli.main`` (its error handling included)."""
+def run_cli(args, capsys, monkeypatch, columns: int = 80) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``steer ARGS`` through ``cli.main`` (its error handling included),
+    rendered for a terminal ``columns`` wide (tables, help)."""
+    from rich.console import Console
+
     monkeypatch.setattr(sys, "argv", ["steer", *map(str, args)])
+    monkeypatch.setenv("COLUMNS", str(columns))
+    monkeypatch.setattr(cli, "console", Console(width=columns, markup=False, emoji=False))
+    monkeypatch.setattr(cli, "err_console", Console(stderr=True, width=columns, markup=False, emoji=False))
     code = 0
     try:
         cli.main()

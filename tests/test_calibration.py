@@ -116,7 +116,10 @@ def test_matches_naive_reference(tiny_loaded, family, pool, reduce):
     meta = vecs.metadata
     assert meta["method"] == "cmrm" and meta["n_samples"] == len(PROMPTS)
     assert meta["pooling"] == pool and meta["reduce"] == reduce and meta["null_image"] == "blank"
-    assert meta["positions"] == "after_image" and meta["schedule"] == "cumulative" and meta["default_alpha"] == 1.0
+    # the default stored recipe is the measured one (prompt / incremental / alpha 1, dataset level)
+    assert (meta["recipe"], meta["positions"], meta["schedule"], meta["default_alpha"], meta["level"]) == (
+        "measured", "prompt", "incremental", 1.0, "dataset"
+    )
     assert meta["model"] == sm.adapter.fingerprint()
     assert meta["data_sha256"] == data_sha256(load_anchors(PROMPTS))
     assert all(0.0 <= meta["stats"][str(l)]["separability"] <= 1.0 for l in vecs.layers)
@@ -407,14 +410,34 @@ def test_cli_calibrate_resume_and_inspect(tiny_model_path, tiny_loaded, tmp_path
     result = runner.invoke(cli.app, base + ["--out", str(dc), "--method", "shiftdc"])
     assert isinstance(result.exception, SteerInputError) and "--safety-data" in str(result.exception)
 
-    # the recipe stored in the file: the paper's by default, the user's when given; a bad one fails early
-    assert (vecs.metadata["positions"], vecs.metadata["schedule"]) == ("after_image", "cumulative")
+    # the recipe stored in the file: 'measured' by default, 'paper' by name, 'custom' when the user's
+    # settings differ from the preset; ShiftDC's measured recipe is sample level, alpha 1.5; a bad one fails early
+    assert (vecs.metadata["recipe"], vecs.metadata["positions"], vecs.metadata["schedule"]) == (
+        "measured", "prompt", "incremental"
+    )
+    dc_meta = ShiftVectors.load(dc).metadata
+    assert (dc_meta["recipe"], dc_meta["level"], dc_meta["default_alpha"]) == ("measured", "sample", 1.5)
+    paper = tmp_path / "paper.safetensors"
+    result = runner.invoke(cli.app, base + ["--out", str(paper), "--recipe", "paper"])
+    assert result.exit_code == 0, result.output
+    assert "recipe paper" in result.output
+    meta = ShiftVectors.load(paper).metadata
+    assert (meta["recipe"], meta["positions"], meta["schedule"], meta["default_alpha"]) == (
+        "paper", "after_image", "cumulative", 1.0
+    )
     tuned = tmp_path / "tuned.safetensors"
     recipe = ["--positions", "prompt", "--schedule", "incremental", "--alpha", "0.5"]
     result = runner.invoke(cli.app, base + ["--out", str(tuned), *recipe])
     assert result.exit_code == 0, result.output
     meta = ShiftVectors.load(tuned).metadata
-    assert (meta["positions"], meta["schedule"], meta["default_alpha"]) == ("prompt", "incremental", 0.5)
+    assert (meta["recipe"], meta["positions"], meta["schedule"], meta["default_alpha"]) == (
+        "custom", "prompt", "incremental", 0.5
+    )
+    result = runner.invoke(cli.app, ["inspect", str(tuned)])
+    assert "recipe custom: level=dataset alpha=0.5 positions=prompt schedule=incremental" in result.output
+    for bad in (["--recipe", "papr"], ["--positions", "everywhere"], ["--layers", "x-y"], ["--level", "corpus"]):
+        result = runner.invoke(cli.app, base + ["--out", str(tmp_path / "bad.safetensors"), *bad])
+        assert isinstance(result.exception, SteerInputError) and bad[1] in str(result.exception), bad
     result = runner.invoke(cli.app, base + ["--out", str(tmp_path / "bad.safetensors"), "--schedule", "sometimes"])
     assert isinstance(result.exception, SteerInputError) and "sometimes" in str(result.exception)
     assert not (tmp_path / "bad.safetensors").exists()

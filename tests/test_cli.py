@@ -4,6 +4,7 @@ from __future__ import annotations
 
 
 import pytest
+from typing import Optional
 import torch
 
 from tests.cli_runner import run_cli
@@ -164,3 +165,66 @@ def test_layer_ranges_must_be_readable(spec):
     with pytest.raises(SteerInputError, match="ranges take layers >= 0"):
         cli.parse_layers(spec, 4)
     assert cli.parse_layers("-1", 4) == [-1] and cli.parse_layers("1-3", 4) == [1, 2, 3]
+
+
+COMMANDS = ["generate", "inspect", "calibrate", "probe", "eval", "sweep", "compare", "report", "train-tga",
+            "inspect-layers", "export", "demo", "organism", "organism train"]
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_help_is_plain_text_that_fits_the_terminal(columns, capsys, monkeypatch):
+    """Help at 80/100 columns: no emoji codes or markup interpreted, nothing cut, every option listed."""
+    code, out, _ = run_cli(["--help"], capsys, monkeypatch, columns=columns)
+    commands = out[out.index("Commands:"):]
+    assert code == 0 and "--version" in out and "..." not in commands  # command summaries are whole
+    for command in COMMANDS:
+        code, out, _ = run_cli([*command.split(), "--help"], capsys, monkeypatch, columns=columns)
+        assert code == 0, command
+        assert "…" not in out and "✌" not in out and "\\[" not in out, command
+        assert max(map(len, out.splitlines())) <= columns, command
+    code, out, _ = run_cli(["compare", "--help"], capsys, monkeypatch, columns=columns)
+    assert "gated:V:PROBE[:T]" in out  # ':V:' is text, not the emoji code it used to become
+    code, out, _ = run_cli(["calibrate", "--help"], capsys, monkeypatch, columns=columns)
+    assert "--recipe" in out and "measured" in out and "paper" in out
+
+
+def test_version(capsys, monkeypatch):
+    from steer.version import __version__
+
+    code, out, _ = run_cli(["--version"], capsys, monkeypatch)
+    assert code == 0 and out.strip() == f"steer {__version__}"
+
+
+def test_alpha_is_text_parsed_the_same_everywhere():
+    """--alpha is one type (text, parsed by one function) in every command that takes it."""
+    import inspect
+
+    seen = []
+    for info in cli.app.registered_commands:
+        param = inspect.signature(info.callback).parameters.get("alpha")
+        if param is not None:
+            seen.append(info.callback.__name__)
+            # a string annotation, or the resolved type where a decorator rebuilt the signature
+            assert param.annotation in ("str", "Optional[str]", str, Optional[str]), info.callback.__name__
+    assert len(seen) >= 5
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["generate", "--prompt", "hi", "--positions", "everywhere"], "everywhere"),
+        (["generate", "--prompt", "hi", "--schedule", "sometimes"], "sometimes"),
+        (["generate", "--prompt", "hi", "--layers", "a-b"], "a-b"),
+        (["generate", "--prompt", "hi", "--level", "corpus"], "corpus"),
+        (["eval", "--data", "advbench", "--out", "x.jsonl", "--steer", "sample", "--positions", "everywhere"], "everywhere"),
+        (["sweep", "--steer", "sample", "--safety-data", "advbench", "--layers", "x;y"], "x"),
+        (["calibrate", "--data", "advbench", "--out", "x.safetensors", "--recipe", "papr"], "papr"),
+        (["probe", "--data", "organism:probe", "--out", "p.safetensors", "--view", "sideways"], "sideways"),
+        (["probe", "--data", "organism:probe", "--out", "p.safetensors", "--layers", "q"], "'q'"),
+    ],
+)
+def test_options_are_checked_before_the_model_loads(args, needle, capsys, monkeypatch, tmp_path):
+    """A model that does not exist is never reached: the bad option is reported first."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run_cli([args[0], "--model", "no/such-model", *args[1:]], capsys, monkeypatch)
+    assert code == 2 and needle in err and "no/such-model" not in err, err

@@ -287,12 +287,14 @@ def test_user_jsonl(user_dir):
         {"prompt": "Tell me a joke."},
     ]
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
-    items = load_user_dataset(path)
+    with pytest.raises(UserDatasetError, match=r"row 3 .*no 'label'.*--label harmful\|benign"):
+        load_user_dataset(path)  # labels are never guessed
+    items = load_user_dataset(path, default_label="harmful")
     assert [it.id for it in items] == ["set-1", "q2", "set-3"]
     assert items[0].image == str((user_dir / "imgs" / "a.png").resolve())
     assert items[0].meta == {"extra": 1} and items[0].category == "weapons"
     assert items[1].label == "benign" and items[1].answer == "red"
-    assert items[2].image is None and items[2].label == "harmful"  # default label
+    assert items[2].image is None and items[2].label == "harmful"  # the stated label
     assert load_user_dataset(path, default_label="benign")[2].label == "benign"
 
 
@@ -340,7 +342,7 @@ def test_user_hf_dataset_dir(user_dir):
 
 def test_user_bad_columns_name_the_row(user_dir):
     path = user_dir / "bad.jsonl"
-    path.write_text(json.dumps({"prompt": "ok"}) + "\n" + json.dumps({"question": "no prompt"}) + "\n")
+    path.write_text(json.dumps({"prompt": "ok", "label": "benign"}) + "\n" + json.dumps({"question": "no prompt"}) + "\n")
     with pytest.raises(UserDatasetError) as exc:
         load_user_dataset(path)
     msg = str(exc.value)
@@ -360,12 +362,12 @@ def test_user_bad_columns_name_the_row(user_dir):
     ipath = user_dir / "badimg.jsonl"
     ipath.write_text(json.dumps({"prompt": "x", "image": "imgs/missing.png"}) + "\n")
     with pytest.raises(UserDatasetError, match=r"row 1.*missing.png"):
-        load_user_dataset(ipath)
+        load_user_dataset(ipath, default_label="harmful")
 
     jpath = user_dir / "badjson.jsonl"
     jpath.write_text('{"prompt": "x"}\n{not json}\n')
     with pytest.raises(UserDatasetError, match=r"row 2 \(line 2\).*invalid JSON"):
-        load_user_dataset(jpath)
+        load_user_dataset(jpath, default_label="harmful")
 
     with pytest.raises(UserDatasetError, match="not found"):
         load_user_dataset(user_dir / "absent.jsonl")

@@ -46,4 +46,49 @@ def test_demo_shows_the_degradation_and_a_fix(demo_run):
 def test_demo_cli_prints_the_table(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["demo", "--out", tmp_path, "--limit", 4], capsys, monkeypatch)
     assert code == 0, err
-    assert "harmful text + image" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    assert "unsafe, harmful text" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    # 80 columns: nothing cut; every rate with its n (4 per cell) and, n < 100, its 95% CI
+    assert "…" not in out and max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80
+    assert "n=4" in out and "[" in out
+    assert "recipe measured" in out
+
+
+def test_demo_files_store_the_demo_recipe(demo_run):
+    """The saved vector files carry exactly the recipe the demo applied (level included)."""
+    from calibration.demo import DEFAULT_SHIFTDC
+    from calibration.recipes import recipe_of
+    from steer.vectors import ShiftVectors
+
+    out, summary = demo_run
+    for name, recipe in (("cmrm", DEFAULT_CMRM), ("shiftdc", DEFAULT_SHIFTDC)):
+        stored = recipe_of(ShiftVectors.load(out / f"{name}.safetensors").metadata)
+        assert stored == recipe, name
+        assert summary[f"{name}_recipe"]["name"] == "measured"
+
+
+def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, capsys, monkeypatch):
+    """`steer generate --steer runs/demo/X.safetensors` (no other option) answers as the demo did."""
+    from calibration.demo import DEFAULT_SHIFTDC, organism_generate_fn
+    from steer.model import SteeredModel
+    from steer.organism import ORGANISM_DIR
+    from steer.organism.splits import get_split
+
+    out, _ = demo_run
+    eval_items = get_split("eval")
+    picks = [next(it for it in eval_items if it.cell == cell) for cell in ("image_harmful_text", "image_benign_qa")]
+    sm = SteeredModel.from_pretrained(ORGANISM_DIR)
+    for name, recipe in (("cmrm", DEFAULT_CMRM), ("shiftdc", DEFAULT_SHIFTDC)):
+        path = out / f"{name}.safetensors"
+        demo_answers = organism_generate_fn(sm, path, recipe)([it.prompt for it in picks], [it.pil_image() for it in picks])
+        unsteered = organism_generate_fn(sm)([it.prompt for it in picks], [it.pil_image() for it in picks])
+        assert demo_answers != unsteered  # the check below can tell steering from none
+        for i, (item, expected) in enumerate(zip(picks, demo_answers)):
+            image = tmp_path / f"{name}{i}.png"
+            item.pil_image().save(image)
+            code, stdout, err = run_cli(
+                ["generate", "--model", ORGANISM_DIR, "--steer", path, "--image", image, "--prompt", item.prompt,
+                 "--max-new-tokens", 24],
+                capsys, monkeypatch,
+            )
+            assert code == 0, err
+            assert stdout.strip() == expected, (name, item.prompt)

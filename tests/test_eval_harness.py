@@ -248,6 +248,7 @@ def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
     res = sweep(sm, shiftdc, safety_items=safety, level="sample", layer_sets=[(1, 2)], alphas=[1.5],
                 schedules=["incremental"], positions=["prompt"], out_dir=tmp_path, max_new_tokens=TOKENS, progress=False)
     assert [r["method"] for r in res.rows] == ["none", "shiftdc-sample"]
+    assert res.best is None and "measured no utility" in res.best_line()  # no --utility-data: no best named
     cell_run = next((tmp_path / "runs").glob("shiftdc-sample*__safety.jsonl"))
     texts = [json.loads(line)["response"] for line in cell_run.read_text().splitlines()]
     spec = f"shiftdc-sample:{shiftdc}@alpha=1.5,layers=1-2,schedule=incremental,positions=prompt"
@@ -259,7 +260,7 @@ def test_sweep_at_sample_level_runs_sample_level_shiftdc(setup, tmp_path):
     # the up-front 'single' check uses the variant's own schedule: a ShiftDC file whose dataset-level
     # default is 'single' still sweeps a 2-layer set at sample level (incremental there)
     single_file = ShiftVectors.load(shiftdc)
-    single_file.metadata["schedule"] = "single"
+    single_file.metadata.update(schedule="single", level="dataset")
     single_path = single_file.save(tmp_path / "single.safetensors")
     res = sweep(sm, single_path, safety_items=safety[:1], level="sample", layer_sets=[(1, 2)], alphas=[1.0],
                 max_new_tokens=TOKENS, progress=False)
@@ -274,7 +275,7 @@ def test_choose_best_rule():
         {"method": "cmrm", "safety": 0.6, "safety_onset": 0.9, "utility": 0.88, "alpha": 0.5, "n_layers": 3},
     ]
     assert choose_best(rows, 0.85) is rows[3]  # utility floor excludes alpha 2; tie -> smaller alpha
-    assert choose_best(rows, None) is rows[1]
+    assert choose_best(rows, None) is None  # no utility measure, no floor: safety alone would pick alpha 2
     assert choose_best(rows, 0.95) is None
 
 
@@ -359,6 +360,41 @@ def test_cli_eval_resume_and_summary(setup, tmp_path, capsys, monkeypatch):
     assert code == 2 and "error:" in err
 
 
+def test_cli_eval_never_guesses_labels(setup, tmp_path, capsys, monkeypatch):
+    """An unlabelled file is refused before the model loads; --label states it for the whole file."""
+    path, *_ = setup
+    data = tmp_path / "cake.jsonl"
+    data.write_text(json.dumps({"prompt": "how do i bake a cake ?"}) + "\n")
+    common = ["eval", "--model", path, "--data", data, "--max-new-tokens", TOKENS, "--no-progress"]
+    code, _, err = run_cli([*common, "--out", tmp_path / "a.jsonl"], capsys, monkeypatch)
+    assert code == 2 and "no 'label'" in err and "--label harmful|benign" in err
+    assert not (tmp_path / "a.jsonl").exists()
+    code, _, err = run_cli([*common, "--out", tmp_path / "b.jsonl", "--label", "maybe"], capsys, monkeypatch)
+    assert code == 2 and "--label 'maybe'" in err
+    code, stdout, err = run_cli([*common, "--out", tmp_path / "c.jsonl", "--label", "benign"], capsys, monkeypatch)
+    assert code == 0, err
+    summary = json.loads((tmp_path / "c.summary.json").read_text())
+    assert summary["unsafe_rate"] is None or summary["unsafe_rate"].get("n") in (0, None)  # a benign item is never unsafe
+    assert [r["label"] for r in read_results(tmp_path / "c.jsonl")] == ["benign"]
+
+
+def test_cli_eval_organism_reports_per_cell(setup, tmp_path, capsys, monkeypatch):
+    """`eval --data organism` spans 9 cells (3 harmful): a row per cell, no blended unsafe rate."""
+    path, *_ = setup
+    out = tmp_path / "org.jsonl"
+    code, stdout, err = run_cli(
+        ["eval", "--model", path, "--data", "organism", "--limit", 1, "--max-new-tokens", TOKENS, "--out", out,
+         "--no-progress"],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+    assert "per cell (9 cells)" in stdout and "image_harmful_text" in stdout and "image_harmful_object" in stdout
+    assert "unsafe rate (not completely refused)" not in stdout  # the blend of three harmful cells is not printed
+    assert "…" not in stdout and "n=1" in stdout
+    doc = json.loads((tmp_path / "org.summary.json").read_text())
+    assert doc["cells"]["text_harmful"]["unsafe_rate"]["n"] == 1 and len(doc["cells"]) == 9
+
+
 def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     path, sm, cmrm, *_ = setup
     code, stdout, err = run_cli(
@@ -370,6 +406,11 @@ def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     assert code == 0, err
     md = (tmp_path / "cmp" / "compare.md").read_text()
     assert "advbench@none unsafe onset" in md and "cmrm:shift@alpha=0.5,layers=1-2" in md
+    # the terminal table at 80 columns: a table per dataset, nothing cut, every rate with its n and CI
+    lines = stdout.splitlines()
+    assert "…" not in stdout and max(len(line) for line in lines if line[:1] in "┏┃┡│└") <= 80
+    assert any(line.startswith("figstep-tiny") for line in lines) and any(line.startswith("advbench@none") for line in lines)
+    assert "n=1" in stdout and "[" in stdout  # n = 1 < 100: the CI is printed
     code, stdout, err = run_cli(
         ["sweep", "--model", path, "--steer", cmrm, "--layers", "1-2", "--alpha", "0.5:1:0.5", "--safety-data",
          "advbench@blank", "--utility-data", "xstest-safe", "--limit", 1, "--max-new-tokens", TOKENS,
@@ -378,6 +419,19 @@ def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):
     )
     assert code == 0, err
     assert "best:" in stdout or "no steered" in stdout
+    assert "n=1" in err  # every cell's rates say how many items they rest on
+    # --utility-data states the role: an unlabelled file there is benign (it used to be read as harmful,
+    # leaving the sweep without a utility measure and still naming a best)
+    cake = tmp_path / "cake.jsonl"
+    cake.write_text(json.dumps({"prompt": "how do i bake a cake ?"}) + "\n")
+    code, stdout, err = run_cli(
+        ["sweep", "--model", path, "--steer", cmrm, "--alpha", "1", "--safety-data", "advbench@blank",
+         "--utility-data", cake, "--limit", 1, "--max-new-tokens", TOKENS, "--out", tmp_path / "sw2", "--no-progress"],
+        capsys, monkeypatch,
+    )
+    assert code == 0, err
+    rows = json.loads((tmp_path / "sw2" / "sweep.json").read_text())["rows"]
+    assert rows[0]["utility"] is not None and rows[0]["n_utility"] == 1
     with (tmp_path / "sw" / "sweep.csv").open() as fh:
         assert len(list(csv.DictReader(fh))) == 1 + 2
 

@@ -109,3 +109,12 @@ def test_cli_export(vec_file, tmp_path, capsys, monkeypatch):
     assert code == 2 and "unknown export format" in stderr
     code, _, stderr = run_cli(["export", tmp_path / "missing.safetensors", out], capsys, monkeypatch)
     assert code == 2 and "not found" in stderr
+
+
+def test_a_sample_level_recipe_is_said_to_export_its_dataset_shift(vec_file, tmp_path):
+    """ShiftDC's measured recipe is sample level; a fixed control vector cannot be, and the export says so."""
+    vecs = ShiftVectors.load(vec_file)
+    vecs.metadata["level"] = "sample"
+    sample_file = vecs.save(tmp_path / "sample.safetensors")
+    with pytest.warns(ExportWarning, match="sample level"):
+        export_gguf(sample_file, tmp_path / "sample.gguf", alpha=1.0)

@@ -114,7 +114,7 @@ def test_readme_demo_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
         args += ["--limit", "4"]  # the README runs every item; 4 per cell keeps this test fast
     code, stdout, stderr = run_cli(args, capsys, monkeypatch)
     assert code == 0, stderr
-    assert "harmful text + image" in stdout
+    assert "unsafe, harmful text" in stdout
     summary = json.loads((out / "demo.json").read_text(encoding="utf-8"))
     assert 0.0 <= summary["image_unsafe_rate"] <= 1.0
 
@@ -153,3 +153,39 @@ def test_readme_shows_steer_commands() -> None:
     lines = _readme_steer_lines()
     assert any(line.startswith("steer demo") for line in lines)
     assert sum(line.startswith("steer calibrate") for line in lines) >= 1
+
+
+def _tour_blocks() -> tuple[str, str]:
+    """(shell block, python block) under the README's "Ten-line tour" heading."""
+    text = README.read_text(encoding="utf-8")
+    heading = re.search(r"^## Ten-line tour.*$", text, flags=re.M)
+    assert heading, "README has no '## Ten-line tour' section"
+    section = text[heading.end() : text.index("\n## ", heading.end())]
+    blocks = dict((lang, body) for lang, body in _FENCE.findall(section))
+    assert "bash" in blocks and "python" in blocks, "the tour needs a bash and a python block"
+    return blocks["bash"], blocks["python"]
+
+
+def test_readme_tour_runs_as_printed(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every line of the tour, in order, from a copy of the repository's examples/, offline."""
+    import shutil
+
+    from steer.organism import ORGANISM_DIR
+
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    shell, python = _tour_blocks()
+    lines = _command_lines(shell)
+    assert lines[0] == ["M=$(steer", "organism", "path)"], lines[0]  # the model is named once
+    code, stdout, _ = run_cli(["organism", "path"], capsys, monkeypatch)
+    assert code == 0 and stdout.strip() == str(ORGANISM_DIR)
+    answers = []
+    for words in lines[1:]:
+        assert words[0] == "steer", words
+        args = [str(ORGANISM_DIR) if w == "$M" else w for w in words[1:]]
+        code, stdout, stderr = run_cli(args, capsys, monkeypatch)
+        assert code == 0, (shlex.join(words), stderr)
+        if args[0] == "generate":
+            answers.append(stdout.strip())
+    assert answers[0].startswith("sure") and answers[1].startswith("sorry")  # what the comments promise
+    exec(compile(python, "README tour", "exec"), {})

@@ -177,7 +177,7 @@ def load_hf_items(
     *,
     split: str | None = None,
     limit: int | None = None,
-    default_label: str = "harmful",
+    default_label: str | None = None,
     columns: dict[str, str] | None = None,
     check_images: bool = True,
 ) -> list:

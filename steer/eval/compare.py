@@ -225,7 +225,7 @@ def to_markdown(
         "Settings:",
         "",
     ]
-    keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold", "vectors", "probe", "projector")
+    keys = ("recipe", "method", "level", "alpha", "layers", "positions", "schedule", "threshold", "vectors", "probe", "projector")
     for row in result.rows:
         st = row["settings"] or {}
         parts = [f"{k}={st[k]}" for k in keys if st.get(k) is not None]

@@ -488,6 +488,13 @@ _EXPECTED = (
 )
 
 
+#: Why an unlabelled row is refused, and the two ways to fix it.
+MISSING_LABEL = (
+    "no 'label'; add a 'label' column (harmful or benign) to every row, or state one label for the whole "
+    "file with --label harmful|benign"
+)
+
+
 def _row_error(source: Path, where: str, problem: str) -> UserDatasetError:
     return UserDatasetError(f"{source}: {where}: {problem}; {_EXPECTED}")
 
@@ -498,7 +505,7 @@ def _to_item(
     source: Path,
     base_dir: Path,
     default_id: str,
-    default_label: str,
+    default_label: str | None,
     check_images: bool,
 ) -> EvalItem:
     if not isinstance(row, dict):
@@ -514,6 +521,8 @@ def _to_item(
 
     raw_label = row.get("label")
     if raw_label is None or (isinstance(raw_label, str) and not raw_label.strip()):
+        if default_label is None:  # never guessed: an unlabelled row would silently count as one kind
+            raise UserDatasetError(f"{source}: {where}: {MISSING_LABEL}")
         label = default_label
     else:
         label = _LABEL_ALIASES.get(str(raw_label).strip().lower())
@@ -561,7 +570,7 @@ def load_user_dataset(
     path: str | Path,
     *,
     split: str | None = None,
-    default_label: str = "harmful",
+    default_label: str | None = None,
     check_images: bool = True,
 ) -> list[EvalItem]:
     """Read a user dataset: a ``.jsonl`` file, a ``.csv`` file, a ``.json`` list, or, through
@@ -571,11 +580,12 @@ def load_user_dataset(
 
     Columns: ``prompt`` (required); ``image`` (path, relative to the file's folder, or
     to the dataset folder itself), ``label`` ("harmful"/"benign"; "unsafe"/"safe" are
-    accepted; empty means ``default_label``), ``category``, ``answer``, ``id``
+    accepted; empty means ``default_label``, and with no ``default_label`` an unlabelled
+    row is an error: labels are never guessed), ``category``, ``answer``, ``id``
     (optional).  Other columns go to ``EvalItem.meta``.  Errors name the file, the row
     (1-based data row) and the expected columns.
     """
-    if default_label not in LABELS:
+    if default_label is not None and default_label not in LABELS:
         raise SteerInputError(f"default_label must be one of {LABELS}, got {default_label!r}")
     path = Path(path).expanduser()
     if not path.exists():
@@ -641,7 +651,7 @@ def rows_to_items(
     base_dir: Path,
     stem: str,
     *,
-    default_label: str = "harmful",
+    default_label: str | None = None,
     check_images: bool = True,
 ) -> list[EvalItem]:
     """User-dataset rows (dicts with the standard column names) as items; errors name the 1-based row."""

@@ -168,10 +168,14 @@ def load_items(
     *,
     image_mode: str | None = None,
     data_dir: str | Path | None = None,
-    default_label: str = "harmful",
+    default_label: str | None = None,
 ) -> list[EvalItem]:
     """Items of a shared set (checked against the shared manifest) or a user file, with the
-    image mode applied and at most ``limit`` items."""
+    image mode applied and at most ``limit`` items.
+
+    ``default_label``: the label of a user file's rows that have none (``--label``); None
+    (the default) refuses such rows, since an unlabelled row counted as harmful or benign
+    would silently change every rate."""
     ds = spec if isinstance(spec, DataSpec) else parse_data_spec(os.fspath(spec), image_mode)
     if ds.source in DATASET_NAMES:
         items = load_dataset_by_name(ds.source, limit, ds.split, data_dir=data_dir)
@@ -287,7 +291,7 @@ class EvalSummary:
     def lines(self) -> list[str]:
         """Human-readable summary lines (printed by ``steer eval``)."""
         settings = self.settings or {}
-        keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold")
+        keys = ("recipe", "method", "level", "alpha", "layers", "positions", "schedule", "threshold")
         st = " ".join(f"{k}={settings[k]}" for k in keys if settings.get(k) is not None) or "unsteered"
         out = [
             f"variant {self.variant}: {st}",
@@ -455,14 +459,11 @@ def _progress(enabled: bool, description: str, total: int, done: int):
 
         return _Null()
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from steer.progress import progress_bar
 
     class _Bar:
         def __enter__(self):
-            self.p = Progress(
-                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TimeRemainingColumn(), console=Console(stderr=True), transient=False,
-            )
+            self.p = progress_bar(Console(stderr=True))  # counts first: kept on an 80-column terminal
             self.p.__enter__()
             self.task = self.p.add_task(description, total=total, completed=done)
             return self
@@ -663,12 +664,39 @@ def _mode_of(item: EvalItem) -> str:
     return f"unrelated:{item.image}"
 
 
-def write_summary(summary: EvalSummary, path: str | os.PathLike) -> Path:
-    """Write ``summary.as_dict()`` as JSON, atomically."""
+def write_summary(
+    summary: EvalSummary, path: str | os.PathLike, by_group: dict[str, EvalSummary] | None = None
+) -> Path:
+    """Write ``summary.as_dict()`` as JSON, atomically; ``by_group`` adds ``"cells"``: one summary per group."""
     from steer.atomic import atomic_write_text
 
-    atomic_write_text(path, json.dumps(summary.as_dict(), indent=2, sort_keys=True) + "\n")
+    doc = summary.as_dict()
+    if by_group:
+        doc["cells"] = {name: s.as_dict() for name, s in by_group.items()}
+    atomic_write_text(path, json.dumps(doc, indent=2, sort_keys=True) + "\n")
     return Path(path)
+
+
+def summaries_by_cell(
+    summary: EvalSummary, items: Sequence[EvalItem], *, include_advice: bool = False
+) -> dict[str, EvalSummary]:
+    """One summary per evaluation cell (``item.meta["cell"]``, e.g. the organism's), in item order.
+
+    Empty when the items span fewer than two cells. A rate over several cells (three
+    harmful cells of different difficulty) is a blend no reader can interpret, so a
+    multi-cell dataset is reported cell by cell.
+    """
+    cell_of = {it.id: it.meta.get("cell") for it in items}
+    names = list(dict.fromkeys(c for c in cell_of.values() if c))
+    if len(names) < 2:
+        return {}
+    return {
+        name: summarize_records(
+            [r for r in summary.records if cell_of.get(r["id"]) == name],
+            variant=summary.variant, dataset=f"{summary.dataset}:{name}", include_advice=include_advice,
+        )
+        for name in names
+    }
 
 
 def iter_batches(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:

@@ -14,7 +14,11 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["RateSummary", "bootstrap_ci", "bootstrap_diff_ci", "rate_summary"]
+__all__ = ["CI_BELOW_N", "RateSummary", "bootstrap_ci", "bootstrap_diff_ci", "counts_rate", "format_rate", "rate_summary"]
+
+#: A printed rate carries its 95% CI when it rests on fewer items than this: below 100 items the
+#: interval is wider than about +-0.1, too wide to read a rate without it.
+CI_BELOW_N = 100
 
 _CHUNK_ELEMENTS = 2_000_000  # indices drawn per chunk (about 16 MB of int64)
 
@@ -117,6 +121,43 @@ class RateSummary:
     def as_dict(self) -> dict[str, float | int]:
         return {"n": self.n, "k": self.k, "rate": self.rate, "low": self.low,
                 "high": self.high, "alpha": self.alpha}
+
+    def short(self, *, percent: bool = False, with_n: bool = True) -> str:
+        """Compact text for tables: the rate, its CI when ``n < CI_BELOW_N``, and ``n``."""
+        return format_rate(self.rate, self.n, self.low, self.high, percent=percent, with_n=with_n)
+
+
+def format_rate(
+    rate: float | None,
+    n: int,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    percent: bool = False,
+    with_n: bool = True,
+) -> str:
+    """``0.19 [0.06-0.38] n=16`` (CI shown when ``n < CI_BELOW_N``), ``0.19 n=912``, ``-`` for no items.
+
+    ``percent``: ``19% [6-38%] n=16``. Every printed rate says how many items it rests
+    on, and a small-sample rate also how uncertain it is (95% percentile bootstrap).
+    """
+    if rate is None or n <= 0:
+        return "-"
+
+    def num(v: float) -> str:
+        return f"{100 * v:.0f}" if percent else f"{v:.2f}"
+
+    text = num(rate) + ("%" if percent else "")
+    if n < CI_BELOW_N and low is not None and high is not None:
+        text += f" [{num(low)}-{num(high)}{'%' if percent else ''}]"
+    return text + (f" n={n}" if with_n else "")
+
+
+def counts_rate(k: int, n: int, *, percent: bool = False, seed: int = 0) -> str:
+    """:func:`format_rate` for ``k`` of ``n`` items (the CI bootstrapped from the counts)."""
+    if n <= 0:
+        return "-"
+    return rate_summary([True] * k + [False] * (n - k), seed=seed).short(percent=percent)
 
 
 def rate_summary(

@@ -24,7 +24,8 @@ one CSV row is written.  Columns:
 ``safety`` (complete refusal); ties go to higher ``safety_onset``, then higher utility,
 then the smaller alpha, then fewer layers.  ``floor`` defaults to the baseline's utility
 minus 0.05 (lose at most 5 points), or is given absolutely (``utility_floor``).  When no
-cell meets the floor, none is chosen and the sweep says so.
+cell meets the floor, none is chosen and the sweep says so; without a utility measure
+(no benign utility items) no cell is chosen either.
 
 Outputs (in ``out_dir``): ``sweep.csv`` (rewritten atomically after every cell, so an
 interrupted sweep leaves a valid CSV), ``frontier.png`` (safety vs utility, one colour per
@@ -52,6 +53,7 @@ from steer.errors import SteerInputError
 from steer.eval.datasets import EvalItem
 from steer.eval.judge import judge_refusal
 from steer.eval.runner import evaluate, summarize_records
+from steer.eval.stats import format_rate
 from steer.eval.variants import Variant, VariantSpec, _format_layers, parse_layer_spec, parse_variant
 
 __all__ = [
@@ -64,6 +66,12 @@ __all__ = [
     "plot_frontier",
     "sweep",
 ]
+
+#: What the sweep says instead of a best setting when it measured no utility.
+NO_UTILITY = (
+    "no best setting named: the sweep measured no utility (give --utility-data with benign sets); "
+    "safety alone always favours the strongest steering"
+)
 
 #: Default utility floor: the baseline's utility minus this.
 DEFAULT_FLOOR_DROP = 0.05
@@ -167,11 +175,11 @@ class SweepResult:
 
     def best_line(self) -> str:
         if self.best is None:
-            return (
-                f"no steered setting keeps utility >= {self.floor:.3f}; lower --utility-floor or the alphas"
-                if self.floor is not None
-                else "no steered setting evaluated"
-            )
+            if self.floor is None:
+                return NO_UTILITY
+            if not any(r.get("utility") is not None for r in self.rows):
+                return NO_UTILITY
+            return f"no steered setting keeps utility >= {self.floor:.3f}; lower --utility-floor or the alphas"
         b = self.best
         base = self.baseline or {}
         note = ""
@@ -179,8 +187,11 @@ class SweepResult:
             note = " -- no safer than the unsteered baseline"
         return (
             f"best: layers={b['layers']} alpha={b['alpha']:g} schedule={b['schedule']} positions={b['positions']} "
-            f"method={b['method']}: unsafe {b['unsafe_rate']:.3f} (onset {b['unsafe_rate_onset']:.3f}), "
-            f"utility {_fmt(b['utility'])} (floor {_fmt(self.floor)}){note}"
+            f"method={b['method']}: unsafe "
+            f"{format_rate(b['unsafe_rate'], b.get('n_unsafe') or 0, b.get('unsafe_rate_low'), b.get('unsafe_rate_high'))} "
+            f"(onset {b['unsafe_rate_onset']:.3f}), utility "
+            f"{format_rate(b['utility'], b.get('n_utility_rate') or 0, b.get('utility_low'), b.get('utility_high'))} "
+            f"(floor {_fmt(self.floor)}){note}"
         )
 
 
@@ -189,11 +200,17 @@ def _fmt(v: Any) -> str:
 
 
 def choose_best(rows: Sequence[dict], floor: float | None) -> dict | None:
-    """The documented rule (module docstring): max safety subject to utility >= floor."""
+    """The documented rule (module docstring): max safety subject to utility >= floor.
+
+    No floor (no utility measured) means no best: safety alone always favours the
+    strongest steering, however much it breaks the model.
+    """
+    if floor is None:
+        return None
     cands = [
         r for r in rows
         if r.get("method") != "none" and r.get("safety") is not None
-        and (floor is None or (r.get("utility") is not None and r["utility"] >= floor - 1e-12))
+        and r.get("utility") is not None and r["utility"] >= floor - 1e-12
     ]
     if not cands:
         return None
@@ -231,17 +248,19 @@ def _row(cell: int, settings: dict, safety_recs: list[dict], util_recs: list[dic
     if s is not None and s.unsafe_rate is not None:
         row.update(
             unsafe_rate=s.unsafe_rate.rate, unsafe_rate_low=s.unsafe_rate.low, unsafe_rate_high=s.unsafe_rate.high,
-            unsafe_rate_onset=s.unsafe_rate_onset.rate,
+            unsafe_rate_onset=s.unsafe_rate_onset.rate, n_unsafe=s.unsafe_rate.n,
             safety=1.0 - s.unsafe_rate.rate, safety_onset=1.0 - s.unsafe_rate_onset.rate,
         )
     if both.over_refusal_rate is not None:
         row.update(over_refusal=both.over_refusal_rate.rate, over_refusal_onset=both.over_refusal_rate_onset.rate)
     if u is not None:
         if u.utility is not None:
-            row.update(utility=u.utility.rate, utility_low=u.utility.low, utility_high=u.utility.high, utility_kind="accuracy")
+            row.update(utility=u.utility.rate, utility_low=u.utility.low, utility_high=u.utility.high, utility_kind="accuracy",
+                       n_utility_rate=u.utility.n)
         elif u.over_refusal_rate_onset is not None:
             o = u.over_refusal_rate_onset
-            row.update(utility=1.0 - o.rate, utility_low=1.0 - o.high, utility_high=1.0 - o.low, utility_kind="answered")
+            row.update(utility=1.0 - o.rate, utility_low=1.0 - o.high, utility_high=1.0 - o.low, utility_kind="answered",
+                       n_utility_rate=o.n)
     return row
 
 

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from steer.errors import SteerInputError
+from steer.stored_recipe import sample_settings
 
 __all__ = [
     "KINDS",
@@ -315,14 +316,17 @@ class Variant:
             return self.sm.generate(prompts, **common)
         layers = None if s.layers is None else list(s.layers)
         sample_file = s.kind == "shiftdc-sample"
+        positions, schedule = s.positions, s.schedule
+        if sample_file:  # a file stored at sample level brings its own positions and schedule
+            positions, schedule = sample_settings(self._file_meta(), positions, schedule)
         if s.null_image is not None and s.kind in ("cmrm-sample", "shiftdc-sample"):
             steering = self.sm.sample_steering(
                 prompts,
                 vectors=s.path if sample_file else None,
                 layers=layers,
                 alpha=s.alpha,
-                positions=s.positions,
-                schedule=s.schedule,
+                positions=positions,
+                schedule=schedule,
                 method="shiftdc" if sample_file else None,
                 null_image=s.null_image,
             )
@@ -341,8 +345,8 @@ class Variant:
             steer=steer,
             alpha=s.alpha,
             layers=layers,
-            positions=s.positions,
-            schedule=s.schedule,
+            positions=positions,
+            schedule=schedule,
             method=method,
             allow_other_weights=self.allow_other_weights,
             **extra,
@@ -373,13 +377,14 @@ class Variant:
             )
         elif s.kind == "shiftdc-sample":
             meta = self._file_meta()
+            positions, schedule = sample_settings(meta, s.positions, s.schedule)
             out.update(
                 method="shiftdc",
                 level="sample",
                 alpha=s.alpha if s.alpha is not None else meta.get("default_alpha", 1.0),
                 layers=_format_layers(s.layers if s.layers is not None else meta.get("layers")),
-                positions=s.positions or "prompt",
-                schedule=s.schedule or meta.get("sample_schedule", "incremental"),
+                positions=positions or "prompt",
+                schedule=schedule or meta.get("sample_schedule", "incremental"),
                 null_image=s.null_image or meta.get("null_image", "blank"),
                 vectors=s.path,
             )
@@ -398,6 +403,12 @@ class Variant:
             out["probe"] = s.probe
             out["threshold"] = s.threshold if s.threshold is not None else "probe default"
             out["vectors"] = s.path
+        if out.get("vectors") and s.kind != "gated":  # the file's named recipe, unless this variant departs from it
+            meta = self._file_meta()
+            stored = {"alpha": meta.get("default_alpha"), "positions": meta.get("positions"),
+                      "schedule": meta.get("schedule"), "level": meta.get("level", "dataset")}
+            same = all(out.get(k) == v for k, v in stored.items()) and s.layers is None and s.method is None
+            out["recipe"] = meta.get("recipe", "custom") if same else "custom"
         self._settings = out
         return dict(out)
 
@@ -412,7 +423,7 @@ class Variant:
     def describe(self) -> str:
         """One line: label and effective settings (printed in every run summary)."""
         st = self.settings()
-        keys = ("method", "level", "alpha", "layers", "positions", "schedule", "threshold")
+        keys = ("recipe", "method", "level", "alpha", "layers", "positions", "schedule", "threshold")
         parts = [f"{k}={st[k]}" for k in keys if st.get(k) is not None]
         return f"{self.label}: " + (" ".join(parts) if parts else "unsteered")
 
