@@ -20,6 +20,11 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
     ("steer.adapters.llava_next", "LlavaNextAdapter"),
     ("steer.adapters.qwen2_vl", "Qwen2VLAdapter"),
     ("steer.adapters.idefics3", "Idefics3Adapter"),
+    ("steer.adapters.gemma3", "Gemma3Adapter"),
+    ("steer.adapters.qwen3_vl", "Qwen3VLAdapter"),
+    ("steer.adapters.llava_onevision", "LlavaOnevisionAdapter"),
+    ("steer.adapters.mistral3", "Mistral3Adapter"),
+    ("steer.adapters.internvl", "InternVLAdapter"),
     ("steer.adapters.causal_lm", "CausalLMAdapter"),
 )
 
