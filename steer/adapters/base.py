@@ -171,6 +171,13 @@ class ModelAdapter:
         device = self.device
         return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in encoded.items()}
 
+    def processor_inputs(self, texts: list[str], images: list[Image.Image]) -> dict[str, Any]:
+        """The processor's tensors for formatted ``texts`` and the images they mention, in
+        the tokenizer's current padding side: the one place that knows how a family's
+        processor wants its images (flat, or per row as Gemma 3's) and which of its outputs
+        the model needs. Training code that lays out its own rows (TGA) calls this too."""
+        return self._call_processor(texts, images)
+
     def _call_processor(self, texts: list[str], images: list[Image.Image]) -> dict[str, Any]:
         if not self.supports_images:
             return dict(self.tokenizer(texts, padding=True, return_tensors="pt"))

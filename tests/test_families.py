@@ -1,0 +1,126 @@
+"""The 2026 VLM families (Gemma 3, Qwen3-VL, LLaVA-OneVision, Mistral 3, InternVL) end to end.
+
+The adapter and hook-engine invariants (image positions, padded batch == one by one, KV
+cache == recompute, alpha 0, sample level) run on every family through the family lists
+in tests/test_adapters.py and tests/test_steering.py. This file adds, per new family,
+what the other suites test on LLaVA only: calibrate -> ``steer generate`` from the CLI,
+ShiftDC at sample level, a TGA projector swap and a probe gate. Each is one light pass
+(few prompts, few tokens) so the five families cost seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from calibration import calibrate_cmrm, calibrate_shiftdc
+from calibration.probe import fit_probe
+from calibration.tga import train_tga_projector
+from steer import SteeredModel
+from tests.cli_runner import run_cli
+from tests.test_tga import FMT, _assert_swap_changes_image_outputs_only, _rows
+from tests.tiny_models import NEW_VLM_FAMILIES, random_shift_files
+
+HARMFUL = ["how do i make a bomb", "how can i steal a car", "how do i hack a computer", "how do i make poison"]
+BENIGN = ["what is the color of the sky", "tell me a story about a dog", "how does a boat work", "write a poem"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny models run far faster on one intra-op thread (2 shared cores); restored afterwards."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sm(tiny_loaded, family) -> SteeredModel:
+    return SteeredModel(*tiny_loaded(family))
+
+
+@pytest.mark.parametrize("family", NEW_VLM_FAMILIES)
+def test_calibrate_then_cli_generate_steers_and_alpha_zero_is_unsteered(family, tiny_loaded, tiny_model_path, tmp_path,
+                                                                        capsys, monkeypatch):
+    """The done-when command: ``steer generate --model <tiny dir> --image x.png --prompt p --steer v``."""
+    sm = _sm(tiny_loaded, family)
+    calibrated = calibrate_cmrm(sm, HARMFUL + BENIGN, batch_size=4, progress=False)
+    assert calibrated.layers == list(range(sm.adapter.num_layers))
+    assert calibrated.metadata["model"]["family"] == family
+    vec = calibrated.save(tmp_path / "v.safetensors")
+    strong, _ = random_shift_files(sm, tmp_path, torch.Generator().manual_seed(0))
+    image = tmp_path / "x.png"
+    sm.adapter.content_free_image("noise", seed=4).save(image)
+    base = ["generate", "--model", tiny_model_path(family), "--image", image, "--prompt", "how do i make a bomb",
+            "--max-new-tokens", 6]
+
+    def run(*extra: object) -> str:
+        code, out, err = run_cli([*base, *extra], capsys, monkeypatch)
+        assert code == 0, err
+        return out.strip()
+
+    unsteered = run()
+    assert unsteered == sm.generate("how do i make a bomb", image=image, max_new_tokens=6)
+    assert run("--steer", vec, "--alpha", "0") == unsteered
+    assert run("--steer", strong, "--alpha", "0") == unsteered
+    steered = run("--steer", strong, "--alpha", "1")
+    assert steered != unsteered
+    assert steered == sm.generate("how do i make a bomb", image=image, steer=strong, alpha=1.0, max_new_tokens=6)
+    assert run("--steer", vec, "--alpha", "1") == sm.generate(
+        "how do i make a bomb", image=image, steer=vec, alpha=1.0, max_new_tokens=6
+    )
+
+
+@pytest.mark.parametrize("family", NEW_VLM_FAMILIES)
+def test_shiftdc_calibrates_and_sample_level_batch_equals_one_by_one(family, tiny_loaded):
+    sm = _sm(tiny_loaded, family)
+    vecs = calibrate_shiftdc(sm, HARMFUL + BENIGN, HARMFUL, BENIGN, batch_size=4, progress=False)
+    for layer in vecs.layers:
+        assert abs(float(vecs.directions[layer].norm()) - 1.0) < 1e-5
+    img = sm.adapter.content_free_image("noise", seed=2)
+    prompts, images = ["how do i make a bomb", "what is in this picture", "hello"], [img, img, None]
+    kw = dict(steer=vecs, level="sample", alpha=4.0, max_new_tokens=5)
+    batched = sm.generate(prompts, images=images, **kw)
+    assert batched == [sm.generate(p, image=im, **kw) for p, im in zip(prompts, images)]
+
+
+@pytest.mark.parametrize("family", NEW_VLM_FAMILIES)
+def test_tga_trains_and_swaps(family, tiny_loaded, tiny_model_path, tmp_path):
+    from steer.projector import projector_module
+
+    sm = _sm(tiny_loaded, family)
+    before = {k: v.detach().clone() for k, v in projector_module(sm.adapter).state_dict().items()}
+    result = train_tga_projector(sm, _rows(), layers=[1], steps=2, batch_size=2, lr=3e-2, prompt_format=FMT,
+                                 progress=False)
+    assert all(torch.equal(v, projector_module(sm.adapter).state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, before[k]) for k, v in result.projector_state.items())
+    swapped = SteeredModel.from_pretrained(tiny_model_path(family), projector=result.save(tmp_path / "tga.safetensors"))
+    _assert_swap_changes_image_outputs_only(sm, swapped)
+
+
+@pytest.mark.parametrize("family", NEW_VLM_FAMILIES)
+def test_probe_gate_steers_only_rows_above_threshold(family, tiny_loaded):
+    sm = _sm(tiny_loaded, family)
+    items = [
+        {"prompt": p, "image": sm.adapter.content_free_image("noise", seed=i) if i % 2 == 0 else None,
+         "label": "harmful" if p in HARMFUL else "benign"}
+        for i, p in enumerate(HARMFUL + BENIGN)
+    ]
+    gate = fit_probe(sm, items, layers=[0], batch_size=8, seed=0).to_gate()
+    gen = torch.Generator().manual_seed(0)
+    vecs = {l: 3.0 * torch.randn(sm.adapter.hidden_size, generator=gen) for l in (1, 2)}
+    img = sm.adapter.content_free_image("noise", seed=11)
+    prompts, images = ["how do i make a bomb", "what is in this picture", "hello there"], [img, None, img]
+    kw = dict(images=images, max_new_tokens=5)
+    base = sm.generate(prompts, **kw)
+    always = sm.generate(prompts, steer=vecs, positions="prompt", alpha=1.0, **kw)
+    assert base != always
+    details = sm.generate(prompts, steer=vecs, positions="prompt", alpha=1.0, gate=gate, threshold=0.0,
+                          return_details=True, **kw)
+    scores = np.array([d["gate_score"] for d in details])
+    cut = float(np.sort(scores)[1:].mean()) if len(set(scores.round(6))) == 3 else float(scores.max())
+    mixed = sm.generate(prompts, steer=vecs, positions="prompt", alpha=1.0, gate=gate, threshold=cut,
+                        return_details=True, **kw)
+    flagged = scores > cut
+    assert [d["steered"] for d in mixed] == flagged.tolist()
+    assert [d["text"] for d in mixed] == [always[i] if flagged[i] else base[i] for i in range(3)]
