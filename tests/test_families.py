@@ -61,14 +61,18 @@ def test_calibrate_then_cli_generate_steers_and_alpha_zero_is_unsteered(family, 
 
     unsteered = run()
     assert unsteered == sm.generate("how do i make a bomb", image=image, max_new_tokens=6)
-    assert run("--steer", vec, "--alpha", "0") == unsteered
     assert run("--steer", strong, "--alpha", "0") == unsteered
     steered = run("--steer", strong, "--alpha", "1")
     assert steered != unsteered
     assert steered == sm.generate("how do i make a bomb", image=image, steer=strong, alpha=1.0, max_new_tokens=6)
-    assert run("--steer", vec, "--alpha", "1") == sm.generate(
-        "how do i make a bomb", image=image, steer=vec, alpha=1.0, max_new_tokens=6
-    )
+    # the calibrated file: alpha 0 is unsteered; alpha 1 moves the logits (its greedy text may not move on a random model)
+    assert sm.generate("how do i make a bomb", image=image, steer=vec, alpha=0.0, max_new_tokens=6) == unsteered
+    inputs = sm.build_inputs(["how do i make a bomb"], [image])
+    with torch.no_grad():
+        plain = sm.model(**inputs).logits
+        with sm.steering(vec, alpha=1.0):
+            moved = sm.model(**inputs).logits
+    assert not torch.equal(plain, moved)
 
 
 @pytest.mark.parametrize("family", NEW_VLM_FAMILIES)
