@@ -128,3 +128,100 @@ def test_probe_gate_steers_only_rows_above_threshold(family, tiny_loaded):
     flagged = scores > cut
     assert [d["steered"] for d in mixed] == flagged.tolist()
     assert [d["text"] for d in mixed] == [always[i] if flagged[i] else base[i] for i in range(3)]
+
+
+# ---------------------------------------------------------------------- generic adapter, Mllama
+@pytest.fixture(scope="module")
+def vipllava_dir(tmp_path_factory):
+    """ViP-LLaVA: a real HF family with image tokens and no dedicated steer adapter."""
+    from tests.tiny_models import build_tiny_model
+
+    return build_tiny_model("vipllava", tmp_path_factory.mktemp("tiny_vipllava"))
+
+
+def _load(path):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    return AutoModelForImageTextToText.from_pretrained(path).eval(), AutoProcessor.from_pretrained(path)
+
+
+def test_generic_adapter_checks_its_guesses_and_says_them_in_one_line(vipllava_dir, caplog):
+    from steer.adapters.generic import GenericVLMAdapter
+
+    with caplog.at_level("WARNING", logger="steer"):
+        sm = SteeredModel(*_load(vipllava_dir))
+    assert type(sm.adapter) is GenericVLMAdapter and sm.adapter.family == "vipllava"
+    lines = [r.getMessage() for r in caplog.records if r.name == "steer"]
+    assert len(lines) == 1 and "\n" not in lines[0]
+    for part in ("VipLlavaForConditionalGeneration", "model.language_model.layers", "input_ids == ",
+                 "prompt format", "content-free image size (16x16)", "model.multi_modal_projector"):
+        assert part in lines[0]
+    # what the dedicated adapters guarantee holds here too
+    img = sm.adapter.content_free_image("noise", seed=1)
+    prompts, images = ["how do i make a bomb", "what is in this picture please", "hello"], [img, img, None]
+    gen = torch.Generator().manual_seed(0)
+    vecs = {l: 2.0 * torch.randn(sm.adapter.hidden_size, generator=gen) for l in range(sm.adapter.num_layers)}
+    kw = dict(steer=vecs, alpha=1.0, positions="after_image", max_new_tokens=5)
+    batched = sm.generate(prompts, images=images, **kw)
+    assert batched == [sm.generate(p, image=im, **kw) for p, im in zip(prompts, images)]
+    assert batched != sm.generate(prompts, images=images, max_new_tokens=5)
+    assert sm.generate(prompts, images=images, **{**kw, "alpha": 0.0}) == sm.generate(prompts, images=images, max_new_tokens=5)
+    vec = calibrate_cmrm(sm, HARMFUL + BENIGN, batch_size=4, progress=False)
+    assert vec.metadata["model"]["family"] == "vipllava"
+
+
+def test_generic_adapter_refuses_what_it_cannot_find(vipllava_dir):
+    from transformers import GPT2Config
+
+    from steer.adapters import get_adapter
+    from steer.errors import UnsupportedModelError
+
+    model, processor = _load(vipllava_dir)
+    object.__setattr__(model.config, "image_token_index", None)  # a config without one (bypassing its validation)
+    with pytest.raises(UnsupportedModelError, match=r"no image token id \(image_token_id or image_token_index\)"):
+        get_adapter(model, processor)
+
+    class NoLayersForConditionalGeneration(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.config = GPT2Config(n_layer=2, n_embd=8, n_head=2, vocab_size=16)
+            self.proj = torch.nn.Linear(8, 8)
+
+    with pytest.raises(UnsupportedModelError, match="no decoder layers where VLMs keep them") as err:
+        get_adapter(NoLayersForConditionalGeneration(), None)
+    assert "\n" not in str(err.value)
+
+
+def test_generic_adapter_refuses_a_failing_first_forward(vipllava_dir):
+    """The guessed image token is checked on a real forward; a wrong one is a one-line refusal."""
+    from steer.adapters import get_adapter
+    from steer.errors import UnsupportedModelError
+
+    model, processor = _load(vipllava_dir)
+    processor.image_token = processor.tokenizer.pad_token  # the processor no longer expands the image placeholder
+    with pytest.raises(UnsupportedModelError, match="processor did not take a prompt with an image") as err:
+        get_adapter(model, processor)
+    assert "\n" not in str(err.value)
+    model, processor = _load(vipllava_dir)
+    # the config names another token than the one the processor expands
+    object.__setattr__(model.config, "image_token_index", processor.tokenizer.pad_token_id)
+    with pytest.raises(UnsupportedModelError, match="first forward with an image failed|did not land") as err:
+        get_adapter(model, processor)
+    assert "\n" not in str(err.value)
+
+
+def test_llama_3_2_vision_is_refused_with_the_reason():
+    from transformers import MllamaConfig, MllamaForConditionalGeneration
+
+    from steer.adapters import get_adapter
+    from steer.errors import UnsupportedModelError
+
+    vision = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_global_layers=1, attention_heads=2,
+                  image_size=16, patch_size=8, max_num_tiles=1, vision_output_dim=64, intermediate_layers_indices=[0],
+                  supported_aspect_ratios=[[1, 1]])
+    text = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                num_key_value_heads=2, cross_attention_layers=[1], pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    model = MllamaForConditionalGeneration(MllamaConfig(vision_config=vision, text_config=text, image_token_index=5))
+    with pytest.raises(UnsupportedModelError, match="cross-attention layers that it skips on text-only input") as err:
+        get_adapter(model, None)
+    assert "\n" not in str(err.value) and "docs/real-models.md" in str(err.value)

@@ -71,6 +71,7 @@ _IMAGE_TOKENS = {
     "internvl": ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<|im_start|>", "<|im_end|>"],
 }
 _IMAGE_TOKENS["qwen3_vl"] = _IMAGE_TOKENS["qwen2_vl"]
+_IMAGE_TOKENS["vipllava"] = _IMAGE_TOKENS["llava"]
 
 # Named special tokens the family's processor reads off the tokenizer (``tokenizer.boi_token``...).
 _NAMED_TOKENS = {
@@ -150,6 +151,7 @@ _TEMPLATES: dict = {
     ),
 }
 _TEMPLATES["qwen3_vl"] = _TEMPLATES["qwen2_vl"]
+_TEMPLATES["vipllava"] = _TEMPLATES["llava"]
 
 
 def _lit(s: str) -> str:
@@ -641,6 +643,28 @@ def _build_internvl(tok):
     return InternVLForConditionalGeneration(config), processor
 
 
+def _build_vipllava(tok):
+    """ViP-LLaVA: a family with no dedicated adapter (the generic adapter's test subject)."""
+    from transformers import CLIPImageProcessor, LlavaProcessor, VipLlavaConfig, VipLlavaForConditionalGeneration
+
+    size, patch = 16, 4
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",  # ViP-LLaVA drops the CLS feature
+        num_additional_image_tokens=1,
+        chat_template=chat_template("vipllava"),
+    )
+    config = VipLlavaConfig(
+        vision_config=_clip_vision_config(size, patch),
+        text_config=_llama_config(tok),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layers=[-2, -1],
+    )
+    return VipLlavaForConditionalGeneration(config), processor
+
+
 def _build_llama(tok):
     from transformers import LlamaForCausalLM
 
@@ -658,6 +682,7 @@ _BUILDERS = {
     "llava_onevision": _build_llava_onevision,
     "mistral3": _build_mistral3,
     "internvl": _build_internvl,
+    "vipllava": _build_vipllava,  # no dedicated adapter: not in ALL_FAMILIES
 }
 
 
