@@ -19,13 +19,14 @@ import os
 import re
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
 from steer.adapters import ModelAdapter, get_adapter
 from steer.errors import SteerInputError
 from steer.images import load_image
+from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
 from steer.steering import Steering, check_alpha, normalize_layers
@@ -57,8 +58,12 @@ def load_model_and_processor(
     device: str | None = None,
     dtype: Any = None,
     device_map: str | None = None,
+    processor_kwargs: Mapping[str, Any] | str | None = None,
 ) -> tuple[torch.nn.Module, Any]:
-    """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM."""
+    """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM.
+
+    ``processor_kwargs`` go to ``AutoProcessor.from_pretrained`` (e.g. ``{"max_pixels": 200704}``
+    for Qwen2-VL); see :mod:`steer.processor_options` for why they are recorded."""
     from transformers import (
         AutoConfig,
         AutoModelForCausalLM,
@@ -69,6 +74,7 @@ def load_model_and_processor(
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     source = str(model_id_or_path)
+    proc_options = parse_processor_kwargs(processor_kwargs)
     if not Path(source).exists() and not _HUB_ID.fullmatch(source):
         raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
     try:
@@ -95,8 +101,13 @@ def load_model_and_processor(
     try:
         if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(source)
+            processor = AutoProcessor.from_pretrained(source, **proc_options)
+            check_known_options(processor, proc_options, source)
         else:
+            if proc_options:
+                raise SteerInputError(
+                    f"--processor-kwargs is for vision-language models; {source} is a text-only model: drop it"
+                )
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
             processor = AutoTokenizer.from_pretrained(source)
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
@@ -166,11 +177,22 @@ class SteeredModel:
         device_map: str | None = None,
         projector: str | os.PathLike | None = None,
         backend: str = "native",
+        processor_kwargs: Mapping[str, Any] | str | None = None,
+        allow_other_processor_kwargs: bool = False,
     ) -> "SteeredModel":
         """Load a hub id or local folder; ``projector`` swaps in a TGA-trained projector
-        artifact (``steer train-tga``) after loading -- the base model files are never touched."""
-        model, processor = load_model_and_processor(model_id_or_path, device=device, dtype=dtype, device_map=device_map)
+        artifact (``steer train-tga``) after loading -- the base model files are never touched.
+
+        ``processor_kwargs`` (e.g. ``{"max_pixels": 200704}``) go to the processor and into
+        every artifact this model makes; artifacts made with other ones are refused unless
+        ``allow_other_processor_kwargs``."""
+        options = parse_processor_kwargs(processor_kwargs)
+        model, processor = load_model_and_processor(
+            model_id_or_path, device=device, dtype=dtype, device_map=device_map, processor_kwargs=options
+        )
         sm = cls(model, processor, backend=backend)
+        sm.adapter.processor_kwargs = options
+        sm.adapter.allow_other_processor_kwargs = bool(allow_other_processor_kwargs)
         if projector is not None:
             sm.load_projector(projector)
         return sm

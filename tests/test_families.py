@@ -225,3 +225,61 @@ def test_llama_3_2_vision_is_refused_with_the_reason():
     with pytest.raises(UnsupportedModelError, match="cross-attention layers that it skips on text-only input") as err:
         get_adapter(model, None)
     assert "\n" not in str(err.value) and "docs/real-models.md" in str(err.value)
+
+
+# ---------------------------------------------------------------------- processor options
+def test_processor_kwargs_change_image_tokens_and_are_recorded(tiny_model_path, tmp_path):
+    from PIL import Image
+
+    from steer.errors import ModelMismatchError
+
+    path = tiny_model_path("qwen2_vl")
+    small = {"max_pixels": 16 * 16}
+    default = SteeredModel.from_pretrained(path)
+    limited = SteeredModel.from_pretrained(path, processor_kwargs=small)
+    image = Image.new("RGB", (32, 32), (200, 30, 10))
+
+    def image_tokens(sm):
+        ids = sm.build_inputs(["what is in this picture"], [image])["input_ids"]
+        return int(sm.adapter.image_token_mask(ids).sum())
+
+    assert (image_tokens(default), image_tokens(limited)) == (16, 4)
+    assert limited.adapter.fingerprint()["processor_kwargs"] == small
+    made_small = calibrate_cmrm(limited, HARMFUL[:2], batch_size=2, progress=False)
+    assert made_small.metadata["model"]["processor_kwargs"] == small
+    made_small = made_small.save(tmp_path / "small.safetensors")
+    made_default = calibrate_cmrm(default, HARMFUL[:2], batch_size=2, progress=False).save(tmp_path / "default.safetensors")
+
+    with pytest.raises(ModelMismatchError, match=r'made with processor options \{"max_pixels": 256\} but the model is loaded '
+                                                 r"with none; they change the image tokens") as err:
+        default.generate("hi", image=image, steer=made_small, max_new_tokens=2)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ModelMismatchError, match=r'made with processor options none but the model is loaded with \{"max_pix'):
+        limited.generate("hi", image=image, steer=made_default, max_new_tokens=2)
+    assert isinstance(limited.generate("hi", image=image, steer=made_small, max_new_tokens=2), str)  # same settings: accepted
+    told = SteeredModel.from_pretrained(path, processor_kwargs=small, allow_other_processor_kwargs=True)
+    assert isinstance(told.generate("hi", image=image, steer=made_default, max_new_tokens=2), str)
+
+
+def test_cli_processor_kwargs(tiny_model_path, tmp_path, capsys, monkeypatch):
+    path = tiny_model_path("qwen2_vl")
+    sm = SteeredModel.from_pretrained(path)
+    vec, _ = random_shift_files(sm, tmp_path, torch.Generator().manual_seed(0))  # made with no processor options
+    image = tmp_path / "x.png"
+    sm.adapter.content_free_image("noise", seed=4).save(image)
+    base = ["generate", "--model", path, "--image", image, "--prompt", "hi", "--max-new-tokens", 3]
+    option = ["--processor-kwargs", '{"max_pixels": 256}']
+    code, out, err = run_cli([*base, *option], capsys, monkeypatch)
+    assert code == 0, err
+    assert out.strip() == SteeredModel.from_pretrained(path, processor_kwargs={"max_pixels": 256}).generate(
+        "hi", image=image, max_new_tokens=3)
+    code, _, err = run_cli([*base, *option, "--steer", vec], capsys, monkeypatch)
+    assert code == 2 and "processor options none but the model is loaded with" in err and "Traceback" not in err
+    code, _, err = run_cli([*base, *option, "--steer", vec, "--allow-other-processor-kwargs"], capsys, monkeypatch)
+    assert code == 0, err
+    for bad, message in [("{max_pixels: 1}", "not valid JSON"), ("[1, 2]", "must be a JSON object"),
+                         ('{"max_pixelz": 1}', "max_pixelz unknown to the processor")]:
+        code, _, err = run_cli([*base, "--processor-kwargs", bad], capsys, monkeypatch)
+        assert code == 2 and message in err, err
+    code, _, err = run_cli(["generate", "--model", tiny_model_path("llama"), "--prompt", "hi", *option], capsys, monkeypatch)
+    assert code == 2 and "--processor-kwargs is for vision-language models" in err

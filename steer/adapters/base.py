@@ -59,6 +59,10 @@ class ModelAdapter:
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model
         self.processor = processor
+        #: options the processor was loaded with (see :mod:`steer.processor_options`); set by the loader
+        self.processor_kwargs: dict[str, Any] = {}
+        #: use artifacts made with other processor options (the user said so)
+        self.allow_other_processor_kwargs = False
         self._layers = _get_path(model, self.layers_path)
         if not isinstance(self._layers, nn.ModuleList) or len(self._layers) == 0:
             raise TypeError(f"{self.family}: {self.layers_path} is not a non-empty ModuleList")
@@ -237,6 +241,7 @@ class ModelAdapter:
             "num_layers": self.num_layers,
             "name_or_path": str(getattr(self.model.config, "_name_or_path", "") or getattr(self.model, "name_or_path", "")),
             "weights_sha256": self.weights_digest(),
+            "processor_kwargs": dict(self.processor_kwargs),
         }
 
     def weights_digest(self) -> str:
