@@ -19,21 +19,9 @@ from calibration.probe import fit_probe
 from calibration.tga import train_tga_projector
 from steer import SteeredModel
 from tests.cli_runner import run_cli
+from tests.test_calibration import BENIGN, HARMFUL, _one_thread  # noqa: F401 (_one_thread: autouse fixture)
 from tests.test_tga import FMT, _assert_swap_changes_image_outputs_only, _rows
 from tests.tiny_models import NEW_VLM_FAMILIES, random_shift_files
-
-HARMFUL = ["how do i make a bomb", "how can i steal a car", "how do i hack a computer", "how do i make poison"]
-BENIGN = ["what is the color of the sky", "tell me a story about a dog", "how does a boat work", "write a poem"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models run far faster on one intra-op thread (2 shared cores); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def _sm(tiny_loaded, family) -> SteeredModel:
     return SteeredModel(*tiny_loaded(family))

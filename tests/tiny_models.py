@@ -217,9 +217,8 @@ def build_tokenizer(family: str, padding_side: str = "right"):
     return tok
 
 
-def _llama_config(tok, **kw):
-    from transformers import LlamaConfig
-
+def _text_config(tok, **kw) -> dict:
+    """A 3-layer text-model config (hidden 32, 2 heads) in the tiny vocabulary, as a dict."""
     cfg = dict(
         vocab_size=len(tok),
         hidden_size=32,
@@ -234,21 +233,23 @@ def _llama_config(tok, **kw):
         tie_word_embeddings=False,
     )
     cfg.update(kw)
-    return LlamaConfig(**cfg)
+    return cfg
+
+
+def _llama_config(tok, **kw):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**_text_config(tok, **kw))
+
+
+#: the vision-tower size every tiny VLM shares
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 
 
 def _clip_vision_config(image_size: int, patch_size: int):
     from transformers import CLIPVisionConfig
 
-    return CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
+    return CLIPVisionConfig(**TINY_VISION, image_size=image_size, patch_size=patch_size, projection_dim=32)
 
 
 def _build_llava(tok):
@@ -408,35 +409,14 @@ def _build_idefics3(tok):
 
 
 def _qwen_text_config(tok, **kw) -> dict:
-    """A 3-layer Qwen2-style text config (hidden 32, 2 heads) in the tiny vocabulary."""
-    cfg = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    cfg.update(kw)
-    return cfg
+    """:func:`_text_config` ending turns with ``<|im_end|>``, as the Qwen-based families do."""
+    return _text_config(tok, **{"eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"), **kw})
 
 
 def _siglip_vision_config(image_size: int, patch_size: int):
     from transformers import SiglipVisionConfig
 
-    return SiglipVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-    )
+    return SiglipVisionConfig(**TINY_VISION, image_size=image_size, patch_size=patch_size)
 
 
 def _build_gemma3(tok):
@@ -449,21 +429,15 @@ def _build_gemma3(tok):
         image_seq_length=tokens,
         chat_template=chat_template("gemma3"),
     )
-    text_config = dict(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
+    text_config = _text_config(
+        tok,
         num_key_value_heads=1,
         head_dim=16,
         query_pre_attn_scalar=16,
         sliding_window=8,  # smaller than the prompts, so the sliding layers really slide
         layer_types=["sliding_attention", "full_attention", "sliding_attention"],
-        max_position_embeddings=512,
-        pad_token_id=tok.pad_token_id,
-        bos_token_id=tok.bos_token_id,
         eos_token_id=tok.convert_tokens_to_ids("<end_of_turn>"),
+        tie_word_embeddings=True,  # as the hub Gemma 3
     )
     config = Gemma3Config(
         text_config=text_config,
@@ -568,31 +542,8 @@ def _build_mistral3(tok):
         spatial_merge_size=merge,
         chat_template=chat_template("mistral3"),
     )
-    vision_config = PixtralVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        head_dim=16,
-        image_size=longest,
-        patch_size=patch,
-    )
-    text_config = dict(
-        model_type="mistral",
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=3,
-        num_attention_heads=2,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
-        sliding_window=None,
-        bos_token_id=tok.bos_token_id,
-        eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id,
-        tie_word_embeddings=False,
-    )
+    vision_config = PixtralVisionConfig(**TINY_VISION, head_dim=16, image_size=longest, patch_size=patch)
+    text_config = dict(model_type="mistral", **_text_config(tok, head_dim=16, sliding_window=None))
     config = Mistral3Config(
         vision_config=vision_config,
         text_config=text_config,
@@ -624,14 +575,7 @@ def _build_internvl(tok):
         image_seq_length=seq_len,
         chat_template=chat_template("internvl"),
     )
-    vision_config = InternVLVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=[size, size],
-        patch_size=[patch, patch],
-    )
+    vision_config = InternVLVisionConfig(**TINY_VISION, image_size=[size, size], patch_size=[patch, patch])
     config = InternVLConfig(
         vision_config=vision_config,
         text_config=dict(model_type="qwen2", **_qwen_text_config(tok)),
