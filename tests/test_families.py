@@ -17,7 +17,7 @@ import torch
 from calibration import calibrate_cmrm, calibrate_shiftdc
 from calibration.probe import fit_probe
 from calibration.tga import train_tga_projector
-from steer import SteeredModel
+from steer import SteeredModel, ShiftVectors
 from tests.cli_runner import run_cli
 from tests.test_calibration import BENIGN, HARMFUL, _one_thread  # noqa: F401 (_one_thread: autouse fixture)
 from tests.test_tga import FMT, _assert_swap_changes_image_outputs_only, _rows
@@ -264,6 +264,14 @@ def test_cli_processor_kwargs(tiny_model_path, tmp_path, capsys, monkeypatch):
     code, _, err = run_cli([*base, *option, "--steer", vec], capsys, monkeypatch)
     assert code == 2 and "processor options none but the model is loaded with" in err and "Traceback" not in err
     code, _, err = run_cli([*base, *option, "--steer", vec, "--allow-other-processor-kwargs"], capsys, monkeypatch)
+    assert code == 0, err
+    data = tmp_path / "anchors.jsonl"
+    data.write_text("".join(f'{{"prompt": "{p}"}}\n' for p in HARMFUL[:2]))
+    made = tmp_path / "made.safetensors"
+    code, _, err = run_cli(["calibrate", "--model", path, "--data", data, *option, "--out", made], capsys, monkeypatch)
+    assert code == 0, err
+    assert ShiftVectors.load(made).metadata["model"]["processor_kwargs"] == {"max_pixels": 256}
+    code, _, err = run_cli([*base, *option, "--steer", made], capsys, monkeypatch)
     assert code == 0, err
     for bad, message in [("{max_pixels: 1}", "not valid JSON"), ("[1, 2]", "must be a JSON object"),
                          ('{"max_pixelz": 1}', "max_pixelz unknown to the processor")]:
