@@ -98,18 +98,19 @@ def load_model_and_processor(
                 "pip install accelerate (or drop --device-map and give --device)"
             )
         kwargs["device_map"] = device_map
+    is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    if proc_options and not is_vlm:
+        raise SteerInputError(f"--processor-kwargs is for vision-language models; {source} is a text-only model: drop it")
     try:
-        if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
-            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
+        if is_vlm:  # the processor first: a misspelt option is refused before minutes of weight loading
             processor = AutoProcessor.from_pretrained(source, **proc_options)
             check_known_options(processor, proc_options, source)
+            model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
         else:
-            if proc_options:
-                raise SteerInputError(
-                    f"--processor-kwargs is for vision-language models; {source} is a text-only model: drop it"
-                )
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
             processor = AutoTokenizer.from_pretrained(source)
+    except SteerInputError:
+        raise
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None
