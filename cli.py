@@ -40,6 +40,11 @@ err_console = Console(stderr=True, markup=False, emoji=False)
 MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
 FORCE_HELP = "Write through a symbolic link at the output path (to the file it points at)."
 DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
+PROCESSOR_KWARGS_HELP = (
+    "JSON object for the processor, e.g. '{\"max_pixels\": 200704}' (Qwen2-VL): it changes the image tokens, "
+    "so vector files record it."
+)
+ALLOW_OTHER_PK_HELP = "Use vector/probe/projector files made with other --processor-kwargs."
 
 
 def _show_version(value: bool) -> None:
@@ -164,11 +169,13 @@ def generate(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
     allow_other_weights: bool = typer.Option(
         False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
     ),
+    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
     gate: Optional[Path] = typer.Option(
         None, "--gate", help="Probe file from `steer probe`: steer only if the prompt's risk score exceeds the threshold."
     ),
@@ -213,7 +220,8 @@ def generate(
         if threshold is not None:
             probe_gate = probe_gate.with_threshold(threshold)
     sm = SteeredModel.from_pretrained(
-        model, device=device, dtype=dtype, device_map=device_map, projector=projector, backend=backend
+        model, device=device, dtype=dtype, device_map=device_map, projector=projector, backend=backend,
+        processor_kwargs=processor_kwargs, allow_other_processor_kwargs=allow_other_processor_kwargs,
     )
     if img is not None and not sm.adapter.supports_images:
         raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
@@ -332,6 +340,7 @@ def calibrate(
     ),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     recipe: str = typer.Option(
         "measured", "--recipe",
@@ -392,7 +401,7 @@ def calibrate(
             f"note: {checkpoint_path_for(out)} exists but --checkpoint-every is not set, so it is neither used nor removed",
             highlight=False,
         )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
     chosen = parse_layers(layers, sm.adapter.num_layers)
     common = dict(
         layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
@@ -523,6 +532,7 @@ def probe(
     seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
 ) -> None:
     """Fit a safety probe per layer on labelled hidden states; save the best layer's as a gate.
 
@@ -552,7 +562,7 @@ def probe(
             f"{data}: rows {unlabelled[:5]}{' ...' if len(unlabelled) > 5 else ''} have no label; "
             "a probe needs 'harmful' or 'benign' on every row"
         )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
     report = fit_probe(
         sm,
         items,
@@ -693,8 +703,10 @@ def eval_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
+    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
 ) -> None:
     """Evaluate one model or steering setting on a dataset: per-item JSONL + summary.
 
@@ -760,7 +772,8 @@ def eval_cmd(
     llm = _eval_llm_judge(judge, device)
     from steer.model import SteeredModel
 
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
+                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
     v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
                       max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
     err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
@@ -806,6 +819,7 @@ def sweep_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
 ) -> None:
     """Sweep layer sets x alphas (x schedules x positions): CSV + safety/utility frontier PNG.
@@ -848,7 +862,7 @@ def sweep_cmd(
     )
     safety_items = [it for items in safety_sets.values() for it in items]
     utility_items = [it for items in utility_sets.values() for it in items]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
     layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
     n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
     err_console.print(
@@ -899,8 +913,10 @@ def compare_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress"),
     device: Optional[str] = typer.Option(None, "--device"),
     dtype: Optional[str] = typer.Option(None, "--dtype"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
     device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
     allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
+    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
     html: Optional[Path] = typer.Option(
         None, "--html", help="Also write a self-contained HTML report here (same as `steer report OUT --html FILE`)."
     ),
@@ -922,7 +938,8 @@ def compare_cmd(
     specs = parse_variants(variants)
     datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False, label=label)
     llm = _eval_llm_judge(judge, device)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
+                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
     built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
                            max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights, model_path=model)
     for v in built:
@@ -1028,6 +1045,7 @@ def train_tga(
     seed: int = typer.Option(0, "--seed"),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16 (float32 trains best)."),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
 ) -> None:
     """Train a TGA projector (arXiv 2410.12662): LM loss + image-to-caption hidden-state alignment.
 
@@ -1050,7 +1068,7 @@ def train_tga(
     parse_layers(layers)  # a bad --layers fails before the model loads
     examples = load_tga_data(data, question=question)
     harmful_prompts = read_prompts(harmful) if harmful is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
     band = parse_layers(layers, sm.adapter.num_layers)
     chosen_retriever = None if retriever == "auto" else retriever
     if retriever == "nearest" or (retriever == "auto" and corpus is not None):
@@ -1118,6 +1136,7 @@ def inspect_layers(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
+    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
 ) -> None:
     """Logit lens on harmful text: at which layers do refusal tokens enter the top-k?
 
@@ -1132,7 +1151,7 @@ def inspect_layers(
     prompts = read_prompts(data)
     benign_prompts = read_prompts(benign) if benign is not None else None
     word_list = [w.strip() for w in words.split(",") if w.strip()]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype)
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
     result = logit_lens(sm, prompts, words=word_list, top_k=top_k, batch_size=batch_size, benign_prompts=benign_prompts)
     if plot is not None:
         result.plot(plot, title=f"logit lens: {model}")

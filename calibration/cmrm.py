@@ -704,6 +704,8 @@ def base_signature(prep: _Prepared, *, method: str, pool: str, reduce: str, null
         "probe_samples": int(probe_samples),
         "data_sha256": prep.digest,
         "n_samples": len(prep.anchors),
+        # image-token settings: a resume under other processor options would mix two kinds of shift
+        **({"processor_kwargs": fp["processor_kwargs"]} if fp.get("processor_kwargs") else {}),
     }
 
 

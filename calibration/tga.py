@@ -246,10 +246,9 @@ def encode_batch(
     old_side = getattr(tok, "padding_side", "right")
     tok.padding_side = "right"
     try:
-        enc = dict(adapter.processor(text=texts, images=images, padding=True, return_tensors="pt"))
+        enc = adapter.processor_inputs(texts, images)
     finally:
         tok.padding_side = old_side
-    enc.pop("token_type_ids", None)
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else (tok.eos_token_id or 0)
     eos = tok.eos_token_id
     rows, label_rows = [], []

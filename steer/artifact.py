@@ -25,6 +25,7 @@ from safetensors.torch import save_file
 from steer.adapters.base import ModelAdapter
 from steer.atomic import atomic_path
 from steer.errors import ModelMismatchError, SteerInputError
+from steer.processor_options import check_recorded_options
 from steer.version import __version__
 
 #: fingerprint keys that must match for an artifact to fit a model at all
@@ -145,6 +146,7 @@ def check_fingerprint(
                 f"the {what} was made for {made_on!r} ({key}={mine[key]!r}), but the model is "
                 f"{theirs['name_or_path']!r} ({key}={theirs[key]!r}); {remedy}"
             )
+    check_recorded_options(mine, adapter, what)
     want = mine.get("weights_sha256")
     if not want and require_fingerprint and not allow_other_weights:  # nothing tells which model it was made on
         raise ModelMismatchError(

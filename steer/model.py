@@ -27,6 +27,7 @@ from steer.adapters import ModelAdapter, get_adapter
 from steer.chat import Prompt, is_conversation, split_image
 from steer.errors import SteerInputError
 from steer.images import load_image
+from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
 from steer.steering import Steering, check_alpha, normalize_layers
@@ -58,7 +59,7 @@ def load_model_and_processor(
     device: str | None = None,
     dtype: Any = None,
     device_map: str | dict | None = None,
-    processor_kwargs: dict[str, Any] | None = None,
+    processor_kwargs: Mapping[str, Any] | str | None = None,
     **model_kwargs: Any,
 ) -> tuple[torch.nn.Module, Any]:
     """Load exactly as a hub user would: ``AutoConfig`` decides image-text-to-text vs causal LM.
@@ -66,7 +67,9 @@ def load_model_and_processor(
     ``model_kwargs`` go to the model's ``from_pretrained`` unchanged (``attn_implementation``,
     ``quantization_config``, ``low_cpu_mem_usage``, ...); the hub ones (:data:`HUB_KWARGS`:
     ``revision``, ``trust_remote_code``, ``token``, ...) also go to the config and processor
-    loads, so all three come from the same snapshot. ``processor_kwargs`` go to the processor only.
+    loads, so all three come from the same snapshot. ``processor_kwargs`` go to the processor
+    only (e.g. ``{"max_pixels": 200704}`` for Qwen2-VL); see :mod:`steer.processor_options`
+    for why they are recorded.
     """
     from transformers import (
         AutoConfig,
@@ -78,6 +81,7 @@ def load_model_and_processor(
     from transformers.models.auto.modeling_auto import MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
 
     source = str(model_id_or_path)
+    proc_options = parse_processor_kwargs(processor_kwargs)
     if not Path(source).exists() and not _HUB_ID.fullmatch(source):
         raise SteerInputError(f"model path not found: {source} (give a local model folder or a hub id such as org/name)")
     from steer.hub import use_local_files_only
@@ -114,13 +118,19 @@ def load_model_and_processor(
                 "pip install accelerate (or drop --device-map and give --device)"
             )
         kwargs["device_map"] = device_map
+    is_vlm = config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES
+    if proc_options and not is_vlm:
+        raise SteerInputError(f"--processor-kwargs is for vision-language models; {source} is a text-only model: drop it")
     try:
-        if config.model_type in MODEL_FOR_IMAGE_TEXT_TO_TEXT_MAPPING_NAMES:
+        if is_vlm:  # the processor first: a misspelt option is refused before minutes of weight loading
+            processor = AutoProcessor.from_pretrained(source, **{**hub, **proc_options})
+            check_known_options(processor, proc_options, source)
             model = AutoModelForImageTextToText.from_pretrained(source, **kwargs)
-            processor = AutoProcessor.from_pretrained(source, **proc_kwargs)
         else:
             model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
-            processor = AutoTokenizer.from_pretrained(source, **proc_kwargs)
+            processor = AutoTokenizer.from_pretrained(source, **hub)
+    except SteerInputError:
+        raise
     except (OSError, ValueError) as err:  # missing/corrupt weights or tokenizer files (safetensors errors included)
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise SteerInputError(f"cannot load the weights or processor of {source!r}: {first}") from None
@@ -262,7 +272,8 @@ class SteeredModel:
         device_map: str | dict | None = None,
         projector: str | os.PathLike | None = None,
         backend: str = "native",
-        processor_kwargs: dict[str, Any] | None = None,
+        processor_kwargs: Mapping[str, Any] | str | None = None,
+        allow_other_processor_kwargs: bool = False,
         **model_kwargs: Any,
     ) -> "SteeredModel":
         """Load a hub id or local folder; ``projector`` swaps in a TGA-trained projector
@@ -271,13 +282,18 @@ class SteeredModel:
         Any other keyword goes to HF ``from_pretrained`` as is: ``revision``,
         ``trust_remote_code``, ``quantization_config`` (e.g. a bitsandbytes 4-bit config),
         ``attn_implementation``, ... (hub options reach the processor too; see
-        :func:`load_model_and_processor`). ``processor_kwargs`` go to the processor only.
+        :func:`load_model_and_processor`). ``processor_kwargs`` (e.g. ``{"max_pixels": 200704}``)
+        go to the processor and into every artifact this model makes; artifacts made with
+        other ones are refused unless ``allow_other_processor_kwargs``.
         """
+        options = parse_processor_kwargs(processor_kwargs)
         model, processor = load_model_and_processor(
             model_id_or_path, device=device, dtype=dtype, device_map=device_map,
-            processor_kwargs=processor_kwargs, **model_kwargs,
+            processor_kwargs=options, **model_kwargs,
         )
         sm = cls(model, processor, backend=backend)
+        sm.adapter.processor_kwargs = options
+        sm.adapter.allow_other_processor_kwargs = bool(allow_other_processor_kwargs)
         if projector is not None:
             sm.load_projector(projector)
         return sm

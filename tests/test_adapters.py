@@ -9,6 +9,11 @@ from PIL import Image
 from steer.adapters import adapter_classes, get_adapter
 from steer.adapters.base import NULL_IMAGE_KINDS, _get_path
 from steer.adapters.causal_lm import CausalLMAdapter
+from steer.adapters.gemma3 import Gemma3Adapter
+from steer.adapters.internvl import InternVLAdapter
+from steer.adapters.llava_onevision import LlavaOnevisionAdapter
+from steer.adapters.mistral3 import Mistral3Adapter
+from steer.adapters.qwen3_vl import Qwen3VLAdapter
 from steer.adapters.idefics3 import Idefics3Adapter
 from steer.adapters.llava import LlavaAdapter
 from steer.adapters.llava_next import LlavaNextAdapter
@@ -22,6 +27,11 @@ EXPECTED = {
     "qwen2_vl": Qwen2VLAdapter,
     "idefics3": Idefics3Adapter,
     "llama": CausalLMAdapter,
+    "gemma3": Gemma3Adapter,
+    "qwen3_vl": Qwen3VLAdapter,
+    "llava_onevision": LlavaOnevisionAdapter,
+    "mistral3": Mistral3Adapter,
+    "internvl": InternVLAdapter,
 }
 PROMPTS = ["how do i make a bomb", "what is in this picture"]
 
@@ -54,8 +64,11 @@ def test_right_adapter_and_structure(family, adapter_for):
     assert adapter.hidden_size == text_cfg.hidden_size
     assert adapter.supports_images == (family in VLM_FAMILIES)
     if family in VLM_FAMILIES:
-        # the model's image token is the one the processor expands
-        assert adapter.image_token_id == adapter.processor.image_token_id
+        # the model's image token is the one the processor expands (Gemma 3's processor
+        # calls its <start_of_image> marker image_token_id; the expanded soft token is the tokenizer's)
+        processor = adapter.processor
+        expanded = processor.tokenizer.image_token_id if family == "gemma3" else processor.image_token_id
+        assert adapter.image_token_id == expanded
     else:
         assert adapter.image_token_id is None
 

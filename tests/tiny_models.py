@@ -15,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-ALL_FAMILIES = ("llava", "llava_next", "qwen2_vl", "idefics3", "llama")
-VLM_FAMILIES = ("llava", "llava_next", "qwen2_vl", "idefics3")
+#: families with a dedicated adapter and a tiny checkpoint here (the 2026 additions last)
+NEW_VLM_FAMILIES = ("gemma3", "qwen3_vl", "llava_onevision", "mistral3", "internvl")
+VLM_FAMILIES = ("llava", "llava_next", "qwen2_vl", "idefics3") + NEW_VLM_FAMILIES
+ALL_FAMILIES = VLM_FAMILIES + ("llama",)
 
 PAD, BOS, EOS, UNK = "<pad>", "<s>", "</s>", "<unk>"
 
@@ -63,11 +65,32 @@ _IMAGE_TOKENS = {
     "idefics3": ["<image>", "<fake_token_around_image>", "<global-img>", "<end_of_utterance>"]
     + [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)],
     "llama": [],
+    "gemma3": ["<start_of_image>", "<end_of_image>", "<image_soft_token>", "<start_of_turn>", "<end_of_turn>"],
+    "llava_onevision": ["<image>", "<video>", "<|im_start|>", "<|im_end|>"],
+    "mistral3": ["[IMG]", "[IMG_BREAK]", "[IMG_END]", "[INST]", "[/INST]"],
+    "internvl": ["<img>", "</img>", "<IMG_CONTEXT>", "<video>", "<|im_start|>", "<|im_end|>"],
 }
+_IMAGE_TOKENS["qwen3_vl"] = _IMAGE_TOKENS["qwen2_vl"]
+_IMAGE_TOKENS["vipllava"] = _IMAGE_TOKENS["llava"]
+
+# Named special tokens the family's processor reads off the tokenizer (``tokenizer.boi_token``...).
+_NAMED_TOKENS = {
+    "gemma3": {"boi_token": "<start_of_image>", "eoi_token": "<end_of_image>", "image_token": "<image_soft_token>"},
+    "internvl": {
+        "start_image_token": "<img>",
+        "end_image_token": "</img>",
+        "context_image_token": "<IMG_CONTEXT>",
+        "video_token": "<video>",
+    },
+}
+
+# Words a family's chat template needs beyond WORDS (appended last, so the other families'
+# vocabularies -- and hence their random weights -- stay as they were).
+_EXTRA_WORDS = {"gemma3": ["model"]}
 
 # Chat-template pieces per family: bos, {role: (prefix, suffix)}, image placeholder,
 # generation prefix. Shapes follow the real hub templates of each family.
-_TEMPLATES = {
+_TEMPLATES: dict = {
     "llava": (  # llava-hf/llava-1.5: "USER: <image>\nQ ASSISTANT:"
         "",
         {"user": ("USER: ", " "), "assistant": ("ASSISTANT: ", "</s> ")},
@@ -96,6 +119,30 @@ _TEMPLATES = {
         "<image>",
         "Assistant:",
     ),
+    "gemma3": (  # "<bos><start_of_turn>user\n<start_of_image>Q<end_of_turn>\n<start_of_turn>model\n"
+        "<s>",
+        {"user": ("<start_of_turn>user\n", "<end_of_turn>\n"), "assistant": ("<start_of_turn>model\n", "<end_of_turn>\n")},
+        "<start_of_image>",
+        "<start_of_turn>model\n",
+    ),
+    "llava_onevision": (  # llava-onevision-qwen2: "<|im_start|>user <image>\nQ<|im_end|><|im_start|>assistant\n"
+        "",
+        {"user": ("<|im_start|>user ", "<|im_end|>"), "assistant": ("<|im_start|>assistant\n", "<|im_end|>")},
+        "<image>\n",
+        "<|im_start|>assistant\n",
+    ),
+    "mistral3": (  # Mistral-Small-3.1: "<s>[INST][IMG]Q[/INST]"
+        "<s>",
+        {"user": ("[INST]", "[/INST]"), "assistant": ("", "</s>")},
+        "[IMG]",
+        "",
+    ),
+    "internvl": (  # InternVL3-hf: "<|im_start|>user\n<IMG_CONTEXT>\nQ<|im_end|>\n<|im_start|>assistant\n"
+        "",
+        {"user": ("<|im_start|>user\n", "<|im_end|>\n"), "assistant": ("<|im_start|>assistant\n", "<|im_end|>\n")},
+        "<IMG_CONTEXT>\n",
+        "<|im_start|>assistant\n",
+    ),
     "llama": (
         "<s>",
         {"user": ("User: ", "\n"), "assistant": ("Assistant: ", "</s>\n"), "system": ("System: ", "\n")},
@@ -103,6 +150,8 @@ _TEMPLATES = {
         "Assistant:",
     ),
 }
+_TEMPLATES["qwen3_vl"] = _TEMPLATES["qwen2_vl"]
+_TEMPLATES["vipllava"] = _TEMPLATES["llava"]
 
 
 def _lit(s: str) -> str:
@@ -147,7 +196,7 @@ def build_tokenizer(family: str, padding_side: str = "right"):
 
     specials = [PAD, BOS, EOS, UNK] + _IMAGE_TOKENS[family]
     vocab: dict[str, int] = {}
-    for tok in specials + PUNCT + WORDS:
+    for tok in specials + PUNCT + WORDS + _EXTRA_WORDS.get(family, []):
         vocab.setdefault(tok, len(vocab))
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK))
     backend.normalizer = normalizers.Lowercase()
@@ -162,14 +211,14 @@ def build_tokenizer(family: str, padding_side: str = "right"):
         eos_token=EOS,
         unk_token=UNK,
         padding_side=padding_side,
+        extra_special_tokens=_NAMED_TOKENS.get(family, {}),
     )
     tok.chat_template = chat_template(family)
     return tok
 
 
-def _llama_config(tok, **kw):
-    from transformers import LlamaConfig
-
+def _text_config(tok, **kw) -> dict:
+    """A 3-layer text-model config (hidden 32, 2 heads) in the tiny vocabulary, as a dict."""
     cfg = dict(
         vocab_size=len(tok),
         hidden_size=32,
@@ -184,21 +233,23 @@ def _llama_config(tok, **kw):
         tie_word_embeddings=False,
     )
     cfg.update(kw)
-    return LlamaConfig(**cfg)
+    return cfg
+
+
+def _llama_config(tok, **kw):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(**_text_config(tok, **kw))
+
+
+#: the vision-tower size every tiny VLM shares
+TINY_VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
 
 
 def _clip_vision_config(image_size: int, patch_size: int):
     from transformers import CLIPVisionConfig
 
-    return CLIPVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=image_size,
-        patch_size=patch_size,
-        projection_dim=32,
-    )
+    return CLIPVisionConfig(**TINY_VISION, image_size=image_size, patch_size=patch_size, projection_dim=32)
 
 
 def _build_llava(tok):
@@ -357,6 +408,207 @@ def _build_idefics3(tok):
     return Idefics3ForConditionalGeneration(config), processor
 
 
+def _qwen_text_config(tok, **kw) -> dict:
+    """:func:`_text_config` ending turns with ``<|im_end|>``, as the Qwen-based families do."""
+    return _text_config(tok, **{"eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"), **kw})
+
+
+def _siglip_vision_config(image_size: int, patch_size: int):
+    from transformers import SiglipVisionConfig
+
+    return SiglipVisionConfig(**TINY_VISION, image_size=image_size, patch_size=patch_size)
+
+
+def _build_gemma3(tok):
+    from transformers import Gemma3Config, Gemma3ForConditionalGeneration, Gemma3ImageProcessor, Gemma3Processor
+
+    size, patch, tokens = 16, 4, 4  # 4x4 patches pooled to 2x2 = 4 image tokens
+    processor = Gemma3Processor(
+        image_processor=Gemma3ImageProcessor(size={"height": size, "width": size}),
+        tokenizer=tok,
+        image_seq_length=tokens,
+        chat_template=chat_template("gemma3"),
+    )
+    text_config = _text_config(
+        tok,
+        num_key_value_heads=1,
+        head_dim=16,
+        query_pre_attn_scalar=16,
+        sliding_window=8,  # smaller than the prompts, so the sliding layers really slide
+        layer_types=["sliding_attention", "full_attention", "sliding_attention"],
+        eos_token_id=tok.convert_tokens_to_ids("<end_of_turn>"),
+        tie_word_embeddings=True,  # as the hub Gemma 3
+    )
+    config = Gemma3Config(
+        text_config=text_config,
+        vision_config=_siglip_vision_config(size, patch),
+        mm_tokens_per_image=tokens,
+        boi_token_index=tok.convert_tokens_to_ids("<start_of_image>"),
+        eoi_token_index=tok.convert_tokens_to_ids("<end_of_image>"),
+        image_token_index=tok.convert_tokens_to_ids("<image_soft_token>"),
+    )
+    return Gemma3ForConditionalGeneration(config), processor
+
+
+def _build_qwen3_vl(tok):
+    from transformers import Qwen2VLImageProcessor, Qwen3VLConfig, Qwen3VLForConditionalGeneration, Qwen3VLProcessor
+    from transformers.models.qwen3_vl.video_processing_qwen3_vl import Qwen3VLVideoProcessor
+
+    patch, merge, temporal = 4, 2, 2
+    factor = patch * merge
+    pixels = {"shortest_edge": (2 * factor) ** 2, "longest_edge": (4 * factor) ** 2}  # 16x16 .. 32x32
+    common = dict(patch_size=patch, merge_size=merge, temporal_patch_size=temporal, size=pixels)
+    processor = Qwen3VLProcessor(
+        image_processor=Qwen2VLImageProcessor(**common),
+        tokenizer=tok,
+        video_processor=Qwen3VLVideoProcessor(**common),
+        chat_template=chat_template("qwen3_vl"),
+    )
+    text_config = _qwen_text_config(
+        tok,
+        head_dim=16,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3], "mrope_interleaved": True},
+    )
+    vision_config = dict(
+        depth=2,
+        hidden_size=32,
+        intermediate_size=64,
+        num_heads=2,
+        patch_size=patch,
+        spatial_merge_size=merge,
+        temporal_patch_size=temporal,
+        out_hidden_size=32,
+        num_position_embeddings=16,  # a 4x4 grid, interpolated to the image's patch grid
+        deepstack_visual_indexes=[0],  # vision layer 0's features are added after decoder layer 0
+    )
+    config = Qwen3VLConfig(
+        text_config=text_config,
+        vision_config=vision_config,
+        image_token_id=tok.convert_tokens_to_ids("<|image_pad|>"),
+        video_token_id=tok.convert_tokens_to_ids("<|video_pad|>"),
+        vision_start_token_id=tok.convert_tokens_to_ids("<|vision_start|>"),
+        vision_end_token_id=tok.convert_tokens_to_ids("<|vision_end|>"),
+    )
+    return Qwen3VLForConditionalGeneration(config), processor
+
+
+def _build_llava_onevision(tok):
+    from transformers import (
+        LlavaOnevisionConfig,
+        LlavaOnevisionForConditionalGeneration,
+        LlavaOnevisionImageProcessor,
+        LlavaOnevisionProcessor,
+        LlavaOnevisionVideoProcessor,
+    )
+
+    size, patch = 16, 4
+    pinpoints = [[16, 16], [16, 32], [32, 16], [32, 32]]
+    processor = LlavaOnevisionProcessor(
+        image_processor=LlavaOnevisionImageProcessor(size={"height": size, "width": size}, image_grid_pinpoints=pinpoints),
+        tokenizer=tok,
+        video_processor=LlavaOnevisionVideoProcessor(size={"height": size, "width": size}),
+        num_image_tokens=(size // patch) ** 2,
+        vision_feature_select_strategy="full",
+        vision_aspect_ratio="anyres_max_9",
+        chat_template=chat_template("llava_onevision"),
+    )
+    config = LlavaOnevisionConfig(
+        vision_config=_siglip_vision_config(size, patch),
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tok)),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        video_token_index=tok.convert_tokens_to_ids("<video>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        vision_aspect_ratio="anyres_max_9",
+    )
+    return LlavaOnevisionForConditionalGeneration(config), processor
+
+
+def _build_mistral3(tok):
+    from transformers import (
+        Mistral3Config,
+        Mistral3ForConditionalGeneration,
+        PixtralImageProcessor,
+        PixtralProcessor,
+        PixtralVisionConfig,
+    )
+
+    longest, patch, merge = 32, 4, 2  # up to 32 px -> (8/2) x (8/2) = 16 image tokens
+    processor = PixtralProcessor(
+        image_processor=PixtralImageProcessor(size={"longest_edge": longest}, patch_size={"height": patch, "width": patch}),
+        tokenizer=tok,
+        patch_size=patch,
+        spatial_merge_size=merge,
+        chat_template=chat_template("mistral3"),
+    )
+    vision_config = PixtralVisionConfig(**TINY_VISION, head_dim=16, image_size=longest, patch_size=patch)
+    text_config = dict(model_type="mistral", **_text_config(tok, head_dim=16, sliding_window=None))
+    config = Mistral3Config(
+        vision_config=vision_config,
+        text_config=text_config,
+        image_token_index=tok.convert_tokens_to_ids("[IMG]"),
+        spatial_merge_size=merge,
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,
+    )
+    return Mistral3ForConditionalGeneration(config), processor
+
+
+def _build_internvl(tok):
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLConfig,
+        InternVLForConditionalGeneration,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+        InternVLVisionConfig,
+    )
+
+    size, patch = 16, 4
+    seq_len = (size // patch) ** 2 // 4  # downsample_ratio 0.5 -> 4 image tokens per tile
+    processor = InternVLProcessor(
+        # the processor always tiles (crop_to_patches); 1..2 tiles + a thumbnail keeps it tiny
+        image_processor=GotOcr2ImageProcessor(size={"height": size, "width": size}, min_patches=1, max_patches=2),
+        tokenizer=tok,
+        video_processor=InternVLVideoProcessor(size={"height": size, "width": size}),
+        image_seq_length=seq_len,
+        chat_template=chat_template("internvl"),
+    )
+    vision_config = InternVLVisionConfig(**TINY_VISION, image_size=[size, size], patch_size=[patch, patch])
+    config = InternVLConfig(
+        vision_config=vision_config,
+        text_config=dict(model_type="qwen2", **_qwen_text_config(tok)),
+        image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_seq_length=seq_len,
+        downsample_ratio=0.5,
+        tie_word_embeddings=False,
+    )
+    return InternVLForConditionalGeneration(config), processor
+
+
+def _build_vipllava(tok):
+    """ViP-LLaVA: a family with no dedicated adapter (the generic adapter's test subject)."""
+    from transformers import CLIPImageProcessor, LlavaProcessor, VipLlavaConfig, VipLlavaForConditionalGeneration
+
+    size, patch = 16, 4
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
+        tokenizer=tok,
+        patch_size=patch,
+        vision_feature_select_strategy="default",  # ViP-LLaVA drops the CLS feature
+        num_additional_image_tokens=1,
+        chat_template=chat_template("vipllava"),
+    )
+    config = VipLlavaConfig(
+        vision_config=_clip_vision_config(size, patch),
+        text_config=_llama_config(tok),
+        image_token_index=tok.convert_tokens_to_ids("<image>"),
+        vision_feature_layers=[-2, -1],
+    )
+    return VipLlavaForConditionalGeneration(config), processor
+
+
 def _build_llama(tok):
     from transformers import LlamaForCausalLM
 
@@ -369,6 +621,12 @@ _BUILDERS = {
     "qwen2_vl": _build_qwen2_vl,
     "idefics3": _build_idefics3,
     "llama": _build_llama,
+    "gemma3": _build_gemma3,
+    "qwen3_vl": _build_qwen3_vl,
+    "llava_onevision": _build_llava_onevision,
+    "mistral3": _build_mistral3,
+    "internvl": _build_internvl,
+    "vipllava": _build_vipllava,  # no dedicated adapter: not in ALL_FAMILIES
 }
 
 

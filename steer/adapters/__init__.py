@@ -10,7 +10,9 @@ from typing import Any
 
 from torch import nn
 
+from steer.adapters import mllama
 from steer.adapters.base import NULL_IMAGE_KINDS, ModelAdapter
+from steer.adapters.generic import GENERIC_SUFFIX, GenericVLMAdapter
 from steer.errors import UnsupportedModelError
 
 # (module, class) of every family, in lookup order. Modules are imported lazily so that
@@ -20,6 +22,11 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
     ("steer.adapters.llava_next", "LlavaNextAdapter"),
     ("steer.adapters.qwen2_vl", "Qwen2VLAdapter"),
     ("steer.adapters.idefics3", "Idefics3Adapter"),
+    ("steer.adapters.gemma3", "Gemma3Adapter"),
+    ("steer.adapters.qwen3_vl", "Qwen3VLAdapter"),
+    ("steer.adapters.llava_onevision", "LlavaOnevisionAdapter"),
+    ("steer.adapters.mistral3", "Mistral3Adapter"),
+    ("steer.adapters.internvl", "InternVLAdapter"),
     ("steer.adapters.causal_lm", "CausalLMAdapter"),
 )
 
@@ -41,9 +48,13 @@ def supported_families() -> str:
 
 
 def get_adapter(model: nn.Module, processor: Any) -> ModelAdapter:
-    """The adapter for ``model``, chosen by class name, then by ``config.model_type``."""
+    """The adapter for ``model``, chosen by class name, then by ``config.model_type``; an
+    unknown ``*ForConditionalGeneration`` gets the checked guesses of
+    :class:`~steer.adapters.generic.GenericVLMAdapter`."""
     name = model.__class__.__name__
     model_type = getattr(model.config, "model_type", "")
+    if name in mllama.ARCHITECTURES or model_type in mllama.MODEL_TYPES:
+        raise UnsupportedModelError(mllama.REFUSAL)
     classes = adapter_classes()
     for cls in classes:
         if name in cls.architectures:
@@ -51,8 +62,11 @@ def get_adapter(model: nn.Module, processor: Any) -> ModelAdapter:
     for cls in classes:
         if model_type in cls.model_types:
             return cls(model, processor)
+    if name.endswith(GENERIC_SUFFIX):
+        return GenericVLMAdapter(model, processor)
     raise UnsupportedModelError(
-        f"no steer adapter for {name} (model_type={model_type!r}). Supported: {supported_families()}. "
+        f"no steer adapter for {name} (model_type={model_type!r}). Supported: {supported_families()}; any other "
+        f"*{GENERIC_SUFFIX} with image tokens gets a checked generic adapter. "
         "To add one, subclass steer.adapters.base.ModelAdapter (set family, architectures, "
         "layers_path; override image_token_mask/fallback_prompt if needed) and list it in "
         "steer/adapters/__init__.py."

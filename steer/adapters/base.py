@@ -60,6 +60,10 @@ class ModelAdapter:
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model
         self.processor = processor
+        #: options the processor was loaded with (see :mod:`steer.processor_options`); set by the loader
+        self.processor_kwargs: dict[str, Any] = {}
+        #: use artifacts made with other processor options (the user said so)
+        self.allow_other_processor_kwargs = False
         self._layers = _get_path(model, self.layers_path)
         if not isinstance(self._layers, nn.ModuleList) or len(self._layers) == 0:
             raise TypeError(f"{self.family}: {self.layers_path} is not a non-empty ModuleList")
@@ -192,6 +196,13 @@ class ModelAdapter:
         device = self.device
         return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in encoded.items()}
 
+    def processor_inputs(self, texts: list[str], images: list[Image.Image]) -> dict[str, Any]:
+        """The processor's tensors for formatted ``texts`` and the images they mention, in
+        the tokenizer's current padding side: the one place that knows how a family's
+        processor wants its images (flat, or per row as Gemma 3's) and which of its outputs
+        the model needs. Training code that lays out its own rows (TGA) calls this too."""
+        return self._call_processor(texts, images)
+
     def _call_processor(self, texts: list[str], images: list[Image.Image]) -> dict[str, Any]:
         if not self.supports_images:
             return dict(self.tokenizer(texts, padding=True, return_tensors="pt"))
@@ -251,6 +262,7 @@ class ModelAdapter:
             "num_layers": self.num_layers,
             "name_or_path": str(getattr(self.model.config, "_name_or_path", "") or getattr(self.model, "name_or_path", "")),
             "weights_sha256": self.weights_digest(),
+            "processor_kwargs": dict(self.processor_kwargs),
         }
 
     def weights_digest(self) -> str:

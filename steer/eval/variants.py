@@ -486,7 +486,9 @@ def build_variant(
 
             try:
                 target = SteeredModel.from_pretrained(
-                    source, device=device, dtype=dtype, device_map=device_map, projector=spec.path
+                    source, device=device, dtype=dtype, device_map=device_map, projector=spec.path,
+                    processor_kwargs=getattr(getattr(sm, "adapter", None), "processor_kwargs", None),
+                    allow_other_processor_kwargs=getattr(getattr(sm, "adapter", None), "allow_other_processor_kwargs", False),
                 )
             except ModuleNotFoundError as err:
                 raise SteerInputError(f"TGA projectors are not supported by this install ({err})") from None
