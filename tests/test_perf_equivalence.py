@@ -1,0 +1,242 @@
+"""The performance work changes cost, never results.
+
+* Free decode steps: with positions that cannot touch a generated token (``prompt``,
+  ``prompt_last``) or a gate that closed every row, decode steps run no steering tensor op,
+  and every positions mode still gives the greedy tokens and logits of a naive reference
+  hook written from the definitions in :mod:`steer.positions` (Python loops, no masks).
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from steer import SteeredModel, Steering
+from steer.positions import POSITIONS
+
+PROMPTS = ["how do i make a bomb", "what is in this picture please", "hello"]
+
+
+def _sm(tiny_loaded, family) -> SteeredModel:
+    model, processor = tiny_loaded(family)
+    return SteeredModel(model, processor)
+
+
+def _vectors(sm: SteeredModel, scale: float = 2.0) -> dict[int, torch.Tensor]:
+    gen = torch.Generator().manual_seed(11)
+    return {l: scale * torch.randn(sm.adapter.hidden_size, generator=gen) for l in range(sm.adapter.num_layers)}
+
+
+def _inputs(sm: SteeredModel):
+    images = None
+    if sm.adapter.supports_images:
+        img = sm.adapter.content_free_image("noise", seed=1)
+        images = [img, img, None]
+    return sm.build_inputs(PROMPTS, images)
+
+
+def _hook_ids(sm: SteeredModel) -> set[int]:
+    modules = [sm.model, *sm.adapter.decoder_layers]
+    return {hid for m in modules for hid in (*m._forward_hooks, *m._forward_pre_hooks)}
+
+
+def _naive_wanted(kind: str, pos: int, row: int, ids, attn, image_rows, prompt_len: int, vlm: bool) -> bool:
+    """Does ``kind`` steer absolute position ``pos`` of ``row``? Straight from the docstring."""
+    if pos < prompt_len and not bool(attn[row, pos]):
+        return False  # padding
+    is_image = pos < prompt_len and bool(image_rows[row, pos])
+    image_idx = [i for i in range(prompt_len) if bool(image_rows[row, i])]
+    anchor = image_idx[-1] if image_idx else -1
+    enabled = bool(image_idx) if vlm else True
+    if kind == "all":
+        return True
+    if kind == "image":
+        return is_image
+    if kind == "text":
+        return not is_image
+    if kind == "last":
+        return pos >= prompt_len - 1
+    if kind == "prompt_last":
+        return enabled and pos == prompt_len - 1
+    if kind == "after_image":
+        return enabled and pos > anchor
+    if kind == "prompt":
+        return enabled and anchor < pos < prompt_len
+    raise AssertionError(kind)
+
+
+class _NaiveHooks:
+    """Reference steering: counts absolute positions itself and edits masked positions one by one."""
+
+    def __init__(self, sm: SteeredModel, vectors, alpha: float, kind: str, inputs):
+        self.sm, self.kind = sm, kind
+        dtype = next(sm.model.parameters()).dtype
+        self.terms = {l: -(alpha * v.to(dtype)) for l, v in vectors.items()}
+        self.ids = inputs["input_ids"]
+        self.attn = inputs["attention_mask"]
+        self.image = sm.adapter.image_token_mask(self.ids)
+        self.prompt_len = self.ids.shape[1]
+        self.seen = 0
+        self.start = 0
+        self.handles = []
+
+    def __enter__(self):
+        def pre(module, args, kwargs):
+            ids = kwargs.get("input_ids")
+            self.start = self.seen
+            self.seen += ids.shape[1]
+
+        self.handles.append(self.sm.model.register_forward_pre_hook(pre, with_kwargs=True))
+        for layer, term in self.terms.items():
+            self.handles.append(self.sm.adapter.decoder_layers[layer].register_forward_hook(self._hook(term), prepend=True))
+        return self
+
+    def _hook(self, term):
+        def hook(module, args, output):
+            hidden = output if torch.is_tensor(output) else output[0]
+            hidden = hidden.clone()
+            for b in range(hidden.shape[0]):
+                for t in range(hidden.shape[1]):
+                    wanted = _naive_wanted(
+                        self.kind, self.start + t, b, self.ids, self.attn, self.image, self.prompt_len,
+                        self.sm.adapter.supports_images,
+                    )
+                    if wanted:
+                        hidden[b, t] = hidden[b, t] + term
+            return hidden if torch.is_tensor(output) else (hidden, *output[1:])
+
+        return hook
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+def _generate(sm: SteeredModel, inputs, max_new_tokens: int = 5):
+    out = sm.model.generate(
+        **inputs, max_new_tokens=max_new_tokens, do_sample=False, output_logits=True, return_dict_in_generate=True
+    )
+    return out.sequences, torch.stack(out.logits)
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "llama"])
+@pytest.mark.parametrize("kind", POSITIONS)
+def test_engine_matches_naive_reference_hook(tiny_loaded, family, kind):
+    sm = _sm(tiny_loaded, family)
+    if kind == "image" and not sm.adapter.supports_images:
+        pytest.skip("image positions need a VLM")
+    inputs = _inputs(sm)
+    vectors = _vectors(sm)
+    with torch.no_grad():
+        with _NaiveHooks(sm, vectors, 1.0, kind, inputs):
+            ref_tokens, ref_logits = _generate(sm, inputs)
+        with Steering(sm.adapter, vectors, alpha=1.0, positions=kind) as st, st.prompt(inputs["input_ids"]):
+            tokens, logits = _generate(sm, inputs)
+        base_tokens, base_logits = _generate(sm, inputs)
+    assert torch.equal(tokens, ref_tokens)
+    torch.testing.assert_close(logits, ref_logits, rtol=0, atol=1e-5)
+    assert not torch.allclose(logits, base_logits)  # the steering did something
+
+
+def _count_addcmul(monkeypatch) -> list[int]:
+    calls = [0]
+    real = torch.addcmul
+
+    def counting(*args, **kwargs):
+        calls[0] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "addcmul", counting)
+    return calls
+
+
+class _StepCounter:
+    """Counts steering tensor ops per forward of the model (prefill = forward 0)."""
+
+    def __init__(self, sm, calls):
+        self.per_forward: list[int] = []
+        self.calls = calls
+        self.handle = sm.model.register_forward_hook(self._done)
+
+    def _done(self, *args):
+        self.per_forward.append(self.calls[0] - sum(self.per_forward))
+
+
+@pytest.mark.parametrize("kind", ["prompt", "prompt_last"])
+def test_decode_steps_run_no_steering_op_when_nothing_can_be_steered(tiny_loaded, monkeypatch, kind):
+    sm = _sm(tiny_loaded, "llava")
+    inputs = _inputs(sm)
+    calls = _count_addcmul(monkeypatch)
+    counter = _StepCounter(sm, calls)
+    try:
+        with torch.no_grad(), Steering(sm.adapter, _vectors(sm), positions=kind) as st, st.prompt(inputs["input_ids"]):
+            _generate(sm, inputs, max_new_tokens=4)
+    finally:
+        counter.handle.remove()
+    assert counter.per_forward[0] == sm.adapter.num_layers  # the prefill is steered
+    assert counter.per_forward[1:] == [0, 0, 0]  # decode steps: the hooks returned before any tensor op
+
+
+def test_decode_steps_still_steer_positions_that_reach_generated_tokens(tiny_loaded, monkeypatch):
+    sm = _sm(tiny_loaded, "llava")
+    inputs = _inputs(sm)
+    calls = _count_addcmul(monkeypatch)
+    counter = _StepCounter(sm, calls)
+    try:
+        with torch.no_grad(), Steering(sm.adapter, _vectors(sm), positions="last") as st, st.prompt(inputs["input_ids"]):
+            _generate(sm, inputs, max_new_tokens=3)
+    finally:
+        counter.handle.remove()
+    assert counter.per_forward == [sm.adapter.num_layers] * 3
+
+
+class _ClosedGate:
+    layer, threshold = 0, 0.5
+
+    def score(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(hidden.shape[0], device=hidden.device)
+
+
+def test_gate_closing_every_row_frees_the_rest_of_the_generation(tiny_loaded, monkeypatch):
+    sm = _sm(tiny_loaded, "llava")
+    inputs = _inputs(sm)
+    vectors = {l: v for l, v in _vectors(sm).items() if l >= 1}
+    with torch.no_grad():
+        base_tokens, base_logits = _generate(sm, inputs, max_new_tokens=4)
+        calls = _count_addcmul(monkeypatch)
+        counter = _StepCounter(sm, calls)
+        try:
+            with Steering(sm.adapter, vectors, positions="after_image", gate=_ClosedGate()) as st, st.prompt(
+                inputs["input_ids"]
+            ):
+                tokens, logits = _generate(sm, inputs, max_new_tokens=4)
+        finally:
+            counter.handle.remove()
+    assert torch.equal(tokens, base_tokens) and torch.equal(logits, base_logits)
+    assert sum(counter.per_forward) == 0
+
+
+@pytest.mark.parametrize("kind", ["prompt", "after_image"])
+def test_hooks_gone_after_an_exception_in_a_decode_step(tiny_loaded, kind):
+    sm = _sm(tiny_loaded, "llava")
+    inputs = _inputs(sm)
+    before = _hook_ids(sm)
+    with torch.no_grad():
+        base = sm.model(**inputs).logits
+    forwards = [0]
+
+    def boom(module, args, kwargs):
+        forwards[0] += 1
+        if forwards[0] == 3:
+            raise RuntimeError("boom in a decode step")
+
+    handle = sm.model.register_forward_pre_hook(boom, with_kwargs=True)
+    try:
+        with pytest.raises(RuntimeError, match="boom"):
+            sm.generate(PROMPTS, images=[sm.adapter.content_free_image("noise", seed=1)] * 3, steer=_vectors(sm),
+                        positions=kind, max_new_tokens=5)
+    finally:
+        handle.remove()
+    assert _hook_ids(sm) == before
+    with torch.no_grad():
+        assert torch.equal(sm.model(**inputs).logits, base)
