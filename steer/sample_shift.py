@@ -1,19 +1,44 @@
 """A query's own modality shift (sample-level CMRM, arXiv 2410.09047; ShiftDC's delta).
 
 ``delta_l = h_l(content-free image + prompt) - h_l(prompt alone)`` at the last prompt
-token, per query and per layer. Both views run as one left-padded batch of 2B rows:
-one extra forward over roughly twice the batch's prompt tokens, before generation.
+token, per query and per layer.
+
+Without waste (the default where the family allows it): everything up to and including
+the content-free image's last image token is the same for every query, so its KV cache is
+computed once per model (and null image, dtype, device, weights) and kept. Each call then
+runs one forward over 2B short rows: the B image-view suffixes (the text after the image,
+attending to the cached prefix) and the B text-only prompts (the same cache, masked out,
+with their own positions), right-padded to the longest of these short rows -- a text-only
+row is never padded to an image row's length. Same shifts as the padded path below up to
+float rounding (rotary position embeddings depend on relative positions only).
+
+Where the prefix is not shareable -- a family whose positions depend on the image in a
+way a cached text-only step does not reproduce (Qwen2-VL's M-RoPE, see
+``ModelAdapter.image_prefix_shareable``), a chat template that puts text before the image
+that differs per query, or an image with nothing after it -- :func:`padded_query_shifts`
+runs both views as one left-padded batch of 2B rows, as before.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import copy
+import weakref
+from collections import OrderedDict
+from typing import Any, Mapping, Sequence
 
 import torch
 
 from steer.adapters.base import ModelAdapter
 from steer.capture import capture_pooled
 from steer.errors import SteerInputError
+
+#: model -> {(null image, prefix ids, dtype, device, weights state): one-row KV cache}; a few per model
+_PREFIXES: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, Any]]" = weakref.WeakKeyDictionary()
+_PREFIXES_PER_MODEL = 4
+
+
+class _StopForward(Exception):
+    """Raised after the deepest wanted layer: the rest of the model is not needed."""
 
 
 def query_shifts(
@@ -23,10 +48,166 @@ def query_shifts(
     null_image: str = "blank",
 ) -> dict[int, torch.Tensor]:
     """{layer: (B, d) float32} shift of each prompt's hidden state caused by a content-free image."""
-    if not adapter.supports_images:
-        raise SteerInputError(f"sample-level steering measures an image shift; {adapter.family} models take no images")
+    _check_images(adapter)
+    if getattr(adapter, "image_prefix_shareable", True):
+        shifts = cached_prefix_query_shifts(adapter, prompts, layers, null_image=null_image)
+        if shifts is not None:
+            return shifts
+    return padded_query_shifts(adapter, prompts, layers, null_image=null_image)
+
+
+def padded_query_shifts(
+    adapter: ModelAdapter,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    null_image: str = "blank",
+) -> dict[int, torch.Tensor]:
+    """The reference path: both views of every prompt as one left-padded batch of 2B rows
+    (text-only rows padded to the image rows' length; the image prefix recomputed per call)."""
+    _check_images(adapter)
     blank = adapter.content_free_image(null_image)
     n = len(prompts)
     inputs = adapter.build_inputs(list(prompts) * 2, [blank] * n + [None] * n)
     pooled = capture_pooled(adapter, inputs, layers, pool="last")
     return {layer: (h[:n] - h[n:]).float() for layer, h in pooled.items()}
+
+
+@torch.inference_mode()
+def cached_prefix_query_shifts(
+    adapter: ModelAdapter,
+    prompts: Sequence[str],
+    layers: Sequence[int],
+    null_image: str = "blank",
+) -> dict[int, torch.Tensor] | None:
+    """The shifts from the cached content-free-image prefix plus one short forward, or None
+    when these prompts do not share one prefix ending at the image (use the padded path)."""
+    _check_images(adapter)
+    if not layers:
+        raise SteerInputError("no layers to capture")
+    prompts = list(prompts)
+    n = len(prompts)
+    blank = adapter.content_free_image(null_image)
+    image_rows = adapter.build_inputs(prompts, [blank] * n)
+    image_ids = _unpadded(image_rows)
+    anchor = _last_image_index(adapter, image_ids[0])
+    if anchor is None:
+        return None
+    prefix_ids = image_ids[0][: anchor + 1]
+    suffixes = [ids[anchor + 1 :] for ids in image_ids]
+    if any(ids[: anchor + 1] != prefix_ids for ids in image_ids) or any(not s for s in suffixes):
+        return None
+    texts = _unpadded(adapter.build_inputs(prompts, None))
+    cache = _prefix_cache(adapter, null_image, prefix_ids, prompts[0])
+    prefix_len = len(prefix_ids)
+    rows = suffixes + texts
+    width = max(len(r) for r in rows)
+    device = adapter.device
+    pad = int(adapter.tokenizer.pad_token_id or 0)
+    ids = torch.full((2 * n, width), pad, dtype=torch.long, device=device)
+    # attention over [prefix | row]: image views see the prefix, text-only views do not
+    attention = torch.zeros(2 * n, prefix_len + width, dtype=torch.long, device=device)
+    attention[:n, :prefix_len] = 1
+    positions = torch.zeros(2 * n, width, dtype=torch.long, device=device)
+    last = torch.empty(2 * n, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
+        attention[i, prefix_len : prefix_len + len(row)] = 1
+        start = prefix_len if i < n else 0
+        positions[i] = torch.arange(start, start + width, device=device)
+        last[i] = len(row) - 1
+    past = copy.deepcopy(cache)
+    past.batch_repeat_interleave(2 * n)
+    pooled = _capture_at(
+        adapter,
+        dict(input_ids=ids, attention_mask=attention, position_ids=positions, cache=past, use_cache=True),
+        layers,
+        last,
+    )
+    return {layer: (h[:n] - h[n:]).float() for layer, h in pooled.items()}
+
+
+def clear_prefix_cache(model: torch.nn.Module | None = None) -> None:
+    """Forget the cached content-free-image prefixes (of one model, or of all)."""
+    if model is None:
+        _PREFIXES.clear()
+    else:
+        _PREFIXES.pop(model, None)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _check_images(adapter: ModelAdapter) -> None:
+    if not adapter.supports_images:
+        raise SteerInputError(f"sample-level steering measures an image shift; {adapter.family} models take no images")
+
+
+def _unpadded(inputs: Mapping[str, torch.Tensor]) -> list[list[int]]:
+    """Each row's token ids without its (left) padding."""
+    ids = inputs["input_ids"]
+    mask = inputs.get("attention_mask")
+    if mask is None:
+        return [row.tolist() for row in ids]
+    return [row[keep.bool()].tolist() for row, keep in zip(ids, mask)]
+
+
+def _last_image_index(adapter: ModelAdapter, row: list[int]) -> int | None:
+    where = adapter.image_token_mask(torch.tensor([row], dtype=torch.long))[0].nonzero()
+    return None if where.numel() == 0 else int(where.max())
+
+
+def _weights_state(model: torch.nn.Module) -> tuple:
+    """Changes whenever a weight is replaced or edited in place (e.g. a TGA projector swap)."""
+    return tuple((p.data_ptr(), p._version) for p in model.parameters())
+
+
+def _prefix_cache(adapter: ModelAdapter, null_image: str, prefix_ids: list[int], prompt: str) -> Any:
+    """The one-row KV cache of the shared prefix, computed on first use and kept."""
+    model = adapter.model
+    param = next(model.parameters())
+    key = (null_image, tuple(prefix_ids), param.dtype, str(param.device), _weights_state(model))
+    store = _PREFIXES.setdefault(model, OrderedDict())
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    one = adapter.build_inputs([prompt], [adapter.content_free_image(null_image)])  # one row: no padding
+    full = one["input_ids"].shape[1]
+    length = len(prefix_ids)
+    extra = {
+        k: (v[:, :length] if torch.is_tensor(v) and v.dim() == 2 and v.shape[1] == full else v)  # per-token inputs
+        for k, v in one.items()
+        if k not in ("input_ids", "attention_mask")
+    }
+    ids = one["input_ids"][:, :length]
+    out = model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True, logits_to_keep=1, **extra)
+    store[key] = out.cache
+    while len(store) > _PREFIXES_PER_MODEL:
+        store.popitem(last=False)
+    return out.cache
+
+
+def _capture_at(
+    adapter: ModelAdapter, inputs: Mapping[str, Any], layers: Sequence[int], index: torch.Tensor
+) -> dict[int, torch.Tensor]:
+    """{layer: (B, d) float64 CPU} outputs of ``decoder_layers[layer]`` at position ``index[b]`` of each row."""
+    wanted = sorted({int(l) for l in layers})
+    deepest = wanted[-1]
+    found: dict[int, torch.Tensor] = {}
+    rows = torch.arange(index.shape[0], device=index.device)
+
+    def make_hook(layer: int):
+        def hook(module, args, output):
+            hidden = output if torch.is_tensor(output) else output[0]
+            found[layer] = hidden[rows, index.to(hidden.device)].to(torch.float64).cpu()
+            if layer == deepest:
+                raise _StopForward
+
+        return hook
+
+    handles = [adapter.decoder_layers[l].register_forward_hook(make_hook(l)) for l in wanted]
+    try:
+        adapter.model(**inputs)
+    except _StopForward:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+    return found

@@ -240,3 +240,96 @@ def test_hooks_gone_after_an_exception_in_a_decode_step(tiny_loaded, kind):
     assert _hook_ids(sm) == before
     with torch.no_grad():
         assert torch.equal(sm.model(**inputs).logits, base)
+
+
+# ---------------------------------------------------------------------------- sample level
+SHIFT_PROMPTS = ["how do i make a bomb", "what is in this picture please tell me now", "hello"]
+
+
+def _max_diff(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float((a[l] - b[l]).abs().max()) for l in a)
+
+
+@pytest.mark.parametrize("family", ["llava", "llava_next", "idefics3"])
+def test_cached_prefix_shifts_equal_the_padded_path(tiny_loaded, family):
+    from steer.sample_shift import cached_prefix_query_shifts, clear_prefix_cache, padded_query_shifts, query_shifts
+
+    sm = _sm(tiny_loaded, family)
+    layers = list(range(sm.adapter.num_layers))
+    clear_prefix_cache(sm.model)
+    ref = padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers, null_image="blank")
+    got = cached_prefix_query_shifts(sm.adapter, SHIFT_PROMPTS, layers, null_image="blank")
+    assert got is not None
+    assert _max_diff(ref, got) < 1e-5 * max(float(v.abs().max()) for v in ref.values()) + 1e-7
+    assert max(float(v.abs().max()) for v in ref.values()) > 1e-3  # the shifts are not trivially zero
+    # the public entry point takes the cached path; a subset of layers and one prompt agree too
+    assert _max_diff(query_shifts(sm.adapter, SHIFT_PROMPTS, layers), got) == 0.0
+    one = cached_prefix_query_shifts(sm.adapter, SHIFT_PROMPTS[1:2], layers[:2])
+    assert _max_diff({l: ref[l][1:2] for l in layers[:2]}, one) < 1e-6
+
+
+def test_prefix_is_computed_once_and_text_rows_stay_short(tiny_loaded):
+    from steer.sample_shift import clear_prefix_cache, query_shifts
+
+    sm = _sm(tiny_loaded, "llava")
+    layers = [0, 1]
+    clear_prefix_cache(sm.model)
+    seen: list[tuple[int, int]] = []
+    handle = sm.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
+    )
+    try:
+        query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+        query_shifts(sm.adapter, SHIFT_PROMPTS[:1], layers)
+    finally:
+        handle.remove()
+    image_row_len = sm.build_inputs(SHIFT_PROMPTS[:1], [sm.adapter.content_free_image("blank")])["input_ids"].shape[1]
+    # first call: the prefix (one row) then one forward of 2B short rows; second call: the short forward only
+    assert len(seen) == 3 and seen[0][0] == 1
+    assert seen[1][0] == 2 * len(SHIFT_PROMPTS) and seen[2][0] == 2
+    text_len = max(sm.build_inputs([p])["input_ids"].shape[1] for p in SHIFT_PROMPTS)
+    assert seen[1][1] < image_row_len and seen[1][1] <= text_len + 2  # no row padded to an image row's length
+
+
+def test_prefix_cache_follows_weight_edits(tiny_loaded):
+    from steer.sample_shift import clear_prefix_cache, padded_query_shifts, query_shifts
+
+    sm = _sm(tiny_loaded, "llava")
+    layers = list(range(sm.adapter.num_layers))
+    clear_prefix_cache(sm.model)
+    before = query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+    weight = sm.model.model.multi_modal_projector.linear_1.weight
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.mul_(1.5)  # an in-place edit, as a projector swap does
+        after = query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+        ref = padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+    assert _max_diff(after, ref) < 1e-5
+    assert _max_diff(after, before) > 1e-4
+
+
+def test_qwen2_vl_falls_back_to_the_padded_path(tiny_loaded):
+    from steer.sample_shift import padded_query_shifts, query_shifts
+
+    sm = _sm(tiny_loaded, "qwen2_vl")
+    assert sm.adapter.image_prefix_shareable is False  # M-RoPE positions depend on the image grid
+    layers = list(range(sm.adapter.num_layers))
+    assert _max_diff(query_shifts(sm.adapter, SHIFT_PROMPTS, layers), padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers)) == 0.0
+
+
+@pytest.mark.parametrize("family", ["llava", "idefics3"])
+def test_sample_level_generation_unchanged(tiny_loaded, family, monkeypatch):
+    """Greedy tokens of sample-level steering with the cached prefix equal those with the padded path."""
+    import steer.sample_shift as sample_shift
+
+    sm = _sm(tiny_loaded, family)
+    img = sm.adapter.content_free_image("noise", seed=2)
+    kw = dict(images=[img, img, None], steer="sample", alpha=3.0, max_new_tokens=6)
+    fast = sm.generate(SHIFT_PROMPTS, **kw)
+    monkeypatch.setattr(sample_shift, "cached_prefix_query_shifts", lambda *a, **k: None)
+    assert sm.generate(SHIFT_PROMPTS, **kw) == fast
