@@ -18,6 +18,7 @@ from rich.text import Text
 
 from steer.atomic import check_output_dir, check_output_path
 from steer.errors import SteerError, SteerInputError
+from steer.threads import with_threads
 
 app = typer.Typer(
     name="steer",
@@ -75,6 +76,7 @@ def parse_alpha(text: str) -> float:
 
 
 @app.command()
+@with_threads
 def generate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user message."),
@@ -217,6 +219,7 @@ def inspect(
 
 
 @app.command()
+@with_threads
 def calibrate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(
@@ -354,6 +357,7 @@ def calibrate(
 
 
 @app.command()
+@with_threads
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -501,6 +505,7 @@ def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
 
 
 @app.command("eval")
+@with_threads
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
@@ -596,6 +601,7 @@ def eval_cmd(
 
 
 @app.command("sweep")
+@with_threads
 def sweep_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
@@ -673,6 +679,7 @@ def sweep_cmd(
 
 
 @app.command("compare")
+@with_threads
 def compare_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     variants: str = typer.Option(
@@ -776,6 +783,7 @@ def _band_spec(layers: list[int]) -> str:
 
 
 @app.command("train-tga")
+@with_threads
 def train_tga(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -891,6 +899,7 @@ def train_tga(
 
 
 @app.command("inspect-layers")
+@with_threads
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -994,6 +1003,7 @@ app.add_typer(organism_app, name="organism")
 
 
 @organism_app.command("train")
+@with_threads
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
@@ -1015,6 +1025,7 @@ def organism_path() -> None:
 
 
 @app.command()
+@with_threads
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N items per evaluation cell (faster, noisier)."),

@@ -333,3 +333,50 @@ def test_sample_level_generation_unchanged(tiny_loaded, family, monkeypatch):
     fast = sm.generate(SHIFT_PROMPTS, **kw)
     monkeypatch.setattr(sample_shift, "cached_prefix_query_shifts", lambda *a, **k: None)
     assert sm.generate(SHIFT_PROMPTS, **kw) == fast
+
+
+# ---------------------------------------------------------------------------- threads
+def test_default_threads_leaves_busy_cores_alone():
+    from steer.threads import CAP, default_threads
+
+    assert default_threads(cores=2, load=0.2) == 2
+    assert default_threads(cores=2, load=1.3) == 1
+    assert default_threads(cores=2, load=9.0) == 1  # never below one
+    assert default_threads(cores=64, load=1.0) == CAP
+    assert default_threads(cores=16, load=12.0) == 4
+
+
+def test_threads_option_then_env_then_default(monkeypatch):
+    from steer.errors import SteerInputError
+    from steer.threads import ENV, choose_threads
+
+    monkeypatch.setenv(ENV, "3")
+    assert (choose_threads(2).threads, choose_threads(2).source) == (2, "--threads")
+    assert (choose_threads().threads, choose_threads().source) == (3, ENV)
+    monkeypatch.setenv(ENV, "many")
+    with pytest.raises(SteerInputError, match="STEER_THREADS must be a whole number"):
+        choose_threads()
+    monkeypatch.delenv(ENV)
+    assert choose_threads().source == "default" and "load average" in choose_threads().describe()
+
+
+def test_every_model_command_takes_threads_and_reports_it(tiny_model_path, capsys, monkeypatch):
+    import typer
+
+    import cli
+    from tests.cli_runner import run_cli
+
+    commands = {c.name: c for c in typer.main.get_command(cli.app).commands.values()}
+    model_commands = ["generate", "calibrate", "probe", "eval", "sweep", "compare", "train-tga", "inspect-layers", "demo"]
+    for name in model_commands:
+        assert "--threads" in [o for p in commands[name].params for o in p.opts], name
+    before = torch.get_num_threads()
+    try:
+        code, out, err = run_cli(
+            ["generate", "--model", tiny_model_path("llama"), "--prompt", "hello", "--max-new-tokens", "2", "--threads", "1"],
+            capsys, monkeypatch,
+        )
+        assert code == 0, err
+        assert "threads: 1 (from --threads)" in err and torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
