@@ -380,3 +380,92 @@ def test_every_model_command_takes_threads_and_reports_it(tiny_model_path, capsy
         assert "threads: 1 (from --threads)" in err and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------- memory: PC1 and probe store
+def _exact_pc1(x: torch.Tensor) -> tuple[torch.Tensor, float]:
+    cov = torch.cov(x.T, correction=0)
+    evals, evecs = torch.linalg.eigh(cov)
+    u = evecs[:, -1]
+    return (x.mean(0) @ u) * u, float(evals[-1] / evals.clamp_min(0).sum())
+
+
+def _pc1_of(x: torch.Tensor, chunks: int = 3, expected: int | None = None, exact: bool = True):
+    from calibration.accumulator import SKETCH_SIZE, ShiftAccumulator
+
+    d = x.shape[1]
+    parts = [ShiftAccumulator([0], d, second_moment=True, expected_samples=expected) for _ in range(chunks)]
+    for part, rows in zip(parts, x.chunk(chunks)):
+        part.update({0: rows})
+    merged = ShiftAccumulator.from_state_dict(parts[0].state_dict())
+    for part in parts[1:]:
+        merged.merge(part)
+    assert d <= SKETCH_SIZE or all(t.numel() < d * d for t in merged.tensors())  # never a d x d matrix
+    assert merged.pc1_is_exact(0) is exact
+    return merged.pc1(0)
+
+
+def _spiked(n: int, d: int, seed: int, spike: float) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    direction = torch.randn(d, generator=gen, dtype=torch.float64)
+    direction /= direction.norm()
+    x = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    x += spike * torch.randn(n, 1, generator=gen, dtype=torch.float64) * direction
+    return x + 0.3 * direction  # a mean with a component along the spike
+
+
+@pytest.mark.parametrize("n,d,expected", [(40, 6, None), (60, 300, None), (100, 700, None), (120, 700, 120)])
+def test_streaming_pc1_is_exact_when_rank_fits_the_sketch(n, d, expected):
+    """d <= k (identity basis) or no more samples than sketch columns: exact PC1, any spectrum."""
+    x = _spiked(n, d, seed=n, spike=0.0)  # flat spectrum: the hardest case for a randomized method
+    got, got_ratio = _pc1_of(x, expected=expected)
+    ref, ref_ratio = _exact_pc1(x)
+    assert torch.allclose(got, ref, atol=1e-9 * max(1.0, float(ref.norm())))
+    assert abs(got_ratio - ref_ratio) < 1e-9
+
+
+def test_streaming_pc1_estimate_past_the_sketch_is_close():
+    """More samples than sketch columns on a wide model: the one-pass estimate, flagged as not exact."""
+    x = _spiked(1500, 700, seed=3, spike=12.0)
+    got, got_ratio = _pc1_of(x, chunks=5, exact=False)
+    ref, ref_ratio = _exact_pc1(x)
+    cos = float(got @ ref) / float(got.norm() * ref.norm())
+    assert cos > 1 - 1e-4 and abs(float(got.norm()) - float(ref.norm())) < 1e-2 * float(ref.norm())
+    assert abs(got_ratio - ref_ratio) < 0.01
+
+
+def test_accumulator_memory_at_a_7b_shape_is_a_sketch():
+    from calibration.accumulator import SKETCH_SIZE, ShiftAccumulator
+
+    acc = ShiftAccumulator([0, 1], 4096, second_moment=True)
+    assert tuple(acc.sketch.shape) == (2, 4096, SKETCH_SIZE)  # 2 x 17 MB, not 2 x 134 MB
+    acc = ShiftAccumulator([0, 1], 4096, second_moment=True, expected_samples=300)
+    assert tuple(acc.sketch.shape) == (2, 4096, 300)
+
+
+def test_probe_store_is_bounded_and_calibration_respects_it(tiny_loaded, monkeypatch):
+    import calibration.accumulator as accumulator
+    from calibration import calibrate_cmrm
+    from steer.errors import SteerInputError
+
+    store = accumulator.ProbeStore([0, 1], 64, max_bytes=2 * 4 * 2 * 64 * 3)
+    assert store.capacity == 3
+    for i in range(3):
+        store.add(i, torch.zeros(2, 64), torch.zeros(2, 64))
+    with pytest.raises(SteerInputError, match="probe store full"):
+        store.add(7, torch.zeros(2, 64), torch.zeros(2, 64))
+    store.add(1, torch.ones(2, 64), torch.ones(2, 64))  # replacing a kept sample is fine
+    assert accumulator.ProbeStore([0] * 1 + list(range(1, 32)), 4096).capacity == 128
+
+    model, processor = tiny_loaded("llava")
+    sm = SteeredModel(model, processor)
+    per_sample = 2 * 4 * sm.adapter.num_layers * sm.adapter.hidden_size
+    monkeypatch.setattr(accumulator, "PROBE_STORE_BYTES", per_sample * 4)
+    import calibration.cmrm as cmrm
+
+    asked: list[int] = []
+    real = cmrm.probe_indices
+    monkeypatch.setattr(cmrm, "probe_indices", lambda n, k, seed: asked.append(k) or real(n, k, seed))
+    prompts = [f"how do i make a {w}" for w in ("bomb", "car", "boat", "house", "plan", "fire", "drink", "book")]
+    calibrate_cmrm(sm, prompts, batch_size=4, progress=False)
+    assert asked == [4]  # 256 asked for, 4 fit
