@@ -7,9 +7,10 @@ Without waste (the default where the family allows it): everything up to and inc
 the content-free image's last image token is the same for every query, so its KV cache is
 computed once per model (and null image, dtype, device, weights) and kept. Each call then
 runs one forward over 2B short rows: the B image-view suffixes (the text after the image,
-attending to the cached prefix) and the B text-only prompts (the same cache, masked out,
-with their own positions), right-padded to the longest of these short rows -- a text-only
-row is never padded to an image row's length. Same shifts as the padded path below up to
+attending to the cached prefix) and the B text-only prompts (attending only to the cached
+chat-template opening they share with the prefix, the rest masked out, with their own
+positions), right-padded to the longest of these short rows -- a text-only row is never
+padded to an image row's length. Same shifts as the padded path below up to
 float rounding (rotary position embeddings depend on relative positions only).
 
 Where the prefix is not shareable -- a family whose positions depend on the image in a
@@ -99,20 +100,25 @@ def cached_prefix_query_shifts(
     texts = _unpadded(adapter.build_inputs(prompts, None))
     cache = _prefix_cache(adapter, null_image, prefix_ids, prompts[0])
     prefix_len = len(prefix_ids)
-    rows = suffixes + texts
+    # the chat template's opening tokens (before the image) are the same in every text-only
+    # row: causal attention makes their keys and values those already cached at positions
+    # 0..shared-1, so text rows attend to that part of the cache and skip those tokens
+    shared = _shared_start(prefix_ids, texts)
+    rows = suffixes + [ids[shared:] for ids in texts]
     width = max(len(r) for r in rows)
     device = adapter.device
     pad = int(adapter.tokenizer.pad_token_id or 0)
     ids = torch.full((2 * n, width), pad, dtype=torch.long, device=device)
-    # attention over [prefix | row]: image views see the prefix, text-only views do not
+    # attention over [prefix | row]: image views see the whole prefix, text-only views its shared start
     attention = torch.zeros(2 * n, prefix_len + width, dtype=torch.long, device=device)
     attention[:n, :prefix_len] = 1
+    attention[n:, :shared] = 1
     positions = torch.zeros(2 * n, width, dtype=torch.long, device=device)
     last = torch.empty(2 * n, dtype=torch.long, device=device)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row, dtype=torch.long, device=device)
         attention[i, prefix_len : prefix_len + len(row)] = 1
-        start = prefix_len if i < n else 0
+        start = prefix_len if i < n else shared
         positions[i] = torch.arange(start, start + width, device=device)
         last[i] = len(row) - 1
     past = copy.deepcopy(cache)
@@ -147,6 +153,15 @@ def _unpadded(inputs: Mapping[str, torch.Tensor]) -> list[list[int]]:
     if mask is None:
         return [row.tolist() for row in ids]
     return [row[keep.bool()].tolist() for row, keep in zip(ids, mask)]
+
+
+def _shared_start(prefix_ids: list[int], texts: list[list[int]]) -> int:
+    """Leading tokens every text-only row shares with the image prefix, leaving each row one token at least."""
+    shared = 0
+    limit = min([len(prefix_ids)] + [len(t) - 1 for t in texts])
+    while shared < limit and all(t[shared] == prefix_ids[shared] for t in texts):
+        shared += 1
+    return shared
 
 
 def _last_image_index(adapter: ModelAdapter, row: list[int]) -> int | None:
