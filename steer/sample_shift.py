@@ -30,16 +30,12 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from steer.adapters.base import ModelAdapter
-from steer.capture import capture_pooled
+from steer.capture import capture_pooled, run_reading_layers
 from steer.errors import SteerInputError
 
 #: model -> {(null image, prefix ids, dtype, device, weights state): one-row KV cache}; a few per model
 _PREFIXES: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, Any]]" = weakref.WeakKeyDictionary()
 _PREFIXES_PER_MODEL = 4
-
-
-class _StopForward(Exception):
-    """Raised after the deepest wanted layer: the rest of the model is not needed."""
 
 
 def query_shifts(
@@ -203,26 +199,11 @@ def _capture_at(
     adapter: ModelAdapter, inputs: Mapping[str, Any], layers: Sequence[int], index: torch.Tensor
 ) -> dict[int, torch.Tensor]:
     """{layer: (B, d) float64 CPU} outputs of ``decoder_layers[layer]`` at position ``index[b]`` of each row."""
-    wanted = sorted({int(l) for l in layers})
-    deepest = wanted[-1]
     found: dict[int, torch.Tensor] = {}
     rows = torch.arange(index.shape[0], device=index.device)
 
-    def make_hook(layer: int):
-        def hook(module, args, output):
-            hidden = output if torch.is_tensor(output) else output[0]
-            found[layer] = hidden[rows, index.to(hidden.device)].to(torch.float64).cpu()
-            if layer == deepest:
-                raise _StopForward
+    def read(layer: int, hidden: torch.Tensor) -> None:
+        found[layer] = hidden[rows, index.to(hidden.device)].to(torch.float64).cpu()
 
-        return hook
-
-    handles = [adapter.decoder_layers[l].register_forward_hook(make_hook(l)) for l in wanted]
-    try:
-        adapter.model(**inputs)
-    except _StopForward:
-        pass
-    finally:
-        for handle in handles:
-            handle.remove()
+    run_reading_layers(adapter, inputs, layers, read)
     return found
