@@ -13,6 +13,11 @@ positions), right-padded to the longest of these short rows -- a text-only row i
 padded to an image row's length. Same shifts as the padded path below up to
 float rounding (rotary position embeddings depend on relative positions only).
 
+The rows' token split (prefix | text after the image) comes from the processor on a
+model's first call; when the plain tokenizer reproduces it (LLaVA, LLaVA-NeXT: nothing
+follows the image tokens in the expansion), later calls tokenize the chat text only and
+preprocess no image at all.
+
 Where the prefix is not shareable -- a family whose positions depend on the image in a
 way a cached text-only step does not reproduce (Qwen2-VL's M-RoPE, see
 ``ModelAdapter.image_prefix_shareable``), a chat template that puts text before the image
@@ -36,6 +41,9 @@ from steer.errors import SteerInputError
 #: model -> {(null image, prefix ids, dtype, device, weights state): one-row KV cache}; a few per model
 _PREFIXES: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, Any]]" = weakref.WeakKeyDictionary()
 _PREFIXES_PER_MODEL = 4
+#: model -> {tokens before the image placeholder: the processor's prefix}, for splits the
+#: tokenizer alone reproduces (learned per model on a first prompt)
+_TOKENIZER_SPLITS: "weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, list[int]]]" = weakref.WeakKeyDictionary()
 
 
 def query_shifts(
@@ -83,16 +91,12 @@ def cached_prefix_query_shifts(
         raise SteerInputError("no layers to capture")
     prompts = list(prompts)
     n = len(prompts)
-    blank = adapter.content_free_image(null_image)
-    image_rows = adapter.build_inputs(prompts, [blank] * n)
-    image_ids = _unpadded(image_rows)
-    anchor = _last_image_index(adapter, image_ids[0])
-    if anchor is None:
+    split = _split_by_tokenizer(adapter, prompts)
+    if split is None:
+        split = _split_by_processor(adapter, prompts, null_image)
+    if split is None:
         return None
-    prefix_ids = image_ids[0][: anchor + 1]
-    suffixes = [ids[anchor + 1 :] for ids in image_ids]
-    if any(ids[: anchor + 1] != prefix_ids for ids in image_ids) or any(not s for s in suffixes):
-        return None
+    prefix_ids, suffixes = split
     texts = _unpadded(adapter.build_inputs(prompts, None))
     cache = _prefix_cache(adapter, null_image, prefix_ids, prompts[0])
     prefix_len = len(prefix_ids)
@@ -132,8 +136,10 @@ def clear_prefix_cache(model: torch.nn.Module | None = None) -> None:
     """Forget the cached content-free-image prefixes (of one model, or of all)."""
     if model is None:
         _PREFIXES.clear()
+        _TOKENIZER_SPLITS.clear()
     else:
         _PREFIXES.pop(model, None)
+        _TOKENIZER_SPLITS.pop(model, None)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -149,6 +155,58 @@ def _unpadded(inputs: Mapping[str, torch.Tensor]) -> list[list[int]]:
     if mask is None:
         return [row.tolist() for row in ids]
     return [row[keep.bool()].tolist() for row, keep in zip(ids, mask)]
+
+
+def _split_by_processor(
+    adapter: ModelAdapter, prompts: list[str], null_image: str
+) -> tuple[list[int], list[list[int]]] | None:
+    """(shared prefix ending at the last image token, each row's tokens after it), from the
+    processor's image rows; None when the rows do not share such a prefix. Also learns
+    whether the plain tokenizer gives the same split (see :func:`_split_by_tokenizer`)."""
+    n = len(prompts)
+    image_ids = _unpadded(adapter.build_inputs(prompts, [adapter.content_free_image(null_image)] * n))
+    anchor = _last_image_index(adapter, image_ids[0])
+    if anchor is None:
+        return None
+    prefix_ids = image_ids[0][: anchor + 1]
+    suffixes = [ids[anchor + 1 :] for ids in image_ids]
+    if any(ids[: anchor + 1] != prefix_ids for ids in image_ids) or any(not s for s in suffixes):
+        return None
+    first = _tokenizer_split(adapter, prompts[:1])
+    if first is not None:
+        before, after = first[0]
+        start = int(adapter.image_token_mask(torch.tensor([prefix_ids]))[0].nonzero().min())
+        if before == prefix_ids[:start] and after == suffixes[0]:
+            _TOKENIZER_SPLITS.setdefault(adapter.model, {})[tuple(before)] = list(prefix_ids)
+    return prefix_ids, suffixes
+
+
+def _split_by_tokenizer(adapter: ModelAdapter, prompts: list[str]) -> tuple[list[int], list[list[int]]] | None:
+    """The same split without preprocessing B images: tokenize the chat text with its image
+    placeholder. Text after a special token tokenizes the same whatever the token expands
+    to, so once one prompt's split matched the processor's (learned in
+    :func:`_split_by_processor`), every prompt with that text before the image matches."""
+    known = _TOKENIZER_SPLITS.get(adapter.model)
+    if not known:
+        return None
+    rows = _tokenizer_split(adapter, prompts)
+    if rows is None or any(before != rows[0][0] for before, _ in rows) or any(not after for _, after in rows):
+        return None
+    prefix_ids = known.get(tuple(rows[0][0]))
+    return None if prefix_ids is None else (prefix_ids, [after for _, after in rows])
+
+
+def _tokenizer_split(adapter: ModelAdapter, prompts: list[str]) -> list[tuple[list[int], list[int]]] | None:
+    """Per prompt: (tokens before, tokens after) the one run of image tokens in the tokenized
+    chat text; None when a row has no such single run."""
+    encoded = adapter.tokenizer([adapter.format_prompt(p, True) for p in prompts])["input_ids"]
+    out = []
+    for ids in encoded:
+        where = adapter.image_token_mask(torch.tensor([ids]))[0].nonzero().flatten().tolist()
+        if not where or where[-1] - where[0] + 1 != len(where):
+            return None
+        out.append((list(ids[: where[0]]), list(ids[where[-1] + 1 :])))
+    return out
 
 
 def _shared_start(prefix_ids: list[int], texts: list[list[int]]) -> int:

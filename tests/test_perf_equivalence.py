@@ -279,11 +279,25 @@ def test_prefix_is_computed_once_and_text_rows_stay_short(tiny_loaded):
     handle = sm.model.register_forward_pre_hook(
         lambda mod, args, kwargs: seen.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True
     )
+    image_rows_built: list[int] = []
+    real_build = type(sm.adapter).build_inputs
+
+    def counting_build(self, prompts, images=None):
+        if images is not None and any(im is not None for im in images):
+            image_rows_built.append(len(prompts))
+        return real_build(self, prompts, images)
+
     try:
-        query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
-        query_shifts(sm.adapter, SHIFT_PROMPTS[:1], layers)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(type(sm.adapter), "build_inputs", counting_build)
+            query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+            first = list(image_rows_built)
+            query_shifts(sm.adapter, SHIFT_PROMPTS[:1], layers)
     finally:
         handle.remove()
+    # the first call preprocesses images (the image rows, then the prefix's one row); later
+    # calls split the chat text with the tokenizer alone (LLaVA's split matches the processor's)
+    assert first == [len(SHIFT_PROMPTS), 1] and image_rows_built == first
     image_row_len = sm.build_inputs(SHIFT_PROMPTS[:1], [sm.adapter.content_free_image("blank")])["input_ids"].shape[1]
     # first call: the prefix (one row) then one forward of 2B short rows; second call: the short forward only
     assert len(seen) == 3 and seen[0][0] == 1
