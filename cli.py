@@ -101,7 +101,8 @@ def generate(
         "dataset",
         "--level",
         help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (2 extra forward passes; ShiftDC files project it on their safety direction).",
+        "layers (one extra forward over the prompts' text, the content-free-image prefix is cached per model; "
+        "ShiftDC files project it on their safety direction).",
     ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
