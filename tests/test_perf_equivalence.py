@@ -320,6 +320,9 @@ def test_prefix_cache_follows_weight_edits(tiny_loaded):
             weight.mul_(1.5)  # an in-place edit, as a projector swap does
         after = query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
         ref = padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+        from steer.sample_shift import _PREFIXES
+
+        assert len(_PREFIXES[sm.model]) == 1  # the prefix of the old weights was dropped, not kept
     finally:
         with torch.no_grad():
             weight.copy_(saved)
