@@ -19,6 +19,7 @@ from rich.text import Text
 from steer.atomic import check_output_dir, check_output_path, existing_paths
 from steer.errors import SteerError, SteerInputError
 from steer.textfiles import check_text_inputs
+from steer.threads import with_threads
 
 app = typer.Typer(
     name="steer",
@@ -139,6 +140,7 @@ def data_options(command):
 
 
 @app.command()
+@with_threads
 def generate(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user message."),
@@ -163,7 +165,8 @@ def generate(
         None,
         "--level",
         help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (2 extra forward passes; ShiftDC files project it on their safety direction). "
+        "layers (one extra forward over the prompts' text, the content-free-image prefix is cached per model; "
+        "ShiftDC files project it on their safety direction). "
         "Default: the level the file stores.",
     ),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
@@ -299,6 +302,7 @@ def inspect(
 
 
 @app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
+@with_threads
 @data_options
 def calibrate(
     ctx: typer.Context,
@@ -504,6 +508,7 @@ def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, devi
 
 
 @app.command(short_help='Fit a per-layer safety probe; save the best as a gate.')
+@with_threads
 @data_options
 def probe(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -676,6 +681,7 @@ def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
 
 
 @app.command("eval", short_help='Evaluate one model or setting on a dataset.')
+@with_threads
 @data_options
 def eval_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -793,6 +799,7 @@ def eval_cmd(
 
 
 @app.command("sweep", short_help='Sweep layers x alphas: CSV + safety/utility frontier.')
+@with_threads
 @data_options
 def sweep_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -893,6 +900,7 @@ def sweep_cmd(
 
 
 @app.command("compare", short_help='Run variants on datasets: one table and a chart.')
+@with_threads
 @data_options
 def compare_cmd(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -998,6 +1006,7 @@ def _band_spec(layers: list[int]) -> str:
 
 
 @app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
+@with_threads
 def train_tga(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
     data: Path = typer.Option(
@@ -1119,6 +1128,7 @@ def train_tga(
 
 
 @app.command("inspect-layers", short_help='Logit lens: where do refusal tokens appear?')
+@with_threads
 @data_options
 def inspect_layers(
     model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
@@ -1226,6 +1236,7 @@ app.add_typer(organism_app, name="organism")
 
 
 @organism_app.command("train", short_help="Retrain the organism from scratch (10-15 min on CPU).")
+@with_threads
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
     seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
@@ -1293,6 +1304,7 @@ def data_fetch(
 
 
 @app.command(short_help='The failure and the fix on the built-in organism, offline.')
+@with_threads
 def demo(
     out: Path = typer.Option(Path("runs/demo"), "--out", "-o", help="Folder for demo.json, cells.json and the vector files."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="At most N items per evaluation cell (faster, noisier)."),

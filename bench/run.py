@@ -96,10 +96,12 @@ class Settings:
     calib_samples_mid: int = 64
     budget_s: float = 30.0  # per timing block: fast cases get more reps to fill it (see interleave)
     nnsight_idle: bool = True  # also time plain generate on the nnsight-wrapped copy
+    compare_batch: int = 64  # sample-level generation in the organism compare run's shape (docs/results.md)
+    compare_new_tokens: int = 24
 
 
 FULL = Settings()
-QUICK = Settings(new_tokens=8, reps=3, prefill_tokens=512, prefill_reps=2, prefill_warmup=0, check_new_tokens=8,
+QUICK = Settings(new_tokens=8, reps=3, prefill_tokens=512, prefill_reps=2, prefill_warmup=1, check_new_tokens=8,
                  calib_samples=128, calib_samples_mid=0, nnsight_idle=False, budget_s=6.0)
 
 
@@ -122,17 +124,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _timed(fn: Callable[[], Any], device: torch.device) -> float:
+def _timed(fn: Callable[[], Any], device: torch.device) -> tuple[float, float]:
+    """(wall seconds, process CPU seconds) of one call: CPU time next to wall time shows when
+    another job on a shared machine, not the contender, made a repetition slow."""
     _sync(device)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
     _sync(device)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def interleave(contenders: dict[str, Callable[[], Any]], warmup: int, reps: int, device: torch.device,
-               budget_s: float = 0.0) -> dict[str, list[float]]:
-    """Seconds per rep for each contender: warm-up, then reps in a rotating order.
+               budget_s: float = 0.0) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """(wall, CPU) seconds per rep for each contender: the same warm-up for every contender,
+    then reps in a rotating order.
 
     ``budget_s``: when one round of all contenders is fast, run more reps (up to 10x
     ``reps``) to fill about this many seconds -- cheap cases get more samples."""
@@ -141,28 +146,36 @@ def interleave(contenders: dict[str, Callable[[], Any]], warmup: int, reps: int,
         for name in names:
             contenders[name]()
     times: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
     rep = 0
     while rep < reps:
         shift = rep % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(_timed(contenders[name], device))
+            wall, used = _timed(contenders[name], device)
+            times[name].append(wall)
+            cpu[name].append(used)
         if rep == 0 and budget_s > 0:
             round_s = sum(ts[0] for ts in times.values())
             reps = max(reps, min(10 * reps, int(budget_s / max(round_s, 1e-9))))
         rep += 1
-    return times
+    return times, cpu
 
 
-def summarize(times: dict[str, list[float]], work_units: float, unit: str, baseline: str = "unsteered") -> dict[str, Any]:
+def summarize(times: dict[str, list[float]], work_units: float, unit: str, baseline: str = "unsteered",
+              cpu: dict[str, list[float]] | None = None) -> dict[str, Any]:
     """Medians; ``ratio`` = median baseline time / median time (= throughput ratio);
     ``paired_ratio`` = median over reps of baseline time / time of the same rep (the two ran
-    next to each other, so slow drifts of a shared machine's load cancel)."""
+    next to each other, so slow drifts of a shared machine's load cancel); with ``cpu``, the
+    same ratio of process CPU time (``cpu_ratio``)."""
     base = statistics.median(times[baseline])
     out = {}
     for name, ts in times.items():
         med = statistics.median(ts)
         paired = statistics.median(b / x for b, x in zip(times[baseline], ts))
         entry = {"median_s": med, "seconds": ts, "ratio": base / med, "paired_ratio": paired}
+        if cpu is not None:
+            entry["median_cpu_s"] = statistics.median(cpu[name])
+            entry["cpu_ratio"] = statistics.median(cpu[baseline]) / max(entry["median_cpu_s"], 1e-12)
         if unit == "tokens":
             entry["tokens_per_s"] = work_units / med
         else:
@@ -345,7 +358,45 @@ def steerings(sm: SM, sm_nn: SM, vectors, positions: str) -> tuple[Steering, Ste
     )
 
 
-def gen_fns(sm: SM, sm_nn: SM, native: Steering, nn_steering: Steering, inputs, new_tokens: int, idle: bool):
+def vector_file(sm: SM, vectors, folder: Path) -> Path:
+    """The vectors as a vector file for this model, as ``steer calibrate`` writes one."""
+    from steer.vectors import ShiftVectors
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"bench-{sm.adapter.family}-{sm.adapter.hidden_size}x{sm.adapter.num_layers}.safetensors"
+    return ShiftVectors(dict(vectors), None, {"method": "cmrm", "model": sm.adapter.fingerprint()}).save(path)
+
+
+def api_steering(sm: SM, path: Path, positions: str) -> Steering:
+    """What ``SteeredModel.generate`` builds per call: read and check the file, then a Steering."""
+    from steer.model import SteeredModel
+
+    api = SteeredModel(sm.model, sm.processor, adapter=sm.adapter)
+    return api.steering(path, alpha=1.0, positions=positions, schedule="cumulative")
+
+
+def api_sample_steering(sm: SM, rows: list[str]) -> Steering:
+    """What ``SteeredModel.generate(steer="sample")`` builds per call: each query's own shift."""
+    from steer.model import SteeredModel
+
+    return SteeredModel(sm.model, sm.processor, adapter=sm.adapter).sample_steering(rows)
+
+
+def padded_sample_steering(sm: SM, rows: list[str]) -> Steering:
+    """Sample-level CMRM measured the old way (2B left-padded rows, prefix recomputed), same steering."""
+    from steer.sample_shift import padded_query_shifts
+    from steer.schedule import apply_schedule
+
+    shifts = padded_query_shifts(sm.adapter, rows, list(range(sm.adapter.num_layers)))
+    return Steering(sm.adapter, apply_schedule(shifts, "incremental"), positions="prompt")
+
+
+def gen_fns(sm: SM, sm_nn: SM, native: Steering, nn_steering: Steering, inputs, new_tokens: int, idle: bool,
+            path: Path | None = None, positions: str = "after_image", rows: list[str] | None = None):
+    """Contenders for one batch. ``steer_native*`` build their steering inside the timed call
+    from the vector file at ``path`` (as the API does per generate); ``steer_native_prompt`` /
+    ``_all`` steer ``prompt`` / ``all`` positions; ``steer_sample`` (``rows``: the batch's
+    prompts, VLMs only) measures each query's shift first, as ``generate(steer="sample")``."""
     from steer.nnsight_backend import run_generate
 
     kw = dict(max_new_tokens=new_tokens, do_sample=False, use_cache=True)
@@ -354,15 +405,30 @@ def gen_fns(sm: SM, sm_nn: SM, native: Steering, nn_steering: Steering, inputs, 
         with torch.inference_mode():
             return sm.model.generate(**inputs, **kw)
 
-    def steer_native():
-        with torch.inference_mode(), native, native.prompt(inputs["input_ids"]):
-            return sm.model.generate(**inputs, **kw)
+    def run_native(make: Callable[[], Steering]) -> Callable[[], Any]:
+        def run():
+            with torch.inference_mode():
+                steering = make()
+                with steering, steering.prompt(inputs["input_ids"]):
+                    return sm.model.generate(**inputs, **kw)
+
+        return run
 
     def steer_nnsight():
         with torch.inference_mode():
             return run_generate(sm_nn, inputs, nn_steering, max_new_tokens=new_tokens, use_cache=True)
 
-    fns = {"unsteered": unsteered, "steer_native": steer_native, "steer_nnsight": steer_nnsight}
+    if path is None:
+        steer_native = run_native(lambda: native)
+    else:
+        steer_native = run_native(lambda: api_steering(sm, path, positions))
+    fns = {"unsteered": unsteered, "steer_native": steer_native}
+    if path is not None:
+        fns["steer_native_prompt"] = run_native(lambda: api_steering(sm, path, "prompt"))
+        fns["steer_native_all"] = run_native(lambda: api_steering(sm, path, "all"))
+    if rows is not None:
+        fns["steer_sample"] = run_native(lambda: api_sample_steering(sm, rows))
+    fns["steer_nnsight"] = steer_nnsight
     if idle:
         def unsteered_nnsight_wrapped():
             with torch.inference_mode():
@@ -398,19 +464,21 @@ def check_in_process(sm: SM, sm_nn: SM, native: Steering, nn_steering: Steering,
     }
 
 
-def bench_generation(sm, sm_nn, vectors, positions, prompts_for_batch, s: Settings, device) -> dict[str, Any]:
+def bench_generation(sm, sm_nn, vectors, positions, prompts_for_batch, s: Settings, device, path: Path | None = None,
+                     rows_for_batch: Callable[[int], list[str]] | None = None) -> dict[str, Any]:
     native, nn_steering = steerings(sm, sm_nn, vectors, positions)
     out: dict[str, Any] = {}
     for batch in s.batch_sizes:
         inputs = prompts_for_batch(batch)
-        fns = gen_fns(sm, sm_nn, native, nn_steering, inputs, s.new_tokens, s.nnsight_idle)
+        rows = None if rows_for_batch is None else rows_for_batch(batch)
+        fns = gen_fns(sm, sm_nn, native, nn_steering, inputs, s.new_tokens, s.nnsight_idle, path, positions, rows)
         with torch.inference_mode():
             made = fns["unsteered"]().shape[1] - inputs["input_ids"].shape[1]
         if made != s.new_tokens:
             raise RuntimeError(f"generation made {made} tokens instead of {s.new_tokens}")
         log(f"  batch {batch}: timing {', '.join(fns)} ({s.warmup} warm-up + >= {s.reps} reps)")
-        times = interleave(fns, s.warmup, s.reps, device, s.budget_s)
-        out[str(batch)] = summarize(times, batch * s.new_tokens, "tokens")
+        times, cpu = interleave(fns, s.warmup, s.reps, device, s.budget_s)
+        out[str(batch)] = summarize(times, batch * s.new_tokens, "tokens", cpu=cpu)
         out[str(batch)]["prompt_tokens"] = int(inputs["input_ids"].shape[1])
         log("    " + ", ".join(f"{k} {v['tokens_per_s']:.1f} tok/s (x{v['ratio']:.3f}, paired x{v['paired_ratio']:.3f})"
                                for k, v in out[str(batch)].items() if isinstance(v, dict)))
@@ -526,13 +594,94 @@ def bench_prefill(sm, sm_nn, vectors, positions, inputs, s: Settings, device) ->
     steered_positions = int(layout.chunk_mask(positions, 0, ids.shape[1], inputs.get("attention_mask")).sum())
     log(f"  prefill {ids.shape[1]} tokens ({steered_positions} steered): timing ({s.prefill_warmup} warm-up + "
         f">= {s.prefill_reps} reps)")
-    times = interleave({"unsteered": unsteered, "steer_native": steer_native, "steer_nnsight": steer_nnsight},
-                       s.prefill_warmup, s.prefill_reps, device, s.budget_s)
-    out = summarize(times, 1, "latency")
+    times, cpu = interleave({"unsteered": unsteered, "steer_native": steer_native, "steer_nnsight": steer_nnsight},
+                            s.prefill_warmup, s.prefill_reps, device, s.budget_s)
+    out = summarize(times, 1, "latency", cpu=cpu)
     out.update(prompt_tokens=int(ids.shape[1]), steered_positions=steered_positions, positions=positions,
                image_tokens=int(sm.adapter.image_token_mask(ids).sum()), nnsight_identical_logits=same)
     log("    " + ", ".join(f"{k} {v['median_s'] * 1000:.0f} ms (x{v['latency_ratio']:.3f})" for k, v in out.items()
                            if isinstance(v, dict)))
+    return out
+
+
+def bench_sample_prefill(sm: SM, rows_for_batch: Callable[[int], list[str]], s: Settings, device) -> dict[str, Any]:
+    """The whole sample-level prefill phase against a plain prefill of the same batch.
+
+    ``steer_sample``: what ``generate(steer="sample")`` does before decoding -- measure each
+    query's shift (the cached content-free-image prefix plus one forward over the 2B short
+    text parts) and run the steered prefill. ``steer_sample_padded``: the same with the
+    padded 2B-row measurement (the path before the prefix cache, and Qwen2-VL's path).
+    The prefix is computed once per model, in the warm-up."""
+    from steer.sample_shift import padded_query_shifts, query_shifts
+
+    img = sm.adapter.content_free_image("noise", seed=3)
+    layers = list(range(sm.adapter.num_layers))
+    out: dict[str, Any] = {}
+    for batch in s.batch_sizes:
+        rows = rows_for_batch(batch)
+        inputs = sm.adapter.build_inputs(rows, [img] * batch)
+        call = {**inputs, "use_cache": True, "logits_to_keep": 1}
+
+        def unsteered():
+            with torch.inference_mode():
+                return sm.model(**call)
+
+        def steered(make: Callable[[], Steering]) -> Callable[[], Any]:
+            def run():
+                with torch.inference_mode():
+                    steering = make()
+                    with steering, steering.prompt(inputs["input_ids"]):
+                        return sm.model(**call)
+
+            return run
+
+        with torch.inference_mode():
+            fast, slow = query_shifts(sm.adapter, rows, layers), padded_query_shifts(sm.adapter, rows, layers)
+        diff = max(float((fast[l] - slow[l]).abs().max()) for l in layers)
+        fns = {"unsteered": unsteered, "steer_sample": steered(lambda: api_sample_steering(sm, rows)),
+               "steer_sample_padded": steered(lambda: padded_sample_steering(sm, rows))}
+        log(f"  sample-level prefill, batch {batch} ({inputs['input_ids'].shape[1]} tokens a row): timing")
+        times, cpu = interleave(fns, max(1, s.prefill_warmup), s.prefill_reps, device, s.budget_s)
+        out[str(batch)] = summarize(times, 1, "latency", cpu=cpu)
+        out[str(batch)].update(prompt_tokens=int(inputs["input_ids"].shape[1]),
+                               image_tokens=int(sm.adapter.image_token_mask(inputs["input_ids"][:1]).sum()),
+                               shift_max_abs_diff_vs_padded=diff)
+        log("    " + ", ".join(f"{k} {v['median_s'] * 1000:.0f} ms (x{v['latency_ratio']:.3f})"
+                               for k, v in out[str(batch)].items() if isinstance(v, dict)))
+    return out
+
+
+def bench_sample_generation(sm: SM, rows_for_batch: Callable[[int], list[str]], s: Settings, device) -> dict[str, Any]:
+    """Whole greedy generation, shift measurement included, in the shape of the organism
+    compare run (``s.compare_batch`` rows with images, ``s.compare_new_tokens`` tokens):
+    unsteered, sample-level CMRM as the API runs it, and the same with the padded measurement."""
+    img = sm.adapter.content_free_image("noise", seed=3)
+    batch, new_tokens = s.compare_batch, s.compare_new_tokens
+    rows = rows_for_batch(batch)
+    inputs = sm.adapter.build_inputs(rows, [img] * batch)
+    kw = dict(max_new_tokens=new_tokens, do_sample=False, use_cache=True)
+
+    def run(make: Callable[[], Steering] | None) -> Callable[[], Any]:
+        def call():
+            with torch.inference_mode():
+                if make is None:
+                    return sm.model.generate(**inputs, **kw)
+                steering = make()
+                with steering, steering.prompt(inputs["input_ids"]):
+                    return sm.model.generate(**inputs, **kw)
+
+        return call
+
+    fns = {"unsteered": run(None), "steer_sample": run(lambda: api_sample_steering(sm, rows)),
+           "steer_sample_padded": run(lambda: padded_sample_steering(sm, rows))}
+    with torch.inference_mode():
+        same = bool(torch.equal(fns["steer_sample"](), fns["steer_sample_padded"]()))
+    log(f"  sample-level generation, batch {batch}, {new_tokens} new tokens: timing (same tokens: {same})")
+    times, cpu = interleave(fns, s.warmup, s.reps, device, s.budget_s)
+    out = summarize(times, batch * new_tokens, "tokens", cpu=cpu)
+    out.update(batch=batch, new_tokens=new_tokens, same_tokens_as_padded=same)
+    log("    " + ", ".join(f"{k} {v['tokens_per_s']:.0f} tok/s (x{v['ratio']:.3f}, paired x{v['paired_ratio']:.3f})"
+                           for k, v in out.items() if isinstance(v, dict)))
     return out
 
 
@@ -761,13 +910,18 @@ def main() -> None:
         vectors = _vectors(sm.adapter.num_layers, sm.adapter.hidden_size, scale=2.0)
         from steer.organism import split_prompts
 
-        make = organism_inputs(sm, split_prompts("anchors")[:8])
+        anchors = split_prompts("anchors")[:8]
+        make = organism_inputs(sm, anchors)
+        rows = lambda batch: (anchors * batch)[:batch]  # noqa: E731 -- the rows organism_inputs builds
+        path = vector_file(sm, vectors, args.work / "vectors")
         native, nn_steering = steerings(sm, sm_nn, vectors, "after_image")
         chk = check_in_process(sm, sm_nn, native, nn_steering, make(2), s.check_new_tokens)
         entry["checks"] = {k: v for k, v in chk.items() if not torch.is_tensor(v)}
         log(f"  check: steer_nnsight ok={chk['steer_nnsight']['ok']}")
-        entry["generation"] = bench_generation(sm, sm_nn, vectors, "after_image", make, s, device)
+        entry["generation"] = bench_generation(sm, sm_nn, vectors, "after_image", make, s, device, path, rows)
         entry["engine_overhead"] = engine_overhead(sm, sm_nn, vectors, "after_image", make(1), s, device)
+        entry["sample_prefill"] = bench_sample_prefill(sm, rows, s, device)
+        entry["sample_generation"] = bench_sample_generation(sm, lambda b: (split_prompts("anchors") * b)[:b], s, device)
         for batch in s.batch_sizes:
             for peer in PEERS:
                 entry["generation"][str(batch)][peer] = {
@@ -811,14 +965,15 @@ def main() -> None:
         ref.update({f"prompt_b{b}": p for b, p in prompts.items()})
         save_file({k: v.contiguous() for k, v in ref.items()}, str(work / "reference.safetensors"))
         (work / "spec.json").write_text(json.dumps({
-            # --quick: no separate warm-up in the peers, their equality check runs the model first
-            "batch_sizes": list(s.batch_sizes), "new_tokens": s.new_tokens, "warmup": 0 if args.quick else s.warmup,
+            # the same warm-up as steer's contenders get (their equality check runs the model too)
+            "batch_sizes": list(s.batch_sizes), "new_tokens": s.new_tokens, "warmup": s.warmup,
             "reps": s.reps,
             "check_new_tokens": s.check_new_tokens, "threads": torch.get_num_threads(),
         }))
         entry = {"weights": "random (seed 0)", "config": LLAMA_CONFIG,
                  "checks": {k: v for k, v in chk.items() if not torch.is_tensor(v)}}
-        entry["generation"] = bench_generation(sm, sm_nn, vectors, "after_image", make, s, device)
+        path = vector_file(sm, vectors, args.work / "vectors")
+        entry["generation"] = bench_generation(sm, sm_nn, vectors, "after_image", make, s, device, path)
         entry["engine_overhead"] = engine_overhead(sm, sm_nn, vectors, "after_image", make(1), s, device)
         result["models"]["llama_d1024_L16"] = entry
         del sm, sm_nn, native, nn_steering, chk
@@ -846,6 +1001,19 @@ def main() -> None:
         entry["prefill"] = bench_prefill(sm, sm_nn, vectors, "after_image", long_prompt(sm, s.prefill_tokens), s, device)
         result["models"]["llava_d1024_L16"] = entry
         del sm, sm_nn
+        gc.collect()
+        save()
+        log("llava_d256_L8_img144: building (bench/calibration.py's LLaVA: 144 image tokens)")
+        from bench.calibration import build_model as build_llava144, make_anchors
+
+        model, processor = build_llava144(str(device))
+        model = model.to(dtype=dtype)
+        sm = SM(model, processor)
+        entry = {"weights": "random (seed 0)", "architecture": "LLaVA: Llama d=256, 8 layers + CLIP 2 layers at 168 px, "
+                 "144 image tokens; word-level tokenizer of the test models", "prompts": "make_anchors: 8-30 words"}
+        entry["sample_prefill"] = bench_sample_prefill(sm, make_anchors, s, device)
+        result["models"]["llava_d256_L8_img144"] = entry
+        del sm, model
         gc.collect()
         save()
 

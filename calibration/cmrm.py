@@ -16,7 +16,8 @@ it is validated and hashed into the provenance only.
 
 Dataset level: ``s_l = mean_i delta_l,i`` (``reduce="mean"``), or the first principal
 component of the deltas (centred, as ``sklearn.decomposition.PCA``) scaled to the mean's
-projection on it (``reduce="pc1"``; keeps a d x d float64 second-moment matrix per layer).
+projection on it (``reduce="pc1"``; keeps a d x min(d, anchors, 512) float64 sketch of the second
+moments per layer, not d x d: exact PC1 up to 512 anchors, see :mod:`calibration.accumulator`).
 
 How it runs:
 
@@ -682,9 +683,9 @@ def shift_phase(prep: _Prepared, reduce: str, probe_samples: int, seed: int) -> 
         "shift",
         "shift",
         prep.anchors,
-        ShiftAccumulator(prep.layers, d, second_moment=reduce == "pc1"),
-        probe=ProbeStore(prep.layers, d),
-        probe_select=probe_indices(len(prep.anchors), probe_samples, seed),
+        ShiftAccumulator(prep.layers, d, second_moment=reduce == "pc1", expected_samples=len(prep.anchors)),
+        probe=(store := ProbeStore(prep.layers, d)),
+        probe_select=probe_indices(len(prep.anchors), min(probe_samples, store.capacity), seed),  # bounded memory
     )
 
 
@@ -734,6 +735,7 @@ def shift_metadata(
     stats = shift_stats(phase.acc, shifts, sep)
     for layer, ratio in ratios.items():
         stats[str(layer)]["pc1_explained_variance"] = ratio
+        stats[str(layer)]["pc1_exact"] = phase.acc.pc1_is_exact(layer)
     return {
         "method": method,
         "model": prep.adapter.fingerprint(),

@@ -14,7 +14,7 @@ Pooling (``POOLS``), both correct under left padding:
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
@@ -54,22 +54,37 @@ def capture_pooled(
         raise SteerInputError("no layers to capture")
     if pool == "mean" and tail_len is None:
         raise SteerInputError("mean pooling needs the text-tail length of each row")
+    found: dict[int, torch.Tensor] = {}
+
+    def read(layer: int, hidden: torch.Tensor) -> None:
+        if pool == "last":
+            pooled = hidden[:, -1, :]
+        else:
+            length = hidden.shape[1]
+            pos = torch.arange(length, device=hidden.device)
+            keep = pos.unsqueeze(0) >= (length - tail_len.to(hidden.device)).unsqueeze(1)
+            weights = keep.to(torch.float64) / tail_len.to(hidden.device, torch.float64).clamp_min(1).unsqueeze(1)
+            pooled = torch.einsum("bt,btd->bd", weights, hidden.to(torch.float64))
+        found[layer] = pooled.to(torch.float64).cpu()
+
+    run_reading_layers(adapter, {**inputs, "use_cache": False}, layers, read)
+    return found
+
+
+def run_reading_layers(
+    adapter: ModelAdapter,
+    call: Mapping[str, Any],
+    layers: Sequence[int],
+    read: Callable[[int, torch.Tensor], None],
+) -> None:
+    """``adapter.model(**call)`` with ``read(layer, output)`` on each wanted decoder layer's
+    output, stopping right after the deepest one; the hooks are gone afterwards, whatever happens."""
     wanted = sorted(set(int(l) for l in layers))
     deepest = wanted[-1]
-    found: dict[int, torch.Tensor] = {}
 
     def make_hook(layer: int):
         def hook(module, args, output):
-            hidden = output if torch.is_tensor(output) else output[0]
-            if pool == "last":
-                pooled = hidden[:, -1, :]
-            else:
-                length = hidden.shape[1]
-                pos = torch.arange(length, device=hidden.device)
-                keep = pos.unsqueeze(0) >= (length - tail_len.to(hidden.device)).unsqueeze(1)
-                weights = keep.to(torch.float64) / tail_len.to(hidden.device, torch.float64).clamp_min(1).unsqueeze(1)
-                pooled = torch.einsum("bt,btd->bd", weights, hidden.to(torch.float64))
-            found[layer] = pooled.to(torch.float64).cpu()
+            read(layer, output if torch.is_tensor(output) else output[0])
             if layer == deepest:
                 raise _StopForward
 
@@ -77,10 +92,9 @@ def capture_pooled(
 
     handles = [adapter.decoder_layers[l].register_forward_hook(make_hook(l)) for l in wanted]
     try:
-        adapter.model(**inputs, use_cache=False)
+        adapter.model(**call)
     except _StopForward:
         pass
     finally:
         for handle in handles:
             handle.remove()
-    return found

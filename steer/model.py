@@ -413,8 +413,10 @@ class SteeredModel:
         """Sample-level CMRM, or sample-level ShiftDC, for one batch of prompts.
 
         Measures each query's own shift ``h_l(content-free image + q) - h_l(q)`` at the
-        last prompt token (one extra forward over 2B rows: about 2x the batch's prefill
-        compute, before generation) and steers each row with its own shift. With a
+        last prompt token and steers each row with its own shift. The content-free-image
+        prefix is computed once per model and cached, so the measurement is one extra
+        forward over the 2B short text parts (see :mod:`steer.sample_shift`; Qwen2-VL
+        falls back to one forward over 2B full rows). With a
         ``vectors`` file, its layers, defaults and -- for ShiftDC files -- safety
         directions are used: only the shift's component along ``v_l`` is removed
         (arXiv 2502.13095). Without one: CMRM on every layer (or ``layers``).

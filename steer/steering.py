@@ -10,6 +10,12 @@ position kind. Applying it registers
   ``h <- h + mask * delta`` (one fused ``addcmul``; no Python loop over positions, no
   host-device sync).
 
+Free decode steps: when no position of a cached decode step can be steered (``prompt``
+/ ``prompt_last`` positions, image-relative positions on a batch without images, or a
+gate that closed every row), the model pre-hook finds it once per prompt (one host sync)
+and every layer hook returns before any tensor op, so such steps cost one Python check
+per layer. A gate that closes every row also frees the rest of its prefill.
+
 Operators (``OPS``), with ``v`` the layer's vector and ``alpha`` the strength:
 
 ``subtract``     ``h - alpha * v``            (CMRM; ShiftDC with a pre-projected vector)
@@ -146,6 +152,10 @@ class Steering:
         self._decode_rows: torch.Tensor | None = None  # (B, 1, 1) mask of a generated token, per prompt
         self._row_scale: torch.Tensor | None = None
         self._past = 0
+        #: True while the current forward can steer nothing (a decode step of ``prompt`` /
+        #: ``prompt_last``, or every row gated off): layer hooks return at once, no tensor op
+        self._idle = False
+        self._decode_idle: bool | None = None  # per prompt: do cached decode steps steer nothing?
         #: rows of per-row (sample-level) ``(B, d)`` vectors, B = 1 included; None when every vector is ``(d,)``
         self._rows = next((torch.as_tensor(v).shape[0] for v in vectors.values() if torch.as_tensor(v).dim() == 2), None)
         #: (B,) gate scores of the last prefill (None without a gate)
@@ -208,6 +218,8 @@ class Steering:
         self._mask = None
         self._layout = None
         self._decode_rows = None
+        self._decode_idle = None
+        self._idle = False
         self._locked = False
         self._row_scale = None
 
@@ -237,6 +249,7 @@ class Steering:
             input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
         )
         self._decode_rows = None
+        self._decode_idle = None
         self._locked = True
         try:
             yield
@@ -244,6 +257,9 @@ class Steering:
             self._locked = False
             self._layout = None
             self._decode_rows = None
+            self._decode_idle = None
+            self._idle = False
+            self._mask = None
 
     # ------------------------------------------------------------------ hooks
     def _on_model_forward(self, module: Any, args: tuple, kwargs: dict) -> None:
@@ -269,6 +285,7 @@ class Steering:
                     fake, torch.zeros_like(fake, dtype=torch.bool), self.adapter.supports_images
                 )
                 self._decode_rows = None
+                self._decode_idle = None
             chunk = embeds.shape[1]
         else:
             chunk = input_ids.shape[1]
@@ -277,6 +294,7 @@ class Steering:
                     input_ids, self.adapter.image_token_mask(input_ids), self.adapter.supports_images
                 )
                 self._decode_rows = None
+                self._decode_idle = None
         if self._layout is None:
             raise SteerError("steering saw a cached step without its prompt; start generation under the steering")
         if self._rows is not None and past == 0 and self._layout.image.shape[0] != self._rows:
@@ -286,17 +304,29 @@ class Steering:
                 "in one batch (or measure it again for this batch)"
             )
         attention_mask = kwargs.get("attention_mask")
+        self._past = past
+        self._idle = False
         if chunk == 1 and past >= self._layout.prompt_len:
             # a cached decode step: a generated token's mask depends only on its row (and on
             # whether the caller marks it as padding), so the row part is computed once per prompt
             if self._decode_rows is None:
                 self._decode_rows = self._layout.chunk_mask(self.positions, past, 1, None).unsqueeze(-1).to(self._dtype)
+                self._decode_idle = None
+            if self._decode_idle is None:
+                # one host sync per prompt (not per token): can any decode step steer any row?
+                open_rows = self._decode_rows if self._row_scale is None else self._decode_rows * self._row_scale.to(
+                    self._decode_rows.device
+                )
+                self._decode_idle = not bool(open_rows.any())
+            if self._decode_idle:
+                self._idle = True
+                self._mask = None
+                return
             rows = self._decode_rows
             self._mask = rows if attention_mask is None else rows * attention_mask[:, -1:, None]
         else:
             mask = self._layout.chunk_mask(self.positions, past, chunk, attention_mask)
             self._mask = mask.unsqueeze(-1).to(self._dtype)
-        self._past = past
         if self.gate is not None and past > 0 and past >= self._layout.prompt_len:
             if self._row_scale is None:
                 raise SteerError("gated steering saw a decode step without its prefill")
@@ -312,7 +342,10 @@ class Steering:
         scores = self.gate.score(hidden[:, index, :])
         self.gate_scores = scores.detach()
         self._row_scale = (scores > self.gate.threshold).to(self._dtype).view(-1, 1, 1)
+        self._decode_idle = None  # the decode steps' verdict depends on this prefill's gate
         self._mask = self._mask * self._row_scale.to(self._mask.device)
+        if not bool(self._row_scale.any()):
+            self._idle = True  # every row gated off: the later layers of this prefill steer nothing
 
     def _make_layer_hook(self, layer: int):
         term = self._terms[layer]
@@ -320,6 +353,8 @@ class Steering:
         project = self.op == "project_out"
 
         def hook(module: Any, args: tuple, output: Any) -> Any:
+            if self._idle:
+                return None  # nothing to steer in this forward: leave the output untouched, no tensor op
             mask = self._mask
             if mask is None:
                 raise SteerError(

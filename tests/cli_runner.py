@@ -23,3 +23,9 @@ def run_cli(args, capsys, monkeypatch, columns: int = 80) -> tuple[int, str, str
         code = ex.code or 0
     out = capsys.readouterr()
     return code, out.out, out.err
+
+
+def error_lines(err: str) -> list[str]:
+    """The non-empty stderr lines other than the ``threads: ...`` banner every model command
+    prints first (steer.threads) -- what an "error in one line" test counts."""
+    return [line for line in err.splitlines() if line.strip() and not line.startswith("threads: ")]

@@ -18,7 +18,7 @@ import pytest
 from steer.data.fetch import FetchError, fetch_sets
 from steer.data.registry import files_of_set, upstream_url
 from steer.eval.datasets import SharedDataIntegrityError, SharedDataMissingError, load_dataset_by_name
-from tests.cli_runner import run_cli
+from tests.cli_runner import error_lines, run_cli
 from tests.shared_data import (
     FIXTURE,
     HAVE_REAL,
@@ -210,7 +210,7 @@ def test_cli_data_dir_fetch_and_column_options(env, server, tmp_path, capsys, mo
                            capsys, monkeypatch)
     assert code == 0, err
     code, _, err = run_cli([*base, "--data", "harmbench", "--out", tmp_path / "h.jsonl"], capsys, monkeypatch)
-    assert code == 2 and "steer data fetch harmbench" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "steer data fetch harmbench" in err and len(error_lines(err)) == 1
     monkeypatch.setenv("STEER_DATA_MIRROR", server.url)
     code, _, err = run_cli([*base, "--data", "harmbench", "--out", tmp_path / "h.jsonl", "--fetch"], capsys, monkeypatch)
     assert code == 0, err

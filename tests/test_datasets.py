@@ -500,7 +500,7 @@ def test_hf_offline_fails_fast_in_one_line(tmp_path, capsys, monkeypatch):
     import socket
     import time
 
-    from tests.cli_runner import run_cli
+    from tests.cli_runner import error_lines, run_cli
 
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -509,7 +509,7 @@ def test_hf_offline_fails_fast_in_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(args, capsys, monkeypatch)
     assert time.perf_counter() - t0 < 10
     assert code == 2 and "some-org/some-dataset" in err and "HF_HUB_OFFLINE" in err
-    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert len(error_lines(err)) == 1 and "Traceback" not in err
     monkeypatch.delenv("HF_HUB_OFFLINE")
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -520,7 +520,7 @@ def test_hf_offline_fails_fast_in_one_line(tmp_path, capsys, monkeypatch):
     code, out, err = run_cli(["probe", "--model", "unused", "--data", "hf:some-org/some-dataset", "--out",
                               tmp_path / "p.safetensors"], capsys, monkeypatch)
     assert time.perf_counter() - t0 < 10
-    assert code == 2 and "cannot reach" in err and "some-org/some-dataset" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "cannot reach" in err and "some-org/some-dataset" in err and len(error_lines(err)) == 1
 
 
 def test_hf_offline_in_a_fresh_process(tmp_path):
@@ -537,5 +537,7 @@ def test_hf_offline_in_a_fresh_process(tmp_path):
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )
     assert proc.returncode != 0
-    lines = [l for l in proc.stderr.splitlines() if l.strip()]
+    from tests.cli_runner import error_lines
+
+    lines = error_lines(proc.stderr)
     assert len(lines) == 1 and "some-org/some-dataset" in lines[0] and lines[0].startswith("error:")

@@ -56,6 +56,10 @@ class ModelAdapter:
     layers_path: ClassVar[str] = ""
     #: whether the family takes images at all
     supports_images: ClassVar[bool] = True
+    #: whether a prompt's tokens after the image can run from a cached image prefix with
+    #: plain sequential positions (``steer.sample_shift`` computes the content-free-image
+    #: prefix once per model); False where positions depend on the image grid (M-RoPE)
+    image_prefix_shareable: ClassVar[bool] = True
 
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model

@@ -29,6 +29,8 @@ class Qwen2VLAdapter(ModelAdapter):
     architectures = ("Qwen2VLForConditionalGeneration", "Qwen2_5_VLForConditionalGeneration")
     model_types = ("qwen2_vl", "qwen2_5_vl")
     layers_path = "model.language_model.layers"
+    #: M-RoPE: text positions after an image depend on its grid, which a cached text-only step does not see
+    image_prefix_shareable = False
 
     def image_size(self) -> tuple[int, int]:
         """A square side that is a multiple of ``patch_size * merge_size`` (so the
