@@ -86,8 +86,8 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     },
 }
 
-#: the full recipe's data at a quarter of its steps (vision tower: half), for a retrain that
-#: fits a shared 2-core machine (docs/organism.md, "Training time")
+#: the full recipe's data at a quarter of its steps (vision tower: about a quarter), for a
+#: retrain that fits a shared 2-core machine; measured in docs/organism.md (issue 16 section)
 SCHEDULES["compact"] = {
     **SCHEDULES["full"],
     **{stage: {**SCHEDULES["full"][stage], "steps": steps} for stage, steps in (("text", 300), ("vision", 400), ("stage1", 120), ("stage2", 250))},
@@ -265,9 +265,10 @@ def train_organism(
 ) -> dict[str, Any]:
     """Train the organism from scratch and save it (``save_pretrained``) to ``out_dir``.
 
-    ``schedule`` is "full" (about 20 min of one CPU core), "compact" (the same data at a
-    quarter of the steps: the shipped weights) or "short" (a few steps of every stage,
-    for smoke tests). ``progress`` prints a line per
+    ``schedule`` is "full" (the recipe; the shipped weights were trained with it before
+    the typed-request data existed), "compact" (the same data at a quarter of the steps,
+    measured in docs/organism.md: too short to learn reading) or "short" (a few steps of
+    every stage, for smoke tests). ``progress`` prints a line per
     stage checkpoint. ``overrides`` changes recipe entries for ablations, e.g.
     ``{"stage2": {"steps": 0}}`` or ``{"stage2_mixture": {...}}``; the shipped weights use
     none. ``device`` is where to train (the shipped weights were trained on CPU).
