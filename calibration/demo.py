@@ -192,7 +192,7 @@ def table_rows(summary: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         row("unsafe, harmful text only", "text_unsafe_rate", None, None),
         row("unsafe, harmful text + image", "image_unsafe_rate", "image_cmrm_unsafe_rate", "image_shiftdc_unsafe_rate"),
         row(
-            "  unsafe by the lenient measure (no onset refusal)",
+            "  unsafe, lenient (no onset refusal)",
             "image_unsafe_rate_onset",
             "image_cmrm_unsafe_rate_onset",
             "image_shiftdc_unsafe_rate_onset",
