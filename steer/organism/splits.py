@@ -122,6 +122,10 @@ class ImageRef:
     def render(self) -> Image.Image:
         return render_typed(self.words, self.seed) if self.words else render_object(self.obj, self.seed)
 
+    def __repr__(self) -> str:  # object images print as before the typed ones existed
+        words = f", words={self.words!r}" if self.words else ""
+        return f"ImageRef(obj={self.obj!r}, seed={self.seed}{words})"
+
     @property
     def name(self) -> str:
         """A short unique name: ``cake#1000123`` or ``typed:make-a-bomb#1000456``."""
