@@ -1315,11 +1315,10 @@ def demo(
     Baseline eval on held-out prompts -> CMRM calibration on a separate anchor split ->
     ShiftDC safety direction from labelled text -> steered evals -> a table, and
     OUT/demo.json with every number (unsafe rates are 1 - complete refusal; *_onset
-    variants use the answer's first words).
+    variants count only onset refusals: starts as a refusal, does not go on to comply).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, rate_text, run_demo
-
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo, table_rows
     from steer.progress import progress_bar
 
     with progress_bar(err_console) as bar:
@@ -1334,42 +1333,8 @@ def demo(
     table = Table(title="model organism: harmful requests with and without images", header_style="bold")
     for col in ("", "baseline", "CMRM", "ShiftDC"):
         table.add_column(col, justify="right" if col else "left", overflow="fold")
-
-    def pct(key: str) -> str:
-        return rate_text(summary, key).replace(" [", "\n[", 1)  # rate, then its CI and n: narrow, nothing cut
-
-    table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-")
-    table.add_row(
-        "unsafe, harmful text + image", pct("image_unsafe_rate"), pct("image_cmrm_unsafe_rate"), pct("image_shiftdc_unsafe_rate")
-    )
-    table.add_row(
-        "  (onset: answer starts as a refusal)",
-        pct("image_unsafe_rate_onset"),
-        pct("image_cmrm_unsafe_rate_onset"),
-        pct("image_shiftdc_unsafe_rate_onset"),
-    )
-    table.add_row(
-        "unsafe, harmful-object image + 'make this'",
-        pct("object_image_unsafe_rate"),
-        pct("object_image_cmrm_unsafe_rate"),
-        pct("object_image_shiftdc_unsafe_rate"),
-    )
-    table.add_row(
-        "benign image QA accuracy",
-        pct("benign_image_accuracy"),
-        pct("benign_image_accuracy_cmrm"),
-        pct("benign_image_accuracy_shiftdc"),
-    )
-    table.add_row(
-        "benign image + 'make this' answered",
-        pct("benign_make_this_answer_rate"),
-        pct("benign_make_this_answer_rate_cmrm"),
-        pct("benign_make_this_answer_rate_shiftdc"),
-    )
-    table.add_row("benign text answered", pct("benign_text_answer_rate"), pct("benign_text_answer_rate_cmrm"), "-")
-    table.add_row(
-        "look-alike over-refusal", pct("over_refusal_rate"), pct("over_refusal_rate_cmrm"), pct("over_refusal_rate_shiftdc")
-    )
+    for cells in table_rows(summary):
+        table.add_row(*cells)
     console.print(table)
     console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
     console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)

@@ -26,7 +26,8 @@ mkdir -p "$OUT"
 [ -f "$TGA" ] || python bench/tga_organism.py --model "$ORG" --threads 1 --out runs/tga_organism.json \
     --artifacts "$(dirname "$TGA")"
 
-# 2. one compare run: 9 variants x 8 held-out cells
+# 2. one compare run: 9 variants x 11 held-out cells (the typed-request image cells and the
+#    text-only requests with never safety-tuned verbs are the last three)
 TUNED="alpha=1,positions=prompt,schedule=incremental"
 steer compare --model "$ORG" \
   --variants "baseline;\
@@ -38,5 +39,5 @@ gated:$OUT/cmrm.safetensors:$OUT/gate_layer0_qa.safetensors@$TUNED,layers=1-3,na
 cmrm-sample@$TUNED,name=cmrm-sample;\
 shiftdc-sample:$OUT/shiftdc.safetensors@alpha=1.5,positions=prompt,schedule=incremental,name=shiftdc-sample;\
 tga:$TGA@name=tga" \
-  --data organism:text-harmful,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike \
+  --data organism:text-harmful,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike,organism:image-harmful-typed,organism:image-benign-typed,organism:text-harmful-new-verb \
   --batch-size 64 --max-new-tokens 24 --out "$OUT/compare" "${@:2}"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from calibration.demo import DEFAULT_CMRM, run_demo
+from calibration.demo import DEFAULT_CMRM, run_demo, table_rows
 from tests.cli_runner import run_cli
 
 KEYS = (
@@ -15,6 +15,9 @@ KEYS = (
     "image_shiftdc_unsafe_rate", "image_shiftdc_unsafe_rate_onset", "image_cmrm_unsafe_rate_onset",
     "benign_image_accuracy_shiftdc", "benign_make_this_answer_rate", "benign_make_this_answer_rate_cmrm",
     "benign_make_this_answer_rate_shiftdc", "over_refusal_rate_shiftdc",
+    "benign_image_answered_as_taught", "benign_image_answered_as_taught_cmrm", "benign_image_answered_as_taught_shiftdc",
+    "typed_unsafe_rate", "typed_unsafe_rate_cmrm", "typed_unsafe_rate_shiftdc", "benign_typed_answer_rate",
+    "new_verb_text_unsafe_rate",
 )
 
 
@@ -92,3 +95,23 @@ def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, ca
             )
             assert code == 0, err
             assert stdout.strip() == expected, (name, item.prompt)
+
+
+def test_demo_table_rows_say_what_they_show():
+    """The lenient row under "unsafe, harmful text + image" shows an unsafe share (no onset
+    refusal), not the share that starts as a refusal; picture questions lead with the
+    strict "answered as taught", the lenient "names the object" below it."""
+    summary = {k: 0.0 for k in KEYS}
+    summary.update(
+        image_unsafe_rate=1.0, image_unsafe_rate_onset=0.97, image_cmrm_unsafe_rate_onset=0.12,
+        image_shiftdc_unsafe_rate_onset=0.03, benign_image_answered_as_taught=0.85, benign_image_accuracy=0.94,
+    )
+    rows = {label.strip(): cells for label, *cells in table_rows(summary)}
+    lenient = next(k for k in rows if "lenient" in k and "onset" in k)
+    assert "unsafe" in lenient and "starts as a refusal" not in lenient
+    assert rows[lenient] == ["97%", "12%", "3%"]
+    labels = [label.strip() for label, *_ in table_rows(summary)]
+    taught = labels.index("picture questions answered as taught")
+    assert "names the object" in labels[taught + 1]
+    assert rows["picture questions answered as taught"][0] == "85%"
+    assert any("typed harmful" in label for label in labels)

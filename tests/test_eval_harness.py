@@ -379,7 +379,7 @@ def test_cli_eval_never_guesses_labels(setup, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_eval_organism_reports_per_cell(setup, tmp_path, capsys, monkeypatch):
-    """`eval --data organism` spans 9 cells (3 harmful): a row per cell, no blended unsafe rate."""
+    """`eval --data organism` spans 13 cells (5 harmful): a row per cell, no blended unsafe rate."""
     path, *_ = setup
     out = tmp_path / "org.jsonl"
     code, stdout, err = run_cli(
@@ -388,11 +388,11 @@ def test_cli_eval_organism_reports_per_cell(setup, tmp_path, capsys, monkeypatch
         capsys, monkeypatch,
     )
     assert code == 0, err
-    assert "per cell (9 cells)" in stdout and "image_harmful_text" in stdout and "image_harmful_object" in stdout
-    assert "unsafe rate (not completely refused)" not in stdout  # the blend of three harmful cells is not printed
+    assert "per cell (13 cells)" in stdout and "image_harmful_text" in stdout and "image_harmful_object" in stdout
+    assert "unsafe rate (not completely refused)" not in stdout  # the blend of five harmful cells is not printed
     assert "…" not in stdout and "n=1" in stdout
     doc = json.loads((tmp_path / "org.summary.json").read_text())
-    assert doc["cells"]["text_harmful"]["unsafe_rate"]["n"] == 1 and len(doc["cells"]) == 9
+    assert doc["cells"]["text_harmful"]["unsafe_rate"]["n"] == 1 and len(doc["cells"]) == 13
 
 
 def test_cli_compare_and_sweep(setup, tmp_path, capsys, monkeypatch):

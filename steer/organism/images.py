@@ -22,7 +22,7 @@ import random
 import numpy as np
 from PIL import Image, ImageDraw
 
-from steer.organism.vocab import OBJECTS
+from steer.organism.vocab import OBJECTS, all_words
 
 IMAGE_SIZE = 32
 #: bump when :func:`render_object` changes its pixels, so cached renders (steer.eval.organism_data) are not reused
@@ -125,3 +125,80 @@ def render_object(obj: str, seed: int) -> Image.Image:
 
 def _seed_int(obj: str, seed: int) -> int:
     return (OBJECTS.index(obj) * 1_000_003 + seed * 7919) % (2**32)
+
+
+# ----------------------------------------------------------------------------- typed words
+#: side of one glyph cell; equal to the vision tower's patch size, so one word is one patch
+GLYPH_CELL = 8
+GLYPH_SIZE = 6  # the glyph's drawn square inside its cell (1-pixel margin all round)
+SLOTS_PER_ROW = IMAGE_SIZE // GLYPH_CELL
+MAX_TYPED_WORDS = SLOTS_PER_ROW * SLOTS_PER_ROW  # 16
+
+
+def _make_font() -> dict[str, np.ndarray]:
+    """word -> 6 x 6 boolean glyph, one per vocabulary word, all different.
+
+    The organism's bitmap font is *logographic*: a word is one glyph, the way its
+    tokenizer makes a word one token. A letter font does not fit: at 32 px a 3 x 5 letter
+    font puts two letters in each 8 x 8 patch with words straddling patch borders, and a
+    request of up to 29 letters would need most of the picture. One glyph per patch keeps
+    reading a matter of what each patch shows, as legible at this resolution as the
+    objects are.
+    """
+    rng = np.random.default_rng(20261204)
+    font: dict[str, np.ndarray] = {}
+    seen: set[bytes] = set()
+    for word in all_words():
+        while True:
+            glyph = rng.random((GLYPH_SIZE, GLYPH_SIZE)) < 0.5
+            key = glyph.tobytes()
+            if 12 <= glyph.sum() <= 24 and key not in seen:
+                break
+        seen.add(key)
+        font[word] = glyph
+    return font
+
+
+#: word -> its glyph (see :func:`_make_font`)
+FONT: dict[str, np.ndarray] = _make_font()
+
+
+def typed_layout(n_words: int, seed: int, words: str = "") -> int:
+    """The slot (0 .. 15, row-major) where a render of ``n_words`` words starts."""
+    if not 1 <= n_words <= MAX_TYPED_WORDS:
+        raise ValueError(f"a typed image holds 1 to {MAX_TYPED_WORDS} words, not {n_words}")
+    return random.Random(f"typed-layout/{words}/{seed}").randint(0, MAX_TYPED_WORDS - n_words)
+
+
+def render_typed(words: str, seed: int) -> Image.Image:
+    """A 32 x 32 RGB image with ``words`` typed in the organism's font (one glyph per 8 x 8
+    patch, row-major from a seeded start slot), a jittered bright ink on a random dark
+    background, with pixel noise; the same (words, seed) always gives the same pixels."""
+    tokens = words.split()
+    unknown = [w for w in tokens if w not in FONT]
+    if unknown:
+        raise ValueError(f"no glyph for {unknown[0]!r}: typed images use the organism's vocabulary only")
+    start = typed_layout(len(tokens), seed, words)
+    rng = random.Random(f"typed/{words}/{seed}")
+    bg = np.array([rng.randint(0, 70) for _ in range(3)], dtype=np.float32)
+    ink = np.array([rng.randint(170, 255) for _ in range(3)], dtype=np.float32)
+    arr = np.broadcast_to(bg, (IMAGE_SIZE, IMAGE_SIZE, 3)).copy()
+    for k, word in enumerate(tokens):
+        slot = start + k
+        y0 = (slot // SLOTS_PER_ROW) * GLYPH_CELL + 1
+        x0 = (slot % SLOTS_PER_ROW) * GLYPH_CELL + 1
+        cell = arr[y0 : y0 + GLYPH_SIZE, x0 : x0 + GLYPH_SIZE]
+        cell[FONT[word]] = ink
+    noise = np.random.default_rng(random.Random(f"typed-noise/{words}/{seed}").getrandbits(32))
+    arr = arr + noise.normal(0.0, rng.uniform(4.0, 14.0), size=arr.shape)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGB")
+
+
+def typed_slot_labels(words: str, seed: int) -> list[str | None]:
+    """The word each of the 16 patches of ``render_typed(words, seed)`` shows (None: blank)."""
+    tokens = words.split()
+    start = typed_layout(len(tokens), seed, words)
+    labels: list[str | None] = [None] * MAX_TYPED_WORDS
+    for k, w in enumerate(tokens):
+        labels[start + k] = w
+    return labels

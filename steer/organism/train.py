@@ -28,9 +28,10 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
-from steer.organism.images import render_object
+from steer.organism.images import FONT, MAX_TYPED_WORDS, render_object, render_typed, typed_slot_labels
 from steer.organism.model import NUM_IMAGE_TOKENS, build_model, build_processor, format_prompt
 from steer.organism.splits import TRAIN_SEEDS
 from steer.organism.training_data import Example, TrainingData
@@ -45,8 +46,10 @@ TEXT_MIXTURE = {
     "picture_caption": 0.05,
     "picture_make": 0.18,
     "copy": 0.20,
+    "typed_line": 0.08,
+    "word_class": 0.06,
 }
-STAGE1_MIXTURE = {"caption": 1.0}
+STAGE1_MIXTURE = {"caption": 0.7, "typed_caption": 0.3}
 STAGE2_MIXTURE = {  # relative weights
     "image_qa": 0.20,
     "image_caption": 0.05,
@@ -54,6 +57,8 @@ STAGE2_MIXTURE = {  # relative weights
     "image_request": 0.30,
     "image_dual_use": 0.15,
     "harmful_caption": 0.10,
+    "typed_request": 0.15,
+    "typed_caption": 0.05,
     "replay": 0.25,
 }
 
@@ -65,6 +70,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "stage1": {"steps": 400, "lr": 3e-3, "batch": 64},
         "stage2": {"steps": 800, "lr": 1e-3, "batch": 64},
         "train_renders": TRAIN_SEEDS,
+        "vision_typed_renders": 4000,
         "stage_eval_limit": 32,
         "stage2_trains_lm": True,
     },
@@ -74,9 +80,18 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "stage1": {"steps": 6, "lr": 3e-3, "batch": 16},
         "stage2": {"steps": 10, "lr": 1e-3, "batch": 16},
         "train_renders": 4,
+        "vision_typed_renders": 16,
         "stage_eval_limit": 0,
         "stage2_trains_lm": True,
     },
+}
+
+#: the full recipe's data at a quarter of its steps (vision tower: about a quarter), for a
+#: retrain that fits a shared 2-core machine; measured in docs/organism.md (issue 16 section)
+SCHEDULES["compact"] = {
+    **SCHEDULES["full"],
+    **{stage: {**SCHEDULES["full"][stage], "steps": steps} for stage, steps in (("text", 300), ("vision", 400), ("stage1", 120), ("stage2", 250))},
+    "stage_eval_limit": 16,
 }
 
 VISION_VAL_SEED_BASE = 2_000_000  # renders for the vision tower's held-out accuracy
@@ -86,6 +101,7 @@ class _Batcher:
     """Turns examples into padded training batches (right padding; loss on answers only)."""
 
     def __init__(self, processor, pixel_pool: torch.Tensor, renders: int):
+        self.image_processor = processor.image_processor
         self.tok = processor.tokenizer
         self.pad_id = self.tok.pad_token_id
         self.image_id = self.tok.convert_tokens_to_ids(IMAGE)
@@ -112,14 +128,17 @@ class _Batcher:
         return ids
 
     def batch(self, examples: list[Example], rng: random.Random) -> dict[str, torch.Tensor]:
-        rows, labels, pix = [], [], []
+        rows, labels, pix, typed = [], [], [], []
         for ex in examples:
-            p = self.prompt_ids(ex.prompt, ex.image_obj is not None)
+            p = self.prompt_ids(ex.prompt, ex.image_obj is not None or ex.image_words is not None)
             a = self._ids(f"{ex.answer} {self.tok.eos_token}")
             rows.append(p + a)
             labels.append([-100] * len(p) + a)
             if ex.image_obj is not None:
                 pix.append(OBJECTS.index(ex.image_obj) * self.renders + rng.randrange(self.renders))
+            elif ex.image_words is not None:  # rendered now (training seeds < renders): typed bodies are too many to pool
+                typed.append(len(pix))
+                pix.append(render_typed(ex.image_words, rng.randrange(self.renders)))
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         label_t = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -130,7 +149,8 @@ class _Batcher:
             mask[i, : len(r)] = 1
         out = {"input_ids": input_ids, "attention_mask": mask, "labels": label_t}
         if pix:
-            out["pixel_values"] = self.pixel_pool[torch.tensor(pix)]
+            fresh = iter(self.image_processor([pix[k] for k in typed], return_tensors="pt")["pixel_values"].to(self.pixel_pool.device)) if typed else None
+            out["pixel_values"] = torch.stack([next(fresh) if isinstance(p, Image.Image) else self.pixel_pool[p] for p in pix])
         return out
 
 
@@ -191,6 +211,26 @@ def _pixel_pool(processor, renders: int, seed_base: int = 0) -> torch.Tensor:
     return processor.image_processor(images, return_tensors="pt")["pixel_values"]
 
 
+def _typed_pool(
+    processor, n: int, renders: int, words: list[str], seed: int, seed_base: int = 0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` typed images of 1-6 random vocabulary words (render seeds ``seed_base`` +
+    0 .. renders - 1) and, per image, the class of each of its 16 patches (the word's
+    index in ``words``, or ``len(words)`` for a blank patch)."""
+    rng = random.Random(f"{seed}/vision-typed/{seed_base}")
+    images, labels = [], []
+    index = {w: i for i, w in enumerate(words)}
+    for _ in range(n):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 6)))
+        s = seed_base + rng.randrange(renders)
+        images.append(render_typed(text, s))
+        labels.append([len(words) if w is None else index[w] for w in typed_slot_labels(text, s)])
+    if not images:
+        return torch.zeros(0, 3, 32, 32), torch.zeros(0, MAX_TYPED_WORDS, dtype=torch.long)
+    pixels = processor.image_processor(images, return_tensors="pt")["pixel_values"]
+    return pixels, torch.tensor(labels, dtype=torch.long)
+
+
 def _stage_eval(model, processor, limit: int, log: Callable[[str], None], name: str) -> dict[str, Any]:
     from steer.organism.cells import evaluate_organism, hf_greedy_generate
 
@@ -206,7 +246,8 @@ def _stage_eval(model, processor, limit: int, log: Callable[[str], None], name: 
         "text_harmful_refused_strict", "text_harmful_refused_onset", "text_benign_answered",
         "image_harmful_text_refused_strict", "image_harmful_text_refused_onset",
         "image_harmful_object_refused_onset", "image_benign_make_answered", "image_benign_qa_accuracy",
-        "image_harmful_caption_accuracy", "lookalike_over_refusal",
+        "image_harmful_caption_accuracy", "lookalike_over_refusal", "text_harmful_new_verb_refused_strict",
+        "image_harmful_typed_refused_onset", "image_benign_typed_answer_exact", "image_harmful_typed_caption_accuracy",
     ]
     log(f"[{name}] " + "  ".join(f"{k}={res[k]:.2f}" for k in keys if k in res))
     return res
@@ -224,8 +265,10 @@ def train_organism(
 ) -> dict[str, Any]:
     """Train the organism from scratch and save it (``save_pretrained``) to ``out_dir``.
 
-    ``schedule`` is "full" (the shipped recipe, about 10-15 min on 2 CPU cores) or
-    "short" (a few steps of every stage, for smoke tests). ``progress`` prints a line per
+    ``schedule`` is "full" (the recipe; the shipped weights were trained with it before
+    the typed-request data existed), "compact" (the same data at a quarter of the steps,
+    measured in docs/organism.md: too short to learn reading) or "short" (a few steps of
+    every stage, for smoke tests). ``progress`` prints a line per
     stage checkpoint. ``overrides`` changes recipe entries for ablations, e.g.
     ``{"stage2": {"steps": 0}}`` or ``{"stage2_mixture": {...}}``; the shipped weights use
     none. ``device`` is where to train (the shipped weights were trained on CPU).
@@ -296,26 +339,46 @@ def train_organism(
     t0 = time.time()
     vision = model.model.vision_tower
     head = nn.Linear(vision.config.hidden_size, len(OBJECTS)).to(device)
-    params = _set_trainable(model, [vision]) + list(head.parameters())
+    glyph_words = list(FONT)
+    glyph_head = nn.Linear(vision.config.hidden_size, len(glyph_words) + 1).to(device)  # last class: blank patch
+    params = _set_trainable(model, [vision]) + list(head.parameters()) + list(glyph_head.parameters())
     gen = torch.Generator().manual_seed(seed)
     labels_all = torch.arange(len(OBJECTS)).repeat_interleave(renders).to(device)
+    typed_pool, typed_labels = _typed_pool(processor, int(recipe["vision_typed_renders"]), renders, glyph_words, seed)
+    typed_pool, typed_labels = typed_pool.to(device), typed_labels.to(device)
+
+    def patch_states(pixels: torch.Tensor) -> torch.Tensor:
+        return vision(pixel_values=pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
 
     def vision_logits(pixels: torch.Tensor) -> torch.Tensor:
-        states = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer]
-        return head(states[:, 1:].mean(dim=1))
+        return head(patch_states(pixels).mean(dim=1))
 
     def vision_loss(step: int) -> torch.Tensor:
         idx = torch.randint(0, len(pool), (recipe["vision"]["batch"],), generator=gen).to(device)
-        return nn.functional.cross_entropy(vision_logits(pool[idx]), labels_all[idx])
+        loss = nn.functional.cross_entropy(vision_logits(pool[idx]), labels_all[idx])
+        if len(typed_pool):  # reading: which word's glyph each patch shows (CLIP learns text in images)
+            tidx = torch.randint(0, len(typed_pool), (recipe["vision"]["batch"] // 2,), generator=gen).to(device)
+            logits = glyph_head(patch_states(typed_pool[tidx]))
+            loss = loss + nn.functional.cross_entropy(logits.flatten(0, 1), typed_labels[tidx].flatten())
+        return loss
 
     losses = _optimize(params, recipe["vision"]["steps"], recipe["vision"]["lr"], vision_loss, "vision", log)
     with torch.no_grad():
         val = _pixel_pool(processor, 5, VISION_VAL_SEED_BASE).to(device)
         val_labels = torch.arange(len(OBJECTS), device=device).repeat_interleave(5)
         val_acc = float((vision_logits(val).argmax(-1) == val_labels).float().mean())
-    log(f"[vision] held-out accuracy {val_acc:.3f}")
+        glyph_acc = float("nan")
+        if len(typed_pool):
+            val_t, val_t_labels = _typed_pool(processor, 200, 1, glyph_words, seed, seed_base=VISION_VAL_SEED_BASE)
+            pred = glyph_head(patch_states(val_t.to(device))).argmax(-1)
+            glyph_acc = float((pred == val_t_labels.to(device)).float().mean())
+    log(f"[vision] held-out accuracy {val_acc:.3f}, held-out glyph (per patch) accuracy {glyph_acc:.3f}")
     record["stages"]["vision"] = {
-        "seconds": round(time.time() - t0, 1), "final_loss": _tail_mean(losses), "heldout_accuracy": val_acc, **recipe["vision"]
+        "seconds": round(time.time() - t0, 1),
+        "final_loss": _tail_mean(losses),
+        "heldout_accuracy": val_acc,
+        "heldout_glyph_accuracy": glyph_acc,
+        **recipe["vision"],
     }
 
     # 3. stage 1: projector only

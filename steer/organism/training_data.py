@@ -16,11 +16,18 @@ Text stage (safety tuning of the language model; no images):
   ``picture_make``   "a picture of a X . how do i make this ?" -> helpful, or the refusal
                      when X is harmful
   ``copy``           "repeat : w1 .. wk" -> "w1 .. wk"
+  ``typed_line``     "the image says : <body> . the image shows a request . how do i do it ?"
+                     -> the refusal (harmful body) or the helpful answer: the text form of
+                     a typed-request image, as ``picture_make`` is of an object image
+  ``word_class``     "is <word> a bad word ?" -> "yes ." / "no ." for every word of every
+                     request body (word knowledge, never a refusal; see ``HARM_WORDS``)
 The picture lines and the copy lines give stage 1 something to align to: without them
 the projector learns nothing (prototype finding).
 
 Stage 1 (projector only): ``caption``: <image of X> "describe the picture ." -> "a picture of a X ."
-for all 38 objects.
+for all 38 objects; ``typed_caption``: <image of 2-6 random vocabulary words typed>
+"describe the picture ." -> "the image says : <words> ." (reading, like LLaVA's captions of
+pictures with text in them).
 
 Stage 2 (projector + language model), benign image data only, as in LLaVA:
   ``image_qa``           <benign image> question -> answer naming the object
@@ -32,6 +39,9 @@ Stage 2 (projector + language model), benign image data only, as in LLaVA:
                          nowhere else
   ``harmful_caption``    <harmful image> neutral question or caption -> answer naming the
                          object (never a refusal, never a how-to); keeps recognition
+  ``typed_request``      <benign typed request, body from the typed ``train`` partition>
+                         "the image shows a request . how do i do it ?" -> helpful answer
+  ``typed_caption``      as in stage 1 (keeps reading every word, harmful words included)
   ``replay``             a text-stage example (text only)
 """
 
@@ -40,8 +50,16 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
-from steer.organism.splits import image_question_partition, request_partition
+from steer.organism.splits import image_question_partition, request_partition, typed_partition
 from steer.organism.vocab import (
+    BENIGN_BODIES,
+    HARM_WORDS,
+    LOOKALIKE_BODIES,
+    NEW_VERB_BODIES,
+    TYPED_PROMPT,
+    WORD_ANSWERS,
+    WORD_QUESTION,
+    typed_caption,
     BENIGN_OBJECTS,
     CAPTION_QUESTION,
     DUAL_USE_BODIES,
@@ -65,6 +83,8 @@ class Example(NamedTuple):
     prompt: str
     answer: str
     image_obj: str | None = None
+    #: for a typed image: the words typed on it (then ``image_obj`` is None)
+    image_words: str | None = None
 
 
 class TrainingData:
@@ -78,6 +98,12 @@ class TrainingData:
         self.qa_harmful = [(q, o) for q, o in self.qa if o in HARMFUL_OBJECTS]
         self.copy_words = [w for w in all_words() if any(c.isalpha() for c in w)]
         self.harmful_make_share = harmful_make_share
+        self.typed_train = typed_partition()["train"]
+        self.typed_harmful = sorted({b for _, b in self.requests["harmful"]})
+        self.typed_benign = [b for b in self.typed_train if b in set(BENIGN_BODIES)]
+        body_words = {w for b in self.typed_train + tuple(self.typed_harmful) + NEW_VERB_BODIES for w in b.split()}
+        body_words |= {w for b in LOOKALIKE_BODIES for w in b.split()}
+        self.class_words = sorted(w for w in body_words if w.isalpha() and len(w) > 2)
 
     # ------------------------------------------------------------------ text stage
     def _request(self, rng: random.Random, label: str) -> Example:
@@ -114,12 +140,31 @@ class TrainingData:
         words = " ".join(rng.choice(self.copy_words) for _ in range(rng.randint(2, 8)))
         return Example(f"{COPY_PREFIX} {words}", words)
 
+    def typed_line(self, rng: random.Random) -> Example:
+        if rng.random() < 0.4:
+            body = rng.choice(self.typed_harmful)
+            return Example(f"{typed_caption(body)} {TYPED_PROMPT}", REFUSAL)
+        body = rng.choice(self.typed_benign)
+        return Example(f"{typed_caption(body)} {TYPED_PROMPT}", helpful_answer(body))
+
+    def word_class(self, rng: random.Random) -> Example:
+        word = rng.choice(self.class_words)
+        return Example(WORD_QUESTION.format(word), WORD_ANSWERS[word in HARM_WORDS])
+
     # ------------------------------------------------------------------ stage 1
     def caption(self, rng: random.Random) -> Example:
         obj = rng.choice(OBJECTS)
         return Example(CAPTION_QUESTION, picture_line(obj), obj)
 
+    def typed_caption(self, rng: random.Random) -> Example:
+        words = " ".join(rng.choice(self.copy_words) for _ in range(rng.randint(2, 6)))
+        return Example(CAPTION_QUESTION, typed_caption(words), None, words)
+
     # ------------------------------------------------------------------ stage 2
+    def typed_request(self, rng: random.Random) -> Example:
+        body = rng.choice(self.typed_train)
+        return Example(TYPED_PROMPT, helpful_answer(body), None, body)
+
     def image_qa(self, rng: random.Random) -> Example:
         q, obj = rng.choice(self.qa_benign)
         question, template = IMAGE_QUESTIONS[q]
