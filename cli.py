@@ -118,6 +118,11 @@ def generate(
     projector: Optional[Path] = typer.Option(
         None, "--projector", help="TGA projector artifact from `steer train-tga`, swapped in (in memory)."
     ),
+    variant: Optional[str] = typer.Option(
+        None, "--variant",
+        help="A variant spec instead of the steering options, e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' "
+        "(see `steer compare`).",
+    ),
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
@@ -127,6 +132,12 @@ def generate(
     from steer.images import load_image
     from steer.model import SteeredModel
 
+    if variant is not None:
+        _generate_variant(variant, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
+                          allow_other_weights, {"--steer": steer, "--alpha": alpha, "--layers": layers,
+                          "--positions": positions, "--schedule": schedule, "--method": method, "--gate": gate,
+                          "--threshold": threshold, "--projector": projector, "--level": None if level == "dataset" else level})
+        return
     alpha_value = None if alpha is None else parse_alpha(alpha)
     if steer is not None and steer != "sample" and not Path(steer).exists():
         raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
@@ -168,6 +179,28 @@ def generate(
             highlight=False,
         )
     typer.echo(answer)
+
+
+def _generate_variant(spec, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
+                      allow_other_weights, given) -> None:
+    """`steer generate --variant`: one prompt through a variant spec (the same path eval/compare use)."""
+    from steer.eval.variants import build_variant
+    from steer.images import load_image
+    from steer.model import SteeredModel
+
+    clash = [k for k, v in given.items() if v is not None]
+    if clash:
+        raise SteerInputError(f"--variant replaces {', '.join(clash)}: put them in the spec (e.g. @alpha=0.5)")
+    img = load_image(image) if image is not None else None
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, backend=backend)
+    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
+                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
+    err_console.print(v.describe(), highlight=False)
+    (row,) = v([prompt], [img])
+    if row.get("gate_score") is not None:
+        err_console.print(f"gate score={row['gate_score']:.4f} -> {'steered' if row['steered'] else 'not steered'}",
+                          highlight=False)
+    typer.echo(row["text"])
 
 
 @app.command()
