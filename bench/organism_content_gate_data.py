@@ -35,7 +35,7 @@ from steer.organism.vocab import BENIGN_OBJECTS, HARMFUL_OBJECTS, MAKE_THIS  # n
 
 #: training renders per object for the "make this" rows (harmful objects are fewer, so more each)
 HARMFUL_RENDERS = 8
-BENIGN_RENDERS = 2
+BENIGN_RENDERS = 6
 
 
 def content_gate_rows(image_dir: Path, seed: int = 0) -> list[dict]:

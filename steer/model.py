@@ -439,6 +439,7 @@ class SteeredModel:
         method: str | None = None,
         caption_prompt: str | None = None,
         captions: Sequence[str] | None = None,
+        twin: str = "caption",
     ) -> Steering:
         """Self-caption anchored shift for one batch (see :mod:`steer.self_caption`).
 
@@ -448,8 +449,10 @@ class SteeredModel:
         file). Layers, alpha and schedule default to the file's (sample schedule, else
         incremental); without a file: CMRM on every layer (or ``layers``), alpha 1, positions
         ``prompt``. ``captions`` skips the caption generation (one per row; "" = no content).
+        ``twin="both"`` (ShiftDC only) anchors each row and layer to the more-refusing of two
+        twins, the captioned query and the query alone (one forward over 3x the image rows).
         """
-        from steer.self_caption import along_directions, self_caption_shifts, self_captions
+        from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along, self_captions
 
         prompt_list = list(prompts)
         loaded = [None if im is None else load_image(im) for im in images]
@@ -470,11 +473,17 @@ class SteeredModel:
                 "self-caption ShiftDC needs safety directions: give a vector file made with "
                 "`steer calibrate --method shiftdc`"
             )
+        if twin not in ("caption", "both"):
+            raise SteerInputError(f"unknown twin {twin!r}; choose caption or both")
+        if twin == "both" and method != "shiftdc":
+            raise SteerInputError("twin 'both' picks the more-refusing twin along the safety direction: use method shiftdc")
         if captions is None:
             captions = self_captions(self.adapter, loaded, prompt=caption_prompt)
-        shifts = self_caption_shifts(self.adapter, prompt_list, loaded, chosen, list(captions))
-        if method == "shiftdc":
-            shifts = along_directions(shifts, vecs.directions)
+        twin_sets = [described_prompts(self.adapter, prompt_list, list(captions))]
+        if twin == "both":
+            twin_sets.append(prompt_list)
+        shift_sets = anchored_shifts(self.adapter, prompt_list, loaded, chosen, twin_sets)
+        shifts = most_refusing_along(shift_sets, vecs.directions) if method == "shiftdc" else shift_sets[0]
         per_layer = apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental"))
         return Steering(
             self.adapter,

@@ -77,6 +77,35 @@ def described_prompts(adapter: ModelAdapter, prompts: Sequence[str], captions: S
     return [adapter.described_prompt(c, p) for p, c in zip(prompts, captions)]
 
 
+def anchored_shifts(
+    adapter: ModelAdapter,
+    prompts: Sequence[str],
+    images: Sequence[Any],
+    layers: Sequence[int],
+    twin_sets: Sequence[Sequence[str]],
+) -> list[dict[int, torch.Tensor]]:
+    """Per twin set, {layer: (B, d) float32} ``h_l(image + q) - h_l(twin)`` at the last prompt token.
+
+    Image rows run as one left-padded batch (image views first, then each set's twins, in
+    order); rows without an image get zeros.
+    """
+    if len(images) != len(prompts):
+        raise SteerInputError(f"got {len(prompts)} prompts but {len(images)} images")
+    rows = _image_rows(images)
+    n = len(rows)
+    outs = [{int(l): torch.zeros(len(prompts), adapter.hidden_size) for l in layers} for _ in twin_sets]
+    if not rows:
+        return outs
+    texts = [prompts[i] for i in rows] + [twins[i] for twins in twin_sets for i in rows]
+    views = [images[i] for i in rows] + [None] * (n * len(twin_sets))
+    pooled = capture_pooled(adapter, adapter.build_inputs(texts, views), list(outs[0]), pool="last")
+    index = torch.tensor(rows)
+    for layer, h in pooled.items():
+        for k, out in enumerate(outs):
+            out[layer][index] = (h[:n] - h[n * (k + 1) : n * (k + 2)]).float()
+    return outs
+
+
 def self_caption_shifts(
     adapter: ModelAdapter,
     prompts: Sequence[str],
@@ -84,32 +113,25 @@ def self_caption_shifts(
     layers: Sequence[int],
     captions: Sequence[str],
 ) -> dict[int, torch.Tensor]:
-    """{layer: (B, d) float32} ``h_l(image + q) - h_l(caption + q)`` at the last prompt token.
+    """{layer: (B, d) float32} ``h_l(image + q) - h_l(caption + q)`` at the last prompt token (zeros
+    for rows without an image); one forward over 2x the image rows."""
+    return anchored_shifts(adapter, prompts, images, layers, [described_prompts(adapter, prompts, captions)])[0]
 
-    Image rows run as one left-padded batch (image views first, then their twins); rows
-    without an image get zeros.
+
+def most_refusing_along(
+    shift_sets: Sequence[Mapping[int, torch.Tensor]], directions: Mapping[int, torch.Tensor]
+) -> dict[int, torch.Tensor]:
+    """ShiftDC against the more-refusing of several text twins, per row and layer.
+
+    The image pushes a request's state away from refusal, against the safety direction
+    ``v``; the twin whose state lies furthest along ``v`` gives the most negative
+    ``delta . v``. Removing that component restores whichever text reading the text-only
+    model would refuse (the query with the picture's caption, or the query alone).
     """
-    if len(images) != len(prompts):
-        raise SteerInputError(f"got {len(prompts)} prompts but {len(images)} images")
-    twins = described_prompts(adapter, prompts, captions)
-    rows = _image_rows(images)
-    n = len(rows)
-    out = {int(l): torch.zeros(len(prompts), adapter.hidden_size) for l in layers}
-    if not rows:
-        return out
-    texts = [prompts[i] for i in rows] + [twins[i] for i in rows]
-    views = [images[i] for i in rows] + [None] * n
-    pooled = capture_pooled(adapter, adapter.build_inputs(texts, views), list(out), pool="last")
-    index = torch.tensor(rows)
-    for layer, h in pooled.items():
-        out[layer][index] = (h[:n] - h[n:]).float()
-    return out
-
-
-def along_directions(shifts: Mapping[int, torch.Tensor], directions: Mapping[int, torch.Tensor]) -> dict[int, torch.Tensor]:
-    """Each row's shift projected on its layer's unit safety direction, ``(delta . v) v`` (ShiftDC)."""
     out = {}
-    for layer, s in shifts.items():
-        v = directions[layer].to(s)
-        out[layer] = (s @ v).unsqueeze(-1) * v
+    for layer in shift_sets[0]:
+        v = directions[layer].to(shift_sets[0][layer])
+        coef = torch.stack([s[layer] @ v for s in shift_sets]).amin(dim=0)
+        out[layer] = coef.unsqueeze(-1) * v
     return out
+

@@ -52,15 +52,15 @@ def test_self_caption_batch_equals_one_by_one(tiny_loaded, family):
     assert captions == [sm.self_captions([im], max_new_tokens=4)[0] for im in images]
     assert captions[2] == ""  # no image, no caption
     vecs = _shiftdc_file(sm)
-    for method, vectors in (("cmrm", None), ("shiftdc", vecs)):
-        kw = dict(vectors=vectors, method=method, alpha=3.0)
+    for method, vectors, twin in (("cmrm", None, "caption"), ("shiftdc", vecs, "caption"), ("shiftdc", vecs, "both")):
+        kw = dict(vectors=vectors, method=method, alpha=3.0, twin=twin)
         steering = sm.self_caption_steering(PROMPTS, images, **kw)
         batched = sm.generate(PROMPTS, images=images, steer=steering, max_new_tokens=5)
         single = [
             sm.generate(p, image=im, steer=sm.self_caption_steering([p], [im], **kw), max_new_tokens=5)
             for p, im in zip(PROMPTS, images)
         ]
-        assert batched == single, method
+        assert batched == single, (method, twin)
 
 
 @pytest.mark.parametrize("family", VLM_FAMILIES)
@@ -117,6 +117,28 @@ def test_self_caption_hooks_gone_after_errors(tiny_loaded, family):
         sm.self_captions(images, prompt=" ")
     with pytest.raises(SteerInputError, match="safety directions"):
         sm.self_caption_steering(PROMPTS, images, method="shiftdc")
+    with pytest.raises(SteerInputError, match="use method shiftdc"):
+        sm.self_caption_steering(PROMPTS, images, twin="both")
+
+
+def test_twin_both_removes_the_more_refusing_component(tiny_loaded):
+    """``twin=both`` keeps, per row and layer, the most negative coefficient along v of the two twins."""
+    from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along
+
+    sm = _sm(tiny_loaded, "llava")
+    images = _images(sm)
+    vecs = _shiftdc_file(sm)
+    layers = vecs.layers
+    captions = ["a red ball", "a blue kite", ""]
+    sets = anchored_shifts(sm.adapter, PROMPTS, images, layers, [described_prompts(sm.adapter, PROMPTS, captions), PROMPTS])
+    alone = anchored_shifts(sm.adapter, PROMPTS, images, layers, [PROMPTS])[0]
+    picked = most_refusing_along(sets, vecs.directions)
+    for layer in layers:
+        v = vecs.directions[layer]
+        a, b = sets[0][layer] @ v, sets[1][layer] @ v
+        assert torch.allclose(alone[layer], sets[1][layer], atol=1e-4)  # the twin set's place in the batch does not matter
+        assert torch.allclose(picked[layer] @ v, torch.minimum(a, b), atol=1e-5)
+        assert torch.equal(picked[layer][2], torch.zeros(sm.adapter.hidden_size))
 
 
 def test_self_caption_refuses_a_text_only_model(tiny_loaded):

@@ -16,7 +16,9 @@ A *variant* is one way of generating with a model.  Specs (``parse_variant``)::
     caption-cmrm                  self-caption anchored CMRM: each image query's shift against
                                   its text twin *with the model's own caption of the image*,
                                   removed whole (steer.self_caption)
-    caption-shiftdc:PATH          the same shift, removed only along PATH's safety directions
+    caption-shiftdc:PATH          the same shift, removed only along PATH's safety directions;
+                                  ``twin=both`` anchors to the more-refusing of the captioned
+                                  query and the query alone
     refusal-add:PATH[:PROBE[:T]]  add alpha x the text-only refusal direction of ShiftDC file
                                   PATH (steer.refusal_addition), only on rows whose probe
                                   score exceeds T when a PROBE is given
@@ -74,7 +76,7 @@ _NEEDS_PATH = {"cmrm", "shiftdc", "shiftdc-sample", "tga", "gated", "caption-shi
 #: content-aware kinds (self-caption anchoring, gated refusal addition)
 CONTENT_KINDS = ("caption-cmrm", "caption-shiftdc", "refusal-add")
 OPTION_KEYS = (
-    "alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "caption_prompt", "name",
+    "alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "caption_prompt", "twin", "name",
 )
 _KIND_RE = re.compile(
     r"^\s*(baseline|cmrm-sample|shiftdc-sample|cmrm|shiftdc|tga|gated|caption-cmrm|caption-shiftdc|refusal-add)"
@@ -149,6 +151,7 @@ class VariantSpec:
     threshold: float | None = None
     null_image: str | None = None
     caption_prompt: str | None = None
+    twin: str | None = None
     name: str | None = None
     text: str = ""
 
@@ -170,7 +173,7 @@ class VariantSpec:
             opts.append(f"alpha={self.alpha:g}")
         if self.layers is not None:
             opts.append(f"layers={_format_layers(self.layers)}")
-        for key in ("positions", "schedule", "method", "null_image", "caption_prompt"):
+        for key in ("positions", "schedule", "method", "null_image", "caption_prompt", "twin"):
             value = getattr(self, key)
             if value is not None:
                 opts.append(f"{key}={value}")
@@ -224,6 +227,10 @@ def _parse_options(text: str, spec: str) -> dict[str, Any]:
 
             if value not in SCHEDULES:
                 raise SteerInputError(f"variant {spec!r}: unknown schedule {value!r}; one of {', '.join(SCHEDULES)}")
+            out[key] = value
+        elif key == "twin":
+            if value not in ("caption", "both"):
+                raise SteerInputError(f"variant {spec!r}: twin must be caption or both, got {value!r}")
             out[key] = value
         elif key == "method":
             if value not in ("cmrm", "shiftdc"):
@@ -285,6 +292,8 @@ def parse_variant(spec: str) -> VariantSpec:
         raise SteerInputError(f"variant {text!r}: threshold= is for gated variants (gated:..., refusal-add:V:PROBE)")
     if "caption_prompt" in opts and kind not in ("caption-cmrm", "caption-shiftdc"):
         raise SteerInputError(f"variant {text!r}: caption_prompt= is for caption-cmrm / caption-shiftdc")
+    if "twin" in opts and kind != "caption-shiftdc":
+        raise SteerInputError(f"variant {text!r}: twin= is for caption-shiftdc")
     if "method" in opts and kind in CONTENT_KINDS:
         raise SteerInputError(f"variant {text!r}: {kind} fixes its method; drop method=")
     if "threshold" in opts and "threshold" in fields:
@@ -390,6 +399,7 @@ class Variant:
         return self.sm.self_caption_steering(
             prompts, images, vectors=s.path, layers=layers, alpha=s.alpha, positions=s.positions, schedule=s.schedule,
             method="shiftdc" if s.kind == "caption-shiftdc" else "cmrm", caption_prompt=s.caption_prompt,
+            twin=s.twin or "caption",
         )
 
     # ---------------------------------------------------------------- description
@@ -465,7 +475,7 @@ class Variant:
             alpha=s.alpha if s.alpha is not None else meta.get("default_alpha", 1.0),
             layers=_format_layers(layers) if layers is not None else "all", positions=s.positions or "prompt",
             schedule=s.schedule or meta.get("sample_schedule", "incremental"), caption_prompt=caption_prompt,
-            vectors=s.path,
+            twin=s.twin or "caption", vectors=s.path,
         )
 
     def _file_meta(self) -> dict[str, Any]:
