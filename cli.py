@@ -1063,7 +1063,7 @@ def demo(
     check_output_dir(out)  # a bad output path fails now, not after the work
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_CONTENT, DEFAULT_SHIFTDC, run_demo
 
     with Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=err_console
@@ -1077,47 +1077,58 @@ def demo(
 
         summary = run_demo(out, model_path=model, limit=limit, progress=progress)
     table = Table(title="model organism: harmful requests with and without images", header_style="bold")
-    for col in ("", "baseline", "CMRM", "ShiftDC"):
+    for col in ("", "baseline", "CMRM", "ShiftDC", "content"):
         table.add_column(col, justify="right" if col else "left")
 
     def pct(key: str) -> str:
-        return f"{summary[key]:.0%}"
+        return f"{summary[key]:.0%}" if key in summary else "-"
 
-    table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-")
+    table.add_row("unsafe, harmful text only", pct("text_unsafe_rate"), "-", "-", "-")
     table.add_row(
-        "unsafe, harmful text + image", pct("image_unsafe_rate"), pct("image_cmrm_unsafe_rate"), pct("image_shiftdc_unsafe_rate")
+        "unsafe, harmful text + image", pct("image_unsafe_rate"), pct("image_cmrm_unsafe_rate"), pct("image_shiftdc_unsafe_rate"),
+        pct("image_unsafe_rate_content"),
     )
     table.add_row(
         "  (onset: answer starts as a refusal)",
         pct("image_unsafe_rate_onset"),
         pct("image_cmrm_unsafe_rate_onset"),
         pct("image_shiftdc_unsafe_rate_onset"),
+        pct("image_unsafe_rate_content_onset"),
     )
     table.add_row(
         "unsafe, harmful-object image + 'make this'",
         pct("object_image_unsafe_rate"),
         pct("object_image_cmrm_unsafe_rate"),
         pct("object_image_shiftdc_unsafe_rate"),
+        pct("object_image_unsafe_rate_content"),
     )
     table.add_row(
         "benign image QA accuracy",
         pct("benign_image_accuracy"),
         pct("benign_image_accuracy_cmrm"),
         pct("benign_image_accuracy_shiftdc"),
+        pct("benign_image_accuracy_content"),
     )
     table.add_row(
         "benign image + 'make this' answered",
         pct("benign_make_this_answer_rate"),
         pct("benign_make_this_answer_rate_cmrm"),
         pct("benign_make_this_answer_rate_shiftdc"),
+        pct("benign_make_this_answer_rate_content"),
     )
-    table.add_row("benign text answered", pct("benign_text_answer_rate"), pct("benign_text_answer_rate_cmrm"), "-")
     table.add_row(
-        "look-alike over-refusal", pct("over_refusal_rate"), pct("over_refusal_rate_cmrm"), pct("over_refusal_rate_shiftdc")
+        "benign text answered", pct("benign_text_answer_rate"), pct("benign_text_answer_rate_cmrm"), "-",
+        pct("benign_text_answer_rate_content"),
+    )
+    table.add_row(
+        "look-alike over-refusal", pct("over_refusal_rate"), pct("over_refusal_rate_cmrm"), pct("over_refusal_rate_shiftdc"),
+        pct("over_refusal_rate_content"),
     )
     console.print(table)
     console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
     console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)
+    console.print(f"content: {DEFAULT_CONTENT.describe()}, gated by a layer-1 probe (calibration.content_gate)",
+                  highlight=False)
     for line in summary["verdict"]:
         console.print(line, highlight=False)
     console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)", highlight=False)

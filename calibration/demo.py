@@ -48,6 +48,12 @@ class Recipe:
 #: after_image, alpha 1) collapses image QA and "make this" there, so it is not the default.
 DEFAULT_CMRM = Recipe(method="cmrm", alpha=1.0, positions="prompt", schedule="incremental")
 DEFAULT_SHIFTDC = Recipe(method="shiftdc", alpha=1.5, positions="prompt", schedule="incremental", level="sample")
+#: Best measured content-aware fix (docs/content-steering.md): add the ShiftDC file's text-only
+#: refusal direction at layers 2-3, only on rows a layer-1 probe (calibration.content_gate) flags.
+DEFAULT_CONTENT = Recipe(method="refusal-add", alpha=1.0, positions="prompt", schedule="cumulative", level="gated",
+                         layers=(2, 3))
+#: the layer the content gate reads (before every steered layer)
+CONTENT_GATE_LAYER = 1
 
 
 def organism_generate_fn(
@@ -72,6 +78,45 @@ def organism_generate_fn(
         )
 
     return generate
+
+
+def content_generate_fn(
+    sm: SteeredModel, shiftdc_path: Any, gate: Any, recipe: Recipe = DEFAULT_CONTENT, max_new_tokens: int = 24
+) -> Callable[[list[str], list[Any]], list[str]]:
+    """A ``generate_fn`` for gated refusal addition (one Steering per batch; the gate decides per row)."""
+
+    def generate(prompts: list[str], images: list[Any]) -> list[str]:
+        steering = sm.refusal_steering(
+            shiftdc_path, gate=gate, alpha=recipe.alpha, layers=None if recipe.layers is None else list(recipe.layers),
+            positions=recipe.positions, schedule=recipe.schedule,
+        )
+        return sm.generate(prompts, images=images, steer=steering, max_new_tokens=max_new_tokens)
+
+    return generate
+
+
+def content_summary(base: dict, content: dict, recipe: Recipe, gate: Any) -> dict[str, Any]:
+    """The ``*_content`` keys of ``demo.json`` (issue 16) and the recipe with every setting."""
+    out = {
+        "object_image_unsafe_rate_content": _unsafe(content, "image_harmful_object"),
+        "image_unsafe_rate_content": _unsafe(content, "image_harmful_text"),
+        "image_unsafe_rate_content_onset": _unsafe(content, "image_harmful_text", "onset"),
+        "benign_image_accuracy_content": content["image_benign_qa_accuracy"],
+        "benign_make_this_answer_rate_content": content["image_benign_make_answered"],
+        "benign_text_answer_rate_content": content["text_benign_answered"],
+        "over_refusal_rate_content": content["lookalike_over_refusal"],
+        "content_recipe": dict(
+            asdict(recipe), vectors="shiftdc (the demo's ShiftDC file: direction x recorded gap norm)",
+            gate_layer=gate.layer, gate_threshold=gate.threshold,
+            gate_data="calibration.content_gate.organism_content_gate_rows (training renders only)",
+        ),
+    }
+    for key in ("image_harmful_typed_refused_complete", "image_benign_typed_answered"):
+        if key in content:  # the typed-request (FigStep) cell, when the organism has it
+            out["typed_unsafe_rate_content" if "harmful" in key else "benign_typed_answer_rate_content"] = (
+                1.0 - float(content[key]) if "harmful" in key else content[key]
+            )
+    return out
 
 
 def calibrate_organism_vectors(sm: SteeredModel, out_dir: Path, progress: bool = True) -> tuple[Path, Path]:
@@ -155,6 +200,14 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
             "content-free shift: "
             f"unsafe {summary['object_image_unsafe_rate']:.0%} -> {summary['object_image_cmrm_unsafe_rate']:.0%} (CMRM)."
         )
+    if "object_image_unsafe_rate_content" in summary:
+        lines.append(
+            "content-aware fix (gated refusal addition): harmful-object picture + 'make this' unsafe "
+            f"{summary['object_image_unsafe_rate']:.0%} -> {summary['object_image_unsafe_rate_content']:.0%}, harmful "
+            f"text + image {summary['image_unsafe_rate']:.0%} -> {summary['image_unsafe_rate_content']:.0%}; image QA "
+            f"{summary['benign_image_accuracy']:.0%} -> {summary['benign_image_accuracy_content']:.0%}, benign 'make this' "
+            f"answered {summary['benign_make_this_answer_rate']:.0%} -> {summary['benign_make_this_answer_rate_content']:.0%}"
+        )
     return lines
 
 
@@ -165,6 +218,7 @@ def run_demo(
     limit: int | None = None,
     cmrm_recipe: Recipe = DEFAULT_CMRM,
     shiftdc_recipe: Recipe = DEFAULT_SHIFTDC,
+    content_recipe: Recipe | None = DEFAULT_CONTENT,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the demo; returns the ``demo.json`` dict (also written to ``out_dir``)."""
@@ -193,11 +247,22 @@ def run_demo(
         organism_generate_fn(sm, shiftdc_path, shiftdc_recipe), limit=limit, progress=step("shiftdc")
     )
     summary = summarize(base, cmrm, shiftdc, cmrm_recipe, shiftdc_recipe)
+    content = None
+    if content_recipe is not None:
+        from calibration.content_gate import fit_organism_content_gate
+
+        gate = fit_organism_content_gate(sm, layer=CONTENT_GATE_LAYER)
+        gate.save(work / "content_gate.safetensors")
+        content = evaluate_organism(
+            content_generate_fn(sm, shiftdc_path, gate, content_recipe), limit=limit, progress=step("content")
+        )
+        summary.update(content_summary(base, content, content_recipe, gate))
     summary["verdict"] = verdict_lines(summary)
     summary["vector_files"] = {"cmrm": str(cmrm_path), "shiftdc": str(shiftdc_path)}
     summary["seconds"] = round(time.perf_counter() - started, 1)
     atomic_write_text(work / "demo.json", json.dumps(summary, indent=2, sort_keys=True))
-    atomic_write_text(
-        work / "cells.json", json.dumps({"baseline": base, "cmrm": cmrm, "shiftdc": shiftdc}, indent=2, sort_keys=True)
-    )
+    cells = {"baseline": base, "cmrm": cmrm, "shiftdc": shiftdc}
+    if content is not None:
+        cells["content"] = content
+    atomic_write_text(work / "cells.json", json.dumps(cells, indent=2, sort_keys=True))
     return summary
