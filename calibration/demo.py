@@ -111,11 +111,11 @@ def content_summary(base: dict, content: dict, recipe: Recipe, gate: Any) -> dic
             gate_data="calibration.content_gate.organism_content_gate_rows (training renders only)",
         ),
     }
-    for key in ("image_harmful_typed_refused_complete", "image_benign_typed_answered"):
-        if key in content:  # the typed-request (FigStep) cell, when the organism has it
-            out["typed_unsafe_rate_content" if "harmful" in key else "benign_typed_answer_rate_content"] = (
-                1.0 - float(content[key]) if "harmful" in key else content[key]
-            )
+    # the typed-request (FigStep) cells, when the organism has them (branch `organism`, issue 16 part 1)
+    if "image_harmful_typed_refused_complete" in content:
+        out["typed_unsafe_rate_content"] = _unsafe(content, "image_harmful_typed")
+    if "image_benign_typed_answer_exact" in content:
+        out["benign_typed_answer_rate_content"] = content["image_benign_typed_answer_exact"]
     return out
 
 
