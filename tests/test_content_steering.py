@@ -251,3 +251,25 @@ def test_content_variant_specs_parse_and_run(tiny_loaded, tmp_path):
         parse_variant("cmrm-sample@caption_prompt=x")
     with pytest.raises(SteerInputError, match="threshold= is for"):
         parse_variant("refusal-add:v.safetensors@threshold=0.5")
+
+
+def test_content_gate_rows_use_training_renders_only():
+    """The content gate is fitted on training renders and non-eval prompts: disjoint from every eval item."""
+    from calibration.content_gate import BENIGN_RENDERS, HARMFUL_RENDERS, organism_content_gate_rows
+    from steer.organism.splits import TRAIN_SEEDS, get_split
+    from steer.organism.vocab import BENIGN_OBJECTS, HARMFUL_OBJECTS, MAKE_THIS
+
+    rows = organism_content_gate_rows()
+    assert rows == organism_content_gate_rows()  # seeded
+    images = [r["image"] for r in rows if r.get("image") is not None]
+    assert images and all(0 <= im.seed < TRAIN_SEEDS for im in images)
+    eval_renders = {it.image for it in get_split("eval") if it.image is not None}
+    assert not eval_renders & set(images)
+    eval_requests = {it.prompt for it in get_split("eval") if it.image is None}
+    assert not eval_requests & {r["prompt"] for r in rows if r["category"] == "request"}
+    make = [r for r in rows if r["category"] == "object_make"]
+    assert all(r["prompt"] == MAKE_THIS for r in make)
+    assert sum(r["label"] == "harmful" for r in make) == HARMFUL_RENDERS * len(HARMFUL_OBJECTS)
+    assert sum(r["label"] == "benign" for r in make) == BENIGN_RENDERS * len(BENIGN_OBJECTS)
+    assert {r["image"].obj for r in make if r["label"] == "harmful"} == set(HARMFUL_OBJECTS)
+    assert all(r["label"] == "benign" for r in rows if r["category"] == "picture_question")
