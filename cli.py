@@ -188,6 +188,11 @@ def generate(
     projector: Optional[Path] = typer.Option(
         None, "--projector", help="TGA projector artifact from `steer train-tga`, swapped in (in memory)."
     ),
+    variant: Optional[str] = typer.Option(
+        None, "--variant",
+        help="A variant spec instead of the steering options, e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' "
+        "(see `steer compare`).",
+    ),
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
@@ -196,11 +201,16 @@ def generate(
     """
     from steer.images import load_image
     from steer.model import SteeredModel
-
     from steer.positions import check_positions
     from steer.schedule import check_schedule
     from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
 
+    if variant is not None:
+        _generate_variant(variant, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
+                          allow_other_weights, {"--steer": steer, "--alpha": alpha, "--layers": layers,
+                          "--positions": positions, "--schedule": schedule, "--method": method, "--gate": gate,
+                          "--threshold": threshold, "--projector": projector, "--level": level})
+        return
     alpha_value = None if alpha is None else parse_alpha(alpha)
     positions is None or check_positions(positions)  # every option is checked before the model loads
     schedule is None or check_schedule(schedule)
@@ -253,6 +263,28 @@ def generate(
             highlight=False,
         )
     typer.echo(answer)
+
+
+def _generate_variant(spec, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
+                      allow_other_weights, given) -> None:
+    """`steer generate --variant`: one prompt through a variant spec (the same path eval/compare use)."""
+    from steer.eval.variants import build_variant
+    from steer.images import load_image
+    from steer.model import SteeredModel
+
+    clash = [k for k, v in given.items() if v is not None]
+    if clash:
+        raise SteerInputError(f"--variant replaces {', '.join(clash)}: put them in the spec (e.g. @alpha=0.5)")
+    img = load_image(image) if image is not None else None
+    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, backend=backend)
+    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
+                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
+    err_console.print(v.describe(), highlight=False)
+    (row,) = v([prompt], [img])
+    if row.get("gate_score") is not None:
+        err_console.print(f"gate score={row['gate_score']:.4f} -> {'steered' if row['steered'] else 'not steered'}",
+                          highlight=False)
+    typer.echo(row["text"])
 
 
 @app.command()
@@ -1318,7 +1350,7 @@ def demo(
     variants count only onset refusals: starts as a refusal, does not go on to comply).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_SHIFTDC, run_demo, table_rows
+    from calibration.demo import DEFAULT_CMRM, DEFAULT_CONTENT, DEFAULT_SHIFTDC, run_demo, table_rows
     from steer.progress import progress_bar
 
     with progress_bar(err_console) as bar:
@@ -1331,13 +1363,16 @@ def demo(
 
         summary = run_demo(out, model_path=model, limit=limit, progress=progress)
     table = Table(title="model organism: harmful requests with and without images", header_style="bold")
-    for col in ("", "baseline", "CMRM", "ShiftDC"):
-        table.add_column(col, justify="right" if col else "left", overflow="fold")
+    table.add_column("", min_width=24, overflow="fold")  # the row labels stay readable at 80 columns
+    for col in ("baseline", "CMRM", "ShiftDC", "content"):
+        table.add_column(col, justify="right", overflow="fold")
     for cells in table_rows(summary):
         table.add_row(*cells)
     console.print(table)
     console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
     console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)
+    console.print(f"content: {DEFAULT_CONTENT.describe()}, gated by a layer-1 probe (calibration.content_gate)",
+                  highlight=False)
     for line in summary["verdict"]:
         console.print(line, highlight=False)
     console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)", highlight=False)

@@ -615,3 +615,113 @@ class SteeredModel:
             steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule, method=method,
             allow_other_weights=allow_other_weights, gate=gate,
         )
+
+    # ------------------------------------------------------------------ content-aware steering
+    def self_captions(
+        self, images: Sequence[Any], *, prompt: str | None = None, max_new_tokens: int | None = None
+    ) -> list[str]:
+        """The model's own greedy description of each image (one batch; "" for None), asked with
+        ``prompt`` (default: the adapter's ``caption_prompt``)."""
+        from steer.self_caption import self_captions
+
+        loaded = [None if im is None else load_image(im) for im in images]
+        return self_captions(self.adapter, loaded, prompt=prompt, max_new_tokens=max_new_tokens)
+
+    def self_caption_steering(
+        self,
+        prompts: Sequence[str],
+        images: Sequence[Any],
+        *,
+        vectors: ShiftVectors | str | os.PathLike | None = None,
+        layers: Sequence[int] | None = None,
+        alpha: float | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+        method: str | None = None,
+        caption_prompt: str | None = None,
+        captions: Sequence[str] | None = None,
+        twin: str = "caption",
+    ) -> Steering:
+        """Self-caption anchored shift for one batch (see :mod:`steer.self_caption`).
+
+        Each image row's shift is ``h_l(image + q) - h_l(own caption of the image + q)`` at the
+        last prompt token; it is removed whole (``method="cmrm"``) or only along the safety
+        direction of a ShiftDC ``vectors`` file (``method="shiftdc"``, the default for such a
+        file). Layers, alpha and schedule default to the file's (sample schedule, else
+        incremental); without a file: CMRM on every layer (or ``layers``), alpha 1, positions
+        ``prompt``. ``captions`` skips the caption generation (one per row; "" = no content).
+        ``twin="both"`` (ShiftDC only) anchors each row and layer to the more-refusing of two
+        twins, the captioned query and the query alone (one forward over 3x the image rows).
+        """
+        from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along, self_captions
+
+        prompt_list = list(prompts)
+        loaded = [None if im is None else load_image(im) for im in images]
+        vecs = None if vectors is None else as_vectors(vectors)
+        meta: dict[str, Any] = {}
+        if vecs is not None:
+            vecs.check_model(self.adapter)
+            vecs = vecs.select(self._layers(layers))
+            meta = vecs.metadata
+            chosen = vecs.layers
+        else:
+            chosen = self._layers(layers) or list(range(self.adapter.num_layers))
+        method = method or (vecs.method if vecs is not None else "cmrm")
+        if method not in ("cmrm", "shiftdc"):
+            raise SteerInputError(f"self-caption steering removes the shift whole (cmrm) or along the safety direction (shiftdc), not {method!r}")
+        if method == "shiftdc" and (vecs is None or vecs.directions is None):
+            raise SteerInputError(
+                "self-caption ShiftDC needs safety directions: give a vector file made with "
+                "`steer calibrate --method shiftdc`"
+            )
+        if twin not in ("caption", "both"):
+            raise SteerInputError(f"unknown twin {twin!r}; choose caption or both")
+        if twin == "both" and method != "shiftdc":
+            raise SteerInputError("twin 'both' picks the more-refusing twin along the safety direction: use method shiftdc")
+        if captions is None:
+            captions = self_captions(self.adapter, loaded, prompt=caption_prompt)
+        twin_sets = [described_prompts(self.adapter, prompt_list, list(captions))]
+        if twin == "both":
+            twin_sets.append(prompt_list)
+        shift_sets = anchored_shifts(self.adapter, prompt_list, loaded, chosen, twin_sets)
+        shifts = most_refusing_along(shift_sets, vecs.directions) if method == "shiftdc" else shift_sets[0]
+        per_layer = apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental"))
+        return Steering(
+            self.adapter,
+            per_layer,
+            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            op="subtract",
+            positions=positions or "prompt",
+        )
+
+    def refusal_steering(
+        self,
+        vectors: ShiftVectors | str | os.PathLike,
+        *,
+        gate: Any = None,
+        threshold: float | None = None,
+        alpha: float = 1.0,
+        layers: Sequence[int] | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+    ) -> Steering:
+        """Gated refusal-direction addition (see :mod:`steer.refusal_addition`): add
+        ``alpha * r_l`` (the ShiftDC file's text-only harmful - benign mean difference) at
+        ``layers`` (default: the file's) and ``positions`` (default ``prompt``), only on rows
+        whose probe ``gate`` score exceeds ``threshold`` (default: the probe's); without a gate,
+        on every row. ``schedule`` (default ``cumulative``: each r_l as measured) as for shifts."""
+        from steer.refusal_addition import refusal_directions
+
+        vecs = as_vectors(vectors)
+        vecs.check_model(self.adapter)
+        chosen = self._layers(layers)
+        directions = refusal_directions(vecs.select(chosen), chosen)
+        gate_obj = self._gate_for(gate, threshold)
+        return Steering(
+            self.adapter,
+            apply_schedule(directions, schedule or "cumulative"),
+            alpha=check_alpha(alpha),
+            op="add",
+            positions=positions or "prompt",
+            gate=gate_obj,
+        )

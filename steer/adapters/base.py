@@ -60,6 +60,11 @@ class ModelAdapter:
     #: plain sequential positions (``steer.sample_shift`` computes the content-free-image
     #: prefix once per model); False where positions depend on the image grid (M-RoPE)
     image_prefix_shareable: ClassVar[bool] = True
+    #: the fixed question that makes the model put an image into words (self-caption anchoring,
+    #: :mod:`steer.self_caption`); plain words so that small vocabularies hold them too
+    caption_prompt: ClassVar[str] = "Describe the picture."
+    #: token budget of one self-caption (greedy)
+    caption_max_new_tokens: ClassVar[int] = 32
 
     def __init__(self, model: nn.Module, processor: Any):
         self.model = model
@@ -171,6 +176,14 @@ class ModelAdapter:
     def fallback_prompt(self, prompt: str, with_image: bool) -> str:
         """Prompt format used when the processor has no chat template."""
         return prompt
+
+    def described_prompt(self, caption: str, prompt: str) -> str:
+        """The text twin of an image + ``prompt`` query: the model's own caption of the image, then the prompt.
+
+        An empty caption gives the prompt alone (the twin sample-level CMRM uses).
+        """
+        caption = caption.strip()
+        return f"{caption}\n{prompt}" if caption else prompt
 
     def build_inputs(
         self,

@@ -13,13 +13,24 @@ A *variant* is one way of generating with a model.  Specs (``parse_variant``)::
     tga:PROJECTOR                 the model with a TGA-trained projector swapped in (own copy)
     gated:VECTORS:PROBE[:T]       steer with VECTORS (a file, or ``sample``) only on rows whose
                                   probe score exceeds T (default: the probe's threshold)
+    caption-cmrm                  self-caption anchored CMRM: each image query's shift against
+                                  its text twin *with the model's own caption of the image*,
+                                  removed whole (steer.self_caption)
+    caption-shiftdc:PATH          the same shift, removed only along PATH's safety directions;
+                                  ``twin=both`` anchors to the more-refusing of the captioned
+                                  query and the query alone
+    refusal-add:PATH[:PROBE[:T]]  add alpha x the text-only refusal direction of ShiftDC file
+                                  PATH (steer.refusal_addition), only on rows whose probe
+                                  score exceeds T when a PROBE is given
 
 Each may end with ``@key=value,...`` options: ``alpha``, ``layers`` (``1-3``, ``0,2``,
 ``-1``), ``positions``, ``schedule``, ``method``, ``threshold``, ``null_image`` (sample
 variants) and ``name`` (the label used in tables).  Options left out take the vector
 file's stored defaults (for ``shiftdc-sample``: its layers and alpha, positions ``prompt``,
 its sample schedule or ``incremental``); ``cmrm-sample`` defaults to alpha 1, positions
-``prompt``, schedule ``incremental``, every layer.  Example::
+``prompt``, schedule ``incremental``, every layer; ``caption-*`` variants take the same
+defaults plus ``caption_prompt`` (default: the adapter's); ``refusal-add`` defaults to alpha
+1, the file's layers, positions ``prompt``, schedule ``cumulative``.  Example::
 
     cmrm:shift.safetensors@alpha=0.5,positions=prompt,schedule=incremental,layers=1-3
 
@@ -58,10 +69,21 @@ __all__ = [
 ]
 
 #: Variant kinds; ``cmrm-sample`` / ``shiftdc-sample`` must be tested before ``cmrm`` / ``shiftdc``.
-KINDS = ("baseline", "cmrm-sample", "shiftdc-sample", "cmrm", "shiftdc", "tga", "gated")
-_NEEDS_PATH = {"cmrm", "shiftdc", "shiftdc-sample", "tga", "gated"}
-OPTION_KEYS = ("alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "name")
-_KIND_RE = re.compile(r"^\s*(baseline|cmrm-sample|shiftdc-sample|cmrm|shiftdc|tga|gated)\s*(?=$|[:@])", re.I)
+KINDS = (
+    "baseline", "cmrm-sample", "shiftdc-sample", "cmrm", "shiftdc", "tga", "gated",
+    "caption-cmrm", "caption-shiftdc", "refusal-add",
+)
+_NEEDS_PATH = {"cmrm", "shiftdc", "shiftdc-sample", "tga", "gated", "caption-shiftdc", "refusal-add"}
+#: content-aware kinds (self-caption anchoring, gated refusal addition)
+CONTENT_KINDS = ("caption-cmrm", "caption-shiftdc", "refusal-add")
+OPTION_KEYS = (
+    "alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "caption_prompt", "twin", "name",
+)
+_KIND_RE = re.compile(
+    r"^\s*(baseline|cmrm-sample|shiftdc-sample|cmrm|shiftdc|tga|gated|caption-cmrm|caption-shiftdc|refusal-add)"
+    r"\s*(?=$|[:@])",
+    re.I,
+)
 
 
 def parse_layer_spec(spec: str | None) -> list[int] | None:
@@ -129,6 +151,8 @@ class VariantSpec:
     method: str | None = None
     threshold: float | None = None
     null_image: str | None = None
+    caption_prompt: str | None = None
+    twin: str | None = None
     name: str | None = None
     text: str = ""
 
@@ -138,7 +162,7 @@ class VariantSpec:
         if self.name:
             return self.name
         base = self.kind
-        if self.kind == "gated":
+        if self.kind == "gated" or (self.kind == "refusal-add" and self.probe is not None):
             vec = "sample" if self.path == "sample" else Path(str(self.path)).stem
             base += f":{vec}:{Path(str(self.probe)).stem}"
             if self.threshold is not None:
@@ -150,11 +174,11 @@ class VariantSpec:
             opts.append(f"alpha={self.alpha:g}")
         if self.layers is not None:
             opts.append(f"layers={_format_layers(self.layers)}")
-        for key in ("positions", "schedule", "method", "null_image"):
+        for key in ("positions", "schedule", "method", "null_image", "caption_prompt", "twin"):
             value = getattr(self, key)
             if value is not None:
                 opts.append(f"{key}={value}")
-        if self.kind != "gated" and self.threshold is not None:
+        if self.kind not in ("gated", "refusal-add") and self.threshold is not None:
             opts.append(f"threshold={self.threshold:g}")
         return base + ("@" + ",".join(opts) if opts else "")
 
@@ -205,6 +229,10 @@ def _parse_options(text: str, spec: str) -> dict[str, Any]:
             if value not in SCHEDULES:
                 raise SteerInputError(f"variant {spec!r}: unknown schedule {value!r}; one of {', '.join(SCHEDULES)}")
             out[key] = value
+        elif key == "twin":
+            if value not in ("caption", "both"):
+                raise SteerInputError(f"variant {spec!r}: twin must be caption or both, got {value!r}")
+            out[key] = value
         elif key == "method":
             if value not in ("cmrm", "shiftdc"):
                 raise SteerInputError(f"variant {spec!r}: method must be cmrm or shiftdc, got {value!r}")
@@ -221,7 +249,8 @@ def parse_variant(spec: str) -> VariantSpec:
     if match is None:
         raise SteerInputError(
             f"unknown variant {spec!r}; use baseline, cmrm:VECTORS, shiftdc:VECTORS, cmrm-sample, "
-            "shiftdc-sample:VECTORS, tga:PROJECTOR or gated:VECTORS:PROBE[:THRESHOLD], optionally with "
+            "shiftdc-sample:VECTORS, tga:PROJECTOR, gated:VECTORS:PROBE[:THRESHOLD], caption-cmrm, "
+            "caption-shiftdc:VECTORS or refusal-add:VECTORS[:PROBE[:THRESHOLD]], optionally with "
             "@alpha=..,layers=..,positions=..,schedule=.."
         )
     kind = match.group(1).lower()
@@ -233,9 +262,9 @@ def parse_variant(spec: str) -> VariantSpec:
     if kind in _NEEDS_PATH and not path_part:
         need = {"tga": "PROJECTOR", "gated": "VECTORS:PROBE[:THRESHOLD]"}.get(kind, "VECTORS")
         raise SteerInputError(f"variant {text!r} needs a file: {kind}:{need}")
-    if kind in ("baseline", "cmrm-sample") and path_part:
+    if kind in ("baseline", "cmrm-sample", "caption-cmrm") and path_part:
         raise SteerInputError(f"variant {text!r}: {kind} takes no file (got {path_part!r})")
-    if kind == "gated":
+    if kind == "gated" or (kind == "refusal-add" and ":" in path_part):
         parts = path_part.split(":")
         threshold = None
         if len(parts) >= 3:
@@ -246,6 +275,8 @@ def parse_variant(spec: str) -> VariantSpec:
             else:
                 parts = parts[:-1]
         if len(parts) != 2 or not all(p.strip() for p in parts):
+            if kind == "refusal-add":
+                raise SteerInputError(f"variant {text!r}: use refusal-add:VECTORS[:PROBE[:THRESHOLD]]")
             raise SteerInputError(f"variant {text!r}: use gated:VECTORS:PROBE[:THRESHOLD] (VECTORS may be 'sample')")
         fields["path"], fields["probe"] = parts[0].strip(), parts[1].strip()
         if threshold is not None:
@@ -258,8 +289,14 @@ def parse_variant(spec: str) -> VariantSpec:
         raise SteerInputError(f"variant {text!r}: baseline takes no steering options (only name=)")
     if kind in ("cmrm", "shiftdc") and "method" in opts and opts["method"] != kind:
         raise SteerInputError(f"variant {text!r}: kind {kind} conflicts with method={opts['method']}")
-    if "threshold" in opts and kind != "gated":
-        raise SteerInputError(f"variant {text!r}: threshold= is for gated variants")
+    if "threshold" in opts and kind != "gated" and not (kind == "refusal-add" and "probe" in fields):
+        raise SteerInputError(f"variant {text!r}: threshold= is for gated variants (gated:..., refusal-add:V:PROBE)")
+    if "caption_prompt" in opts and kind not in ("caption-cmrm", "caption-shiftdc"):
+        raise SteerInputError(f"variant {text!r}: caption_prompt= is for caption-cmrm / caption-shiftdc")
+    if "twin" in opts and kind != "caption-shiftdc":
+        raise SteerInputError(f"variant {text!r}: twin= is for caption-shiftdc")
+    if "method" in opts and kind in CONTENT_KINDS:
+        raise SteerInputError(f"variant {text!r}: {kind} fixes its method; drop method=")
     if "threshold" in opts and "threshold" in fields:
         raise SteerInputError(f"variant {text!r}: threshold given twice")
     fields.update(opts)
@@ -315,6 +352,8 @@ class Variant:
         if s.kind in ("baseline", "tga"):
             return self.sm.generate(prompts, **common)
         layers = None if s.layers is None else list(s.layers)
+        if s.kind in CONTENT_KINDS:
+            return self.sm.generate(prompts, steer=self._content_steering(prompts, images, layers), **common)
         sample_file = s.kind == "shiftdc-sample"
         positions, schedule = s.positions, s.schedule
         if sample_file:  # a file stored at sample level brings its own positions and schedule
@@ -353,6 +392,20 @@ class Variant:
             **common,
         )
 
+    def _content_steering(self, prompts: list[str], images: list[Any], layers: list[int] | None) -> Any:
+        """The per-batch Steering of a self-caption or refusal-addition variant."""
+        s = self.spec
+        if s.kind == "refusal-add":
+            return self.sm.refusal_steering(
+                s.path, gate=s.probe, threshold=s.threshold, alpha=1.0 if s.alpha is None else s.alpha,
+                layers=layers, positions=s.positions, schedule=s.schedule,
+            )
+        return self.sm.self_caption_steering(
+            prompts, images, vectors=s.path, layers=layers, alpha=s.alpha, positions=s.positions, schedule=s.schedule,
+            method="shiftdc" if s.kind == "caption-shiftdc" else "cmrm", caption_prompt=s.caption_prompt,
+            twin=s.twin or "caption",
+        )
+
     # ---------------------------------------------------------------- description
     def settings(self) -> dict[str, Any]:
         """The effective settings (explicit options, else the vector file's / sample defaults):
@@ -375,6 +428,8 @@ class Variant:
                 schedule=s.schedule or "incremental",
                 null_image=s.null_image or "blank",
             )
+        elif s.kind in CONTENT_KINDS:
+            out.update(self._content_settings())
         elif s.kind == "shiftdc-sample":
             meta = self._file_meta()
             positions, schedule = sample_settings(meta, s.positions, s.schedule)
@@ -412,6 +467,28 @@ class Variant:
         self._settings = out
         return dict(out)
 
+    def _content_settings(self) -> dict[str, Any]:
+        s = self.spec
+        meta = self._file_meta() if s.path is not None else {}
+        layers = s.layers if s.layers is not None else meta.get("layers")
+        if s.kind == "refusal-add":
+            return dict(
+                method="refusal-add", level="dataset", alpha=1.0 if s.alpha is None else s.alpha,
+                layers=_format_layers(layers), positions=s.positions or "prompt", schedule=s.schedule or "cumulative",
+                vectors=s.path, probe=s.probe,
+                threshold=None if s.probe is None else (s.threshold if s.threshold is not None else "probe default"),
+            )
+        caption_prompt = s.caption_prompt
+        if caption_prompt is None:
+            caption_prompt = getattr(getattr(self.sm, "adapter", None), "caption_prompt", None)
+        return dict(
+            method="shiftdc" if s.kind == "caption-shiftdc" else "cmrm", level="self-caption",
+            alpha=s.alpha if s.alpha is not None else meta.get("default_alpha", 1.0),
+            layers=_format_layers(layers) if layers is not None else "all", positions=s.positions or "prompt",
+            schedule=s.schedule or meta.get("sample_schedule", "incremental"), caption_prompt=caption_prompt,
+            twin=s.twin or "caption", vectors=s.path,
+        )
+
     def _file_meta(self) -> dict[str, Any]:
         try:
             from steer.vectors import ShiftVectors
@@ -433,12 +510,14 @@ class Variant:
         for p, what in ((s.path if s.path != "sample" else None, "vector file"), (s.probe, "probe file")):
             if p is not None and s.kind != "tga" and not Path(p).exists():
                 raise SteerInputError(f"variant {self.label!r}: {what} not found: {p}")
-        if s.kind in ("cmrm", "shiftdc", "shiftdc-sample") or (s.kind == "gated" and s.path != "sample"):
+        if s.kind in ("cmrm", "shiftdc", "shiftdc-sample", "caption-shiftdc", "refusal-add") or (
+            s.kind == "gated" and s.path != "sample"
+        ):
             from steer.vectors import ShiftVectors
 
             vecs = ShiftVectors.load(s.path)
             vecs.check_model(self.sm.adapter, allow_other_weights=self.allow_other_weights)
-            wants_dirs = (s.method or s.kind) in ("shiftdc", "shiftdc-sample")
+            wants_dirs = (s.method or s.kind) in ("shiftdc", "shiftdc-sample", "caption-shiftdc", "refusal-add")
             if wants_dirs and vecs.directions is None:
                 raise SteerInputError(
                     f"variant {self.label!r}: {s.path} has no safety directions; ShiftDC needs a file from "
