@@ -31,6 +31,7 @@ from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
 from steer.steering import Steering, check_alpha, normalize_layers
+from steer.stored_recipe import LEVELS, sample_settings, stored_level
 from steer.vectors import ShiftVectors, as_vectors, check_alpha_range
 
 _DTYPES = {
@@ -146,6 +147,19 @@ def load_model_and_processor(
             raise SteerInputError(f"cannot move the model to device {device!r}: {first}") from None
     model.eval()
     return model, processor
+
+
+def _stored_level(steer: Any, positions: str | None, schedule: str | None) -> tuple[Any, str, str | None, str | None]:
+    """(steer, level, positions, schedule) for ``generate(level=None)``: a vector file is read
+    once and run at the level it stores (a sample-level file with its stored positions and
+    schedule, unless given); anything else is dataset level."""
+    if steer is None or isinstance(steer, Steering) or (isinstance(steer, str) and steer == "sample"):
+        return steer, "dataset", positions, schedule
+    vecs = as_vectors(steer)
+    level = stored_level(vecs.metadata)
+    if level == "sample":
+        positions, schedule = sample_settings(vecs.metadata, positions, schedule)
+    return vecs, level, positions, schedule
 
 
 #: generate() options that change the shape of what HF returns (rows or a dict instead of ids),
@@ -475,7 +489,7 @@ class SteeredModel:
         positions: str | None = None,
         schedule: str | None = None,
         method: str | None = None,
-        level: str = "dataset",
+        level: str | None = None,
         max_new_tokens: int = 64,
         batch_size: int | None = None,
         use_cache: bool = True,
@@ -501,7 +515,9 @@ class SteeredModel:
         (sample-level CMRM on the query itself), a ready :class:`Steering`, or None.
         ``level="sample"`` with a vector file measures each query's own shift on the file's
         layers (ShiftDC files: projected on their safety directions) instead of using the
-        stored dataset-level shift.
+        stored dataset-level shift. ``level=None`` (default) is the level the file stores,
+        with its stored positions and schedule -- so ``steer=FILE`` alone applies the file's
+        recipe exactly as ``steer generate --steer FILE`` does.
         ``gate``: a probe file / ``ProbeGate`` (``steer probe``): steer only rows whose risk
         score exceeds ``threshold`` (default: the probe's), decided in the same prefill.
         ``return_details``: a dict per row with ``text``, ``gate_score``, ``steered``.
@@ -514,8 +530,10 @@ class SteeredModel:
             raise SteerInputError(f"got {len(prompt_list)} prompts but {len(images)} images")
         prompt_list, images = self._chat_images(prompt_list, images)
         gen_options = check_generation_kwargs(generation_kwargs, steered=steer is not None)
-        if level not in ("dataset", "sample"):
+        if level is not None and level not in LEVELS:
             raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+        if level is None:
+            steer, level, positions, schedule = _stored_level(steer, positions, schedule)
         if level == "sample" and isinstance(steer, str) and steer == "sample":
             level = "dataset"  # steer="sample" already means sample-level CMRM
         loaded = [None if im is None else load_image(im) for im in images]

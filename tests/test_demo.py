@@ -70,7 +70,8 @@ def test_demo_files_store_the_demo_recipe(demo_run):
 
 
 def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, capsys, monkeypatch):
-    """`steer generate --steer runs/demo/X.safetensors` (no other option) answers as the demo did."""
+    """`steer generate --steer runs/demo/X.safetensors` and ``sm.generate(steer=X)`` (no other
+    option) answer as the demo did."""
     from calibration.demo import DEFAULT_SHIFTDC, organism_generate_fn
     from steer.model import SteeredModel
     from steer.organism import ORGANISM_DIR
@@ -85,6 +86,10 @@ def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, ca
         demo_answers = organism_generate_fn(sm, path, recipe)([it.prompt for it in picks], [it.pil_image() for it in picks])
         unsteered = organism_generate_fn(sm)([it.prompt for it in picks], [it.pil_image() for it in picks])
         assert demo_answers != unsteered  # the check below can tell steering from none
+        # the Python API with the file alone applies its stored recipe (ShiftDC: sample level) too
+        api = sm.generate([it.prompt for it in picks], images=[it.pil_image() for it in picks], steer=path,
+                          max_new_tokens=24)
+        assert api == demo_answers, name
         for i, (item, expected) in enumerate(zip(picks, demo_answers)):
             image = tmp_path / f"{name}{i}.png"
             item.pil_image().save(image)
