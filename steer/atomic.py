@@ -81,9 +81,18 @@ def existing_paths(*specs: str | os.PathLike | None) -> list[Path]:
         for part in [text, *text.split(",")]:
             for candidate in (part, part.rsplit("@", 1)[0]):
                 path = Path(candidate.strip()).expanduser()
-                if candidate.strip() and path.exists() and path not in found:
+                if candidate.strip() and _exists(path) and path not in found:
                     found.append(path)
     return found
+
+
+def _exists(path: Path) -> bool:
+    """``path.exists()``, False for a name the OS cannot even look up (e.g. a long list of
+    set names, ENAMETOOLONG), since such a spec is no file."""
+    try:
+        return path.exists()
+    except OSError:
+        return False
 
 
 def check_output_dir(path: str | os.PathLike) -> Path:

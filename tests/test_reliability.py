@@ -452,3 +452,13 @@ def test_hub_id_without_network_fails_in_seconds(monkeypatch):
     with pytest.raises(SteerInputError, match="not reachable"):
         load_model("someorg/no-such-model")
     assert time.monotonic() - started < 10
+
+
+def test_a_long_list_of_set_names_is_no_path(tmp_path):
+    """A --data list longer than a file name may be (ENAMETOOLONG) is not looked up as one path."""
+    from steer.atomic import existing_paths
+
+    real = tmp_path / "a.jsonl"
+    real.write_text("{}\n")
+    spec = ",".join(["organism:image-harmful-text"] * 20) + f",{real}"
+    assert len(spec) > 300 and existing_paths(spec) == [real]
