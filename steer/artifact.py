@@ -92,6 +92,21 @@ def write_artifact(
     return full
 
 
+def check_artifact_path(path: str | os.PathLike, kind: str) -> Path:
+    """``path`` as a :class:`Path` if a file is there, else :func:`read_artifact`'s refusal.
+
+    For callers that check a path early, before minutes of model loading, and want the
+    same words the reader would use later.
+    """
+    spec = artifact_kind(kind)
+    target = Path(path)
+    if not target.exists():
+        raise SteerInputError(f"{spec.noun} not found: {target} (make one with `{spec.make_with}`)")
+    if target.is_dir():
+        raise SteerInputError(f"{spec.noun} path is a folder, not a file: {target}")
+    return target
+
+
 def read_artifact(path: str | os.PathLike, expected_kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """(tensors, metadata) of a ``expected_kind`` artifact file, or a one-line :class:`SteerInputError`.
 
@@ -102,11 +117,7 @@ def read_artifact(path: str | os.PathLike, expected_kind: str) -> tuple[dict[str
     What is inside (tensor names, metadata fields) is the caller's to check.
     """
     spec = artifact_kind(expected_kind)
-    target = Path(path)
-    if not target.exists():
-        raise SteerInputError(f"{spec.noun} not found: {target} (make one with `{spec.make_with}`)")
-    if target.is_dir():
-        raise SteerInputError(f"{spec.noun} path is a folder, not a file: {target}")
+    target = check_artifact_path(path, expected_kind)
     try:
         with safe_open(str(target), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("steer")

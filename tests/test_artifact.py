@@ -17,7 +17,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from steer.artifact import ARTIFACT_KINDS, KIND_WHEN_UNRECORDED, read_artifact, write_artifact
+from steer.artifact import ARTIFACT_KINDS, KIND_WHEN_UNRECORDED, check_artifact_path, read_artifact, write_artifact
 from steer.errors import SteerInputError
 from steer.gate import ProbeGate
 from steer.projector import ProjectorArtifact
@@ -154,6 +154,11 @@ def test_a_missing_file_or_a_folder_is_refused(tmp_path, kind):
         assert message == f"{noun} not found: {missing} (make one with `{ARTIFACT_KINDS[kind].make_with}`)"
     for message in _refusals(tmp_path, kind):
         assert message == f"{noun} path is a folder, not a file: {tmp_path}"
+    for bad in (missing, tmp_path):  # the early check (before a model loads) says the same as the reader
+        with pytest.raises(SteerInputError) as early:
+            check_artifact_path(str(bad), kind)
+        assert str(early.value) == _refusals(bad, kind)[0]
+    assert check_artifact_path(str(_save(kind, tmp_path)), kind) == tmp_path / f"{kind}.safetensors"
 
 
 @pytest.mark.parametrize("kind", sorted(ARTIFACT_KINDS))
