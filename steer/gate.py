@@ -212,6 +212,7 @@ class ProbeGate:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProbeGate":
+        """Read a probe file (file, kind and version checks: :func:`steer.artifact.read_artifact`), refusing an incomplete one."""
         target = Path(path)
         tensors, meta = read_artifact(target, KIND)
         missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in tensors]

@@ -169,6 +169,7 @@ class ProjectorArtifact:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProjectorArtifact":
+        """Read a projector artifact (file, kind and version checks: :func:`steer.artifact.read_artifact`)."""
         target = Path(path)
         tensors, meta = read_artifact(target, KIND)
         projector = {k[len(PROJECTOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(PROJECTOR_PREFIX)}
