@@ -5,8 +5,11 @@ artifacts (:mod:`steer.projector`) share it: tensors in a ``safetensors`` file w
 header metadata holds one key, ``steer``, a JSON object with at least ``kind``,
 ``format_version``, ``toolkit_version``, ``created`` and ``model`` (the fingerprint of
 the model it was made on, :meth:`steer.adapters.base.ModelAdapter.fingerprint`).
-Writes are atomic; reads and model checks fail with messages that name the file, both
-models and the command that makes a fitting artifact.
+Every reader goes through :func:`read_artifact` and every writer through
+:func:`write_artifact`, so all kinds (:data:`ARTIFACT_KINDS`) share one set of checks and
+one wording: a wrong, missing, damaged or too-new file is refused in one line that names
+the file, the kind found and the kind expected. Writes are atomic; model checks
+(:func:`check_fingerprint`) name both models and the command that makes a fitting artifact.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -32,10 +36,52 @@ from steer.version import __version__
 ARCH_KEYS = ("model_type", "hidden_size", "num_layers")
 
 
-def write_artifact(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any]) -> dict[str, Any]:
-    """Atomically write ``tensors`` + ``meta`` (plus toolkit version and creation time); returns the metadata."""
-    full = dict(meta)
-    full["toolkit_version"] = __version__
+@dataclass(frozen=True)
+class ArtifactKind:
+    """What steer knows of one artifact kind, so every reader says the same things about it.
+
+    ``noun`` names it in messages ("vector file"), ``make_with`` is the command that makes
+    one, and ``format_version`` is the newest version of its format this steer reads (and
+    the one it writes): a newer file comes from a newer steer and is refused, not misread.
+    """
+
+    kind: str
+    noun: str
+    make_with: str
+    format_version: int
+
+
+#: every artifact kind, by the ``kind`` its files record
+ARTIFACT_KINDS: dict[str, ArtifactKind] = {
+    spec.kind: spec
+    for spec in (
+        ArtifactKind("vectors", "vector file", "steer calibrate", 1),
+        ArtifactKind("probe", "probe file", "steer probe", 1),
+        ArtifactKind("tga_projector", "TGA projector artifact", "steer train-tga", 1),
+    )
+}
+#: the kind of a file that records none: the first vector files were written before ``kind`` was
+KIND_WHEN_UNRECORDED = "vectors"
+
+
+def artifact_kind(kind: str) -> ArtifactKind:
+    """The :class:`ArtifactKind` of ``kind``; a ``ValueError`` for a kind steer does not define (a bug, not bad input)."""
+    try:
+        return ARTIFACT_KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown artifact kind {kind!r}; steer defines {', '.join(ARTIFACT_KINDS)}") from None
+
+
+def write_artifact(
+    path: str | os.PathLike, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, Any], kind: str
+) -> dict[str, Any]:
+    """Atomically write ``tensors`` + ``meta`` as a ``kind`` artifact; returns the metadata written.
+
+    ``kind``, the kind's current ``format_version``, the toolkit version and (unless ``meta``
+    has one) the creation time are added to ``meta``.
+    """
+    spec = artifact_kind(kind)
+    full = dict(meta, kind=spec.kind, format_version=spec.format_version, toolkit_version=__version__)
     full.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     with atomic_path(Path(path)) as tmp:
         save_file(
@@ -46,47 +92,83 @@ def write_artifact(path: str | os.PathLike, tensors: Mapping[str, torch.Tensor],
     return full
 
 
-def read_artifact(path: str | os.PathLike, *, what: str, make_with: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """(tensors, metadata) of an artifact file, or a :class:`SteerInputError` saying what is wrong.
+def check_artifact_path(path: str | os.PathLike, kind: str) -> Path:
+    """``path`` as a :class:`Path` if a file is there, else :func:`read_artifact`'s refusal.
 
-    ``what`` names the artifact in messages ("vector file", "probe file", ...);
-    ``make_with`` is the command that makes one (``steer calibrate``, ...).
+    For callers that check a path early, before minutes of model loading, and want the
+    same words the reader would use later.
     """
+    spec = artifact_kind(kind)
     target = Path(path)
     if not target.exists():
-        raise SteerInputError(f"{what} not found: {target} (make one with `{make_with}`)")
+        raise SteerInputError(f"{spec.noun} not found: {target} (make one with `{spec.make_with}`)")
     if target.is_dir():
-        raise SteerInputError(f"{what} path is a folder, not a file: {target}")
+        raise SteerInputError(f"{spec.noun} path is a folder, not a file: {target}")
+    return target
+
+
+def read_artifact(path: str | os.PathLike, expected_kind: str) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """(tensors, metadata) of a ``expected_kind`` artifact file, or a one-line :class:`SteerInputError`.
+
+    Refused, each with a message naming the file: a missing file or a folder, a file that
+    is not safetensors (or is truncated), one without steer metadata or whose metadata is
+    not a JSON object, a file of another kind (the message names the kind found and the
+    kind expected), a format version newer than this steer reads, NaN/inf tensor values.
+    What is inside (tensor names, metadata fields) is the caller's to check.
+    """
+    spec = artifact_kind(expected_kind)
+    target = check_artifact_path(path, expected_kind)
     try:
         with safe_open(str(target), framework="pt") as fh:
             raw = (fh.metadata() or {}).get("steer")
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}
     except Exception as err:  # safetensors raises its own error types
-        raise SteerInputError(f"{target} is not a readable safetensors {what}: {err}") from None
+        raise SteerInputError(
+            f"{target} is not a readable safetensors {spec.noun} (not safetensors, or truncated): {err}"
+        ) from None
     if raw is None:
-        raise SteerInputError(f"{target} has no steer metadata: it is a safetensors file but not a steer {what}")
+        raise SteerInputError(f"{target} has no steer metadata: it is a safetensors file but not a steer {spec.noun}")
     try:
         meta = json.loads(raw)
     except json.JSONDecodeError as err:
-        raise SteerInputError(f"{target}: unreadable steer metadata ({err})") from None
+        raise SteerInputError(f"{target}: the steer metadata is not JSON ({err}); the file is damaged") from None
     if not isinstance(meta, dict):
         raise SteerInputError(f"{target}: the steer metadata is a JSON {type(meta).__name__}, not an object; the file is damaged")
+    _check_kind(target, meta, spec)
+    _check_format_version(target, meta, spec)
     for key, tensor in tensors.items():  # one NaN would silently turn every steered answer into noise
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise SteerInputError(
-                f"{target}: tensor {key!r} holds NaN or infinite values; the {what} is damaged: make it again "
-                f"with `{make_with}`"
+                f"{target}: tensor {key!r} holds NaN or infinite values; the {spec.noun} is damaged: make it again "
+                f"with `{spec.make_with}`"
             )
     return tensors, meta
 
 
-def check_format_version(path: str | os.PathLike, meta: Mapping[str, Any], supported: int) -> None:
-    """Refuse a format version that is not a whole number >= 1 or newer than ``supported``."""
+def _check_kind(path: Path, meta: Mapping[str, Any], spec: ArtifactKind) -> None:
+    """Refuse a file of another kind, naming the file, the kind it is and the kind wanted."""
+    found = meta["kind"] if "kind" in meta else KIND_WHEN_UNRECORDED
+    if found == spec.kind:
+        return
+    known = ARTIFACT_KINDS.get(found) if isinstance(found, str) else None
+    what = f"a {known.noun}" if known is not None else "a steer file of an unknown kind"
+    how = f"kind {found!r}" if "kind" in meta else f"no kind recorded, so read as {found!r}"
+    raise SteerInputError(
+        f"{path} is {what} ({how}), not a {spec.noun} (kind {spec.kind!r}); give a {spec.noun} made with "
+        f"`{spec.make_with}`"
+    )
+
+
+def _check_format_version(path: Path, meta: Mapping[str, Any], spec: ArtifactKind) -> None:
+    """Refuse a format version that is not a whole number >= 1, or that is newer than this steer reads."""
     version = meta.get("format_version", 1)
     if isinstance(version, bool) or not isinstance(version, int) or version < 1:
         raise SteerInputError(f"{path}: format_version {version!r} is not a version number; the file is damaged")
-    if version > supported:
-        raise SteerInputError(f"{path} has format version {version}; this steer reads <= {supported}: upgrade steer")
+    if version > spec.format_version:
+        raise SteerInputError(
+            f"{path} is a {spec.noun} of format version {version}, newer than this steer ({__version__}) reads "
+            f"(up to {spec.format_version}): upgrade steer"
+        )
 
 
 def check_meta_types(path: str | os.PathLike, meta: Mapping[str, Any], expected: Mapping[str, tuple[type, ...]]) -> None:

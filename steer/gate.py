@@ -34,10 +34,9 @@ from typing import Any
 import torch
 
 from steer.adapters.base import ModelAdapter
-from steer.artifact import check_fingerprint, check_format_version, read_artifact, write_artifact
+from steer.artifact import check_fingerprint, read_artifact, write_artifact
 from steer.errors import ModelMismatchError, SteerInputError
 
-FORMAT_VERSION = 1
 KIND = "probe"
 DEFAULT_THRESHOLD = 0.5
 
@@ -193,8 +192,6 @@ class ProbeGate:
         """Write atomically (temp file + rename) as safetensors + JSON metadata; returns the path."""
         meta = dict(self.metadata)
         meta.update(
-            kind=KIND,
-            format_version=FORMAT_VERSION,
             layer=self.layer,
             hidden_size=self.hidden_size,
             threshold=self.threshold,
@@ -210,19 +207,14 @@ class ProbeGate:
         if self.type_coef is not None:
             tensors["type_coef"] = self.type_coef.contiguous()
             tensors["type_intercept"] = self.type_intercept.contiguous()
-        self.metadata = write_artifact(path, tensors, meta)
+        self.metadata = write_artifact(path, tensors, meta, KIND)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProbeGate":
+        """Read a probe file (file, kind and version checks: :func:`steer.artifact.read_artifact`), refusing an incomplete one."""
         target = Path(path)
-        tensors, meta = read_artifact(target, what="probe file", make_with="steer probe")
-        if meta.get("kind") != KIND:
-            what = "a steering vector file" if any(k.startswith("shift.") for k in tensors) else "not a probe"
-            raise SteerInputError(
-                f"{target} is {what} (kind={meta.get('kind')!r}); give a probe file written by `steer probe`"
-            )
-        check_format_version(target, meta, FORMAT_VERSION)
+        tensors, meta = read_artifact(target, KIND)
         missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in tensors]
         if missing or "layer" not in meta:
             raise SteerInputError(f"{target}: incomplete probe file (missing {missing or ['layer']})")

@@ -33,10 +33,9 @@ import torch
 from torch import nn
 
 from steer.adapters.base import ModelAdapter
-from steer.artifact import check_fingerprint, check_format_version, read_artifact, write_artifact
+from steer.artifact import check_fingerprint, read_artifact, write_artifact
 from steer.errors import ModelMismatchError, SteerInputError
 
-FORMAT_VERSION = 1
 KIND = "tga_projector"
 PROJECTOR_PREFIX = "projector."
 LLM_PREFIX = "llm."
@@ -161,23 +160,18 @@ class ProjectorArtifact:
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename); returns the path."""
-        meta = dict(self.metadata, format_version=FORMAT_VERSION, kind=KIND, dtype="float32")
+        meta = dict(self.metadata, dtype="float32")
         tensors = {PROJECTOR_PREFIX + k: v for k, v in self.projector.items()}
         if self.llm is not None:
             tensors.update({LLM_PREFIX + k: v for k, v in self.llm.items()})
-        self.metadata = write_artifact(path, tensors, meta)
+        self.metadata = write_artifact(path, tensors, meta, KIND)
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "ProjectorArtifact":
+        """Read a projector artifact (file, kind and version checks: :func:`steer.artifact.read_artifact`)."""
         target = Path(path)
-        tensors, meta = read_artifact(target, what="projector artifact", make_with="steer train-tga")
-        if meta.get("kind") != KIND:
-            raise SteerInputError(
-                f"{target} is a steer {meta.get('kind') or meta.get('method') or 'vector'} file, not a TGA projector "
-                "artifact (make one with `steer train-tga`)"
-            )
-        check_format_version(target, meta, FORMAT_VERSION)
+        tensors, meta = read_artifact(target, KIND)
         projector = {k[len(PROJECTOR_PREFIX) :]: v for k, v in tensors.items() if k.startswith(PROJECTOR_PREFIX)}
         llm = {k[len(LLM_PREFIX) :]: v for k, v in tensors.items() if k.startswith(LLM_PREFIX)}
         if not projector:

@@ -31,14 +31,12 @@ from steer.adapters.base import ModelAdapter
 from steer.artifact import (
     FINGERPRINT_TYPES,
     check_fingerprint,
-    check_format_version,
     check_meta_types,
     read_artifact,
     write_artifact,
 )
 from steer.errors import ModelMismatchError, SteerInputError
 
-FORMAT_VERSION = 1
 KIND = "vectors"
 METHODS = ("cmrm", "shiftdc", "contrast", "custom")
 
@@ -278,11 +276,11 @@ class ShiftVectors:
     # ------------------------------------------------------------------ files
     def save(self, path: str | os.PathLike) -> Path:
         """Write atomically (temp file + rename); returns the path."""
-        meta = dict(self.metadata, kind=KIND, format_version=FORMAT_VERSION, dtype="float32")
+        meta = dict(self.metadata, dtype="float32")
         tensors = {f"shift.{l}": self.shifts[l] for l in self.layers}
         if self.directions is not None:
             tensors.update({f"direction.{l}": self.directions[l] for l in self.layers})
-        self.metadata = write_artifact(path, tensors, meta)
+        self.metadata = write_artifact(path, tensors, meta, KIND)
         return Path(path)
 
     @classmethod
@@ -291,10 +289,7 @@ class ShiftVectors:
         tensor names other than ``shift.N`` / ``direction.N`` (so two keys cannot name one
         layer), a dtype other than float32, a shape other than ``(d,)``, NaN/inf values,
         metadata fields of the wrong type, a recipe steer does not know."""
-        tensors, meta = read_artifact(path, what="vector file", make_with="steer calibrate")
-        if meta.get("kind", KIND) != KIND:
-            raise SteerInputError(f"{path} is a steer {meta['kind']!r} file, not a vector file (make one with `steer calibrate`)")
-        check_format_version(path, meta, FORMAT_VERSION)
+        tensors, meta = read_artifact(path, KIND)
         check_vector_metadata(path, meta)
         shifts, dirs = split_vector_tensors(path, tensors)
         vectors = cls(shifts, dirs or None, meta)

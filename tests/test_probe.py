@@ -255,7 +255,7 @@ def test_probe_file_round_trip_and_load_errors(fitted, tmp_path):
     with pytest.raises(SteerInputError, match="probe file not found"):
         ProbeGate.load(tmp_path / "missing.safetensors")
     vec = ShiftVectors({0: torch.ones(gate.hidden_size)}).save(tmp_path / "v.safetensors")
-    with pytest.raises(SteerInputError, match="steering vector file"):
+    with pytest.raises(SteerInputError, match=r"v\.safetensors is a vector file \(kind 'vectors'\), not a probe file"):
         ProbeGate.load(vec)
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"not a safetensors file")
