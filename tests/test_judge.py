@@ -14,10 +14,10 @@ from steer.eval.judge import (
     LLMVerdict,
     RefusalJudge,
     RefusalVerdict,
-    _parse_first_word,
     judge_refusal,
     normalize_text,
 )
+from steer.eval.judge.llm import _parse_first_word
 
 LABELLED = Path(__file__).parent / "data" / "refusal_labelled.jsonl"
 KINDS = {"refusal", "compliance", "hedged", "truncated", "organism"}

@@ -368,3 +368,49 @@ def test_report_leads_with_the_verdict_and_splits_the_chart(tmp_path):
     pixels = np.asarray(img.convert("L"))
     middle_row = pixels[int(img.height * 0.6)]
     assert (middle_row > 250).sum() > 0.3 * img.width  # white space between and around two panels
+
+
+# ---------------------------------------------------------------------------- template
+def test_templates_are_package_data_and_every_field_is_placed(setup, monkeypatch):
+    """The page is ``templates/*.html`` read through importlib.resources (so an installed
+    wheel finds it), pyproject ships every one of them, and render_report fills exactly the
+    placeholders each template has: none missing (substitute would raise), none computed
+    and then dropped."""
+    import fnmatch
+    from importlib import resources
+    from string import Template
+
+    import steer.eval.report.page as page
+
+    folder = resources.files("steer.eval.report").joinpath("templates")
+    names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".html"))
+    assert names == ["report.html", "sweep_section.html", "vectors_section.html"]
+    assert folder.joinpath("report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    tomllib = pytest.importorskip("tomllib")
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text(encoding="utf-8"))
+    globs = pyproject["tool"]["setuptools"]["package-data"]["steer.eval.report"]
+    assert all(any(fnmatch.fnmatch(f"templates/{n}", g) for g in globs) for n in names), globs
+
+    used: dict[str, set[str]] = {}
+
+    class Recording(Template):
+        def substitute(self, mapping=None, /, **kws):
+            fields = {**(mapping or {}), **kws}
+            placeholders = {m.group("named") or m.group("braced") for m in self.pattern.finditer(self.template)} - {None}
+            assert set(fields) == placeholders, (set(fields) ^ placeholders)
+            used[self.name] = placeholders
+            return super().substitute(fields)
+
+    original = page.load_template
+
+    def load(name: str) -> Template:
+        tpl = Recording(original(name).template)
+        tpl.name = name
+        return tpl
+
+    monkeypatch.setattr(page, "load_template", load)
+    _, _, cmrm, _, cmp, sweep_dir, _ = setup
+    run = load_compare_dir(cmp)
+    text = page.render_report(run, samples=choose_samples(run, 2), vector_files=[cmrm], sweep=page.read_sweep_dir(sweep_dir))
+    assert set(used) == set(names)
+    assert "$" not in text
