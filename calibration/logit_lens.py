@@ -301,7 +301,8 @@ def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
     ``organism:text-harmful``, ...; images are not used: the lens reads text prompts)."""
     from pathlib import Path
 
-    from steer.eval.datasets import DATASET_NAMES, read_json_rows
+    from steer.data.named_sets import DATASET_NAMES
+    from steer.data.user_files import read_json_rows
 
     source = Path(path)
     if not source.is_file():

@@ -66,7 +66,7 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         from steer.eval.runner import load_items
 
         path = os.fspath(safety_data)
-        from steer.eval.datasets import MISSING_LABEL
+        from steer.data.items import MISSING_LABEL
 
         try:
             items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)

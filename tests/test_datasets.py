@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 
 from steer.errors import SteerInputError
-from steer.eval.datasets import (
-    DATASET_NAMES,
-    FIGSTEP_PROMPT,
-    EvalItem,
-    SharedDataIntegrityError,
-    SharedDataMissingError,
-    UserDatasetError,
-    load_dataset_by_name,
-    load_user_dataset,
-    shared_data_dir,
-    verify_manifest,
-)
+from steer.data.integrity import SharedDataIntegrityError, SharedDataMissingError, verify_manifest
+from steer.data.items import EvalItem
+from steer.data.locate import shared_data_dir
+from steer.data.named_sets import DATASET_NAMES, FIGSTEP_PROMPT, load_dataset_by_name
+from steer.data.user_files import load_user_dataset
+from steer.data.user_rows import UserDatasetError
 
 from tests.shared_data import FIXTURE, REAL, needs_real_shared
 

@@ -19,7 +19,7 @@ from tests.tiny_models import random_shift_files
 from steer import ShiftVectors, SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
-from steer.eval.datasets import EvalItem
+from steer.data.items import EvalItem
 from steer.eval.runner import (
     apply_image_mode,
     evaluate,

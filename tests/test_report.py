@@ -23,7 +23,7 @@ from PIL import Image
 from steer import SteeredModel
 from steer.errors import SteerInputError
 from steer.eval.compare import compare
-from steer.eval.datasets import EvalItem
+from steer.data.items import EvalItem
 from steer.eval.report import (
     choose_samples,
     find_vector_files,

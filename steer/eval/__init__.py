@@ -1,11 +1,11 @@
-"""Evaluation tools: refusal judging, dataset readers and bootstrap statistics.
+"""Evaluation tools: refusal judging, running, sweeping, comparing, reporting and bootstrap statistics.
 
 * :mod:`steer.eval.judge` -- the built-in phrase-matching refusal judge
   (:func:`judge_refusal`, :class:`RefusalJudge`) and a pluggable LLM judge
   (:class:`LLMJudge`).
-* :mod:`steer.eval.datasets` -- readers for the offline copies in ``../shared/data``
-  (:func:`load_dataset_by_name`) and for user files (:func:`load_user_dataset`), with
-  SHA-256 checks against ``manifest.json`` (:func:`verify_manifest`).
+* The data it evaluates on (named public sets, user files, hub datasets, the organism's
+  splits, :class:`~steer.data.items.EvalItem`) is read by :mod:`steer.data`, which
+  calibration uses too; ``steer.eval`` imports it, never the other way round.
 * :mod:`steer.eval.stats` -- percentile-bootstrap confidence intervals.
 * :func:`evaluate` and :func:`load_items` (:mod:`~steer.eval.runner`),
   :func:`build_variants` / :func:`parse_variants` (:mod:`~steer.eval.variants`) -- the
@@ -17,19 +17,6 @@ The heavy part of :class:`LLMJudge` (transformers, torch) is imported lazily, so
 ``import steer.eval`` stays cheap.
 """
 
-from steer.eval.datasets import (
-    DATASET_NAMES,
-    FIGSTEP_PROMPT,
-    EvalItem,
-    SharedDataError,
-    SharedDataIntegrityError,
-    SharedDataMissingError,
-    UserDatasetError,
-    load_dataset_by_name,
-    load_user_dataset,
-    shared_data_dir,
-    verify_manifest,
-)
 from steer.eval.judge import (
     LLMJudge,
     LLMVerdict,
@@ -58,18 +45,11 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DATASET_NAMES",
-    "FIGSTEP_PROMPT",
-    "EvalItem",
     "LLMJudge",
     "LLMVerdict",
     "RateSummary",
     "RefusalJudge",
     "RefusalVerdict",
-    "SharedDataError",
-    "SharedDataIntegrityError",
-    "SharedDataMissingError",
-    "UserDatasetError",
     "bootstrap_ci",
     "build_variants",
     "evaluate",
@@ -77,10 +57,6 @@ __all__ = [
     "parse_variants",
     "bootstrap_diff_ci",
     "judge_refusal",
-    "load_dataset_by_name",
-    "load_user_dataset",
     "normalize_text",
     "rate_summary",
-    "shared_data_dir",
-    "verify_manifest",
 ]

@@ -49,10 +49,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from steer.atomic import check_output_path
+from steer.data.items import EvalItem
+from steer.data.named_sets import DATASET_NAMES, load_dataset_by_name
+from steer.data.user_files import load_user_dataset
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
 from steer.resume_key import explain_mismatch, item_sha256, run_key
-from steer.eval.datasets import DATASET_NAMES, EvalItem, load_dataset_by_name, load_user_dataset
 from steer.eval.judge import judge_refusal
 from steer.eval.stats import RateSummary, rate_summary
 

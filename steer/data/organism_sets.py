@@ -11,7 +11,7 @@ Names (``--data organism[:SPLIT]``)::
 
 Cells are listed in :data:`steer.organism.EVAL_CELLS`; ``-`` and ``_`` are interchangeable.
 
-Why images are written to disk: :class:`~steer.eval.datasets.EvalItem` carries an image
+Why images are written to disk: :class:`~steer.data.items.EvalItem` carries an image
 *path*, so result rows, reports and resumed runs can name and reopen it.  The organism's
 images are a pure function of (object, seed), rendered once into a cache folder
 (``$STEER_CACHE`` or ``~/.cache/steer``, subfolder ``organism-images``) with atomic writes.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from steer.atomic import atomic_path
 from steer.errors import SteerInputError
-from steer.eval.datasets import EvalItem
+from steer.data.items import EvalItem
 
 __all__ = ["ORGANISM_DATASET", "image_path", "organism_image_cache", "organism_items", "organism_split_names"]
 
