@@ -580,7 +580,7 @@ def probe(
     check_text_inputs(data)
     plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
     from steer.gate import check_threshold
     from steer.model import SteeredModel
 
@@ -682,7 +682,7 @@ def _eval_load_data(
 
     ``label``: the label of user-file rows without one (None: such rows are refused)."""
     from steer.data.items import EvalItem
-    from steer.eval.runner import load_items, parse_data_spec
+    from steer.data.specs import load_items, parse_data_spec
 
     out: dict = {}
     for spec in specs:

@@ -187,7 +187,7 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
             items = load_user_dataset(path, split=split, default_label="harmful")  # labels unused: anchors are prompts
             return _nonempty([_from_item(it, f"{path} row {i + 1}") for i, it in enumerate(items)], text, what)
         if text.lower().startswith("hf:"):  # a hub dataset (steer.data.hub), read like --data of eval
-            from steer.eval.runner import load_items
+            from steer.data.specs import load_items
 
             items = load_items(text)
             return _nonempty([_from_item(it, f"{text} row {i + 1}") for i, it in enumerate(items)], text, what)

@@ -306,7 +306,7 @@ def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
 
     source = Path(path)
     if not source.is_file():
-        from steer.eval.runner import load_items, parse_data_spec
+        from steer.data.specs import load_items, parse_data_spec
 
         spec = parse_data_spec(str(path))  # the harness's own reading of 'name[:split][@mode]'
         if spec.source in DATASET_NAMES or spec.source.lower().startswith("hf:"):

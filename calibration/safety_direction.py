@@ -63,7 +63,7 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         benign = load_anchors(benign_src, what="benign safety data")
         return harmful, benign, describe_source(harmful_src), describe_source(benign_src)
     if isinstance(safety_data, (str, os.PathLike)):
-        from steer.eval.runner import load_items
+        from steer.data.specs import load_items
 
         path = os.fspath(safety_data)
         from steer.data.items import MISSING_LABEL

@@ -5,6 +5,8 @@ without a circle (``tests/test_import_graph.py`` checks both).
 
 Items and readers:
 
+* :mod:`steer.data.specs`: what one ``--data`` entry (``NAME[:SPLIT][@IMAGE_MODE]``, ``hf:...``,
+  ``PATH``) means: :func:`~steer.data.specs.load_items`, the reader every command goes through;
 * :mod:`steer.data.items`: :class:`~steer.data.items.EvalItem` and the label rules;
 * :mod:`steer.data.named_sets`: the named public benchmarks (``figstep``, ``advbench`` ...,
   ``organism``): :func:`~steer.data.named_sets.load_dataset_by_name`;

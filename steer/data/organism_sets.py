@@ -49,7 +49,7 @@ def organism_image_cache() -> Path:
 
 def organism_split_names() -> tuple[str, ...]:
     """Every accepted ``organism:SPLIT`` value (named splits, then evaluation cells)."""
-    from steer.organism import EVAL_CELLS, SPLIT_NAMES
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES
 
     return tuple(SPLIT_NAMES) + tuple(EVAL_CELLS)
 
@@ -78,7 +78,7 @@ def organism_items(split: str | None = None, limit: int | None = None) -> list[E
     ``organism`` with limit 5 gives 5 of each of its 9 cells), evenly spaced, not the first
     N: items are ordered by hold-out kind, so the first N would all be of one kind.
     """
-    from steer.organism import EVAL_CELLS, SPLIT_NAMES, get_split
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES, get_split
 
     key = (split or "eval").strip().lower().replace("-", "_")
     if key in SPLIT_NAMES:

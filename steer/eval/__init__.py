@@ -7,9 +7,10 @@
   splits, :class:`~steer.data.items.EvalItem`) is read by :mod:`steer.data`, which
   calibration uses too; ``steer.eval`` imports it, never the other way round.
 * :mod:`steer.eval.stats` -- percentile-bootstrap confidence intervals.
-* :func:`evaluate` and :func:`load_items` (:mod:`~steer.eval.runner`),
-  :func:`build_variants` / :func:`parse_variants` (:mod:`~steer.eval.variants`) -- the
-  harness behind ``steer eval / compare``, importable from here (loaded on first use).
+* :func:`evaluate` (:mod:`~steer.eval.runner`), :func:`build_variants` /
+  :func:`parse_variants` (:mod:`~steer.eval.variants`) -- the harness behind
+  ``steer eval / compare``, importable from here (loaded on first use); its items come from
+  :func:`steer.data.specs.load_items`.
   The comparison itself is ``steer.eval.compare.compare`` (the name ``compare`` here is
   that submodule).
 
@@ -30,7 +31,6 @@ from steer.eval.stats import RateSummary, bootstrap_ci, bootstrap_diff_ci, rate_
 #: harness entry points, imported on first access so ``import steer.eval`` stays cheap
 _LAZY = {
     "evaluate": "steer.eval.runner",
-    "load_items": "steer.eval.runner",
     "build_variants": "steer.eval.variants",
     "parse_variants": "steer.eval.variants",
 }
@@ -53,7 +53,6 @@ __all__ = [
     "bootstrap_ci",
     "build_variants",
     "evaluate",
-    "load_items",
     "parse_variants",
     "bootstrap_diff_ci",
     "judge_refusal",
