@@ -101,6 +101,15 @@ def _no_split(name: str, split: str | None) -> None:
         raise SteerInputError(f"dataset {name!r} has no splits; got split={split!r}")
 
 
+def _split_of(name: str, split: str | None, known: tuple[str, ...], default: str | None = None) -> str:
+    """``split`` checked against the set's ``known`` splits; ``None`` means ``default`` (else the first)."""
+    split = split or default or known[0]
+    if split not in known:
+        names = " or ".join([", ".join(map(repr, known[:-1])), repr(known[-1])])
+        raise SteerInputError(f"{name} split must be {names}, got {split!r}")
+    return split
+
+
 def _figstep(root: Path, split: str | None, tiny: bool, verify: bool) -> list[EvalItem]:
     name = "figstep-tiny" if tiny else "figstep"
     _no_split(name, split)
@@ -142,9 +151,7 @@ def _advbench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
 
 
 def _harmbench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
-    split = split or "all"
-    if split not in ("all", "test", "val"):
-        raise SteerInputError(f"harmbench split must be 'all', 'test' or 'val', got {split!r}")
+    split = _split_of("harmbench", split, ("all", "test", "val"))
     rel = f"harmbench/harmbench_behaviors_text_{split}.csv"
     if verify:
         _verify([rel], root)
@@ -163,9 +170,7 @@ def _harmbench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
 
 
 def _mm_safetybench(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
-    split = split or "all"
-    if split not in ("all", "tiny"):
-        raise SteerInputError(f"mm-safetybench split must be 'all' or 'tiny', got {split!r}")
+    split = _split_of("mm-safetybench", split, ("all", "tiny"))
     rels = [f"mm-safetybench/{s}.json" for s in _MMSB_SCENARIOS]
     tiny_rel = "mm-safetybench/TinyVersion_ID_List.json"
     if verify:
@@ -214,9 +219,7 @@ def _xstest(root: Path, split: str | None, want: str, verify: bool) -> list[Eval
 
 
 def _harmless_alpaca(root: Path, split: str | None, verify: bool) -> list[EvalItem]:
-    split = split or "test"
-    if split not in ("train", "val", "test"):
-        raise SteerInputError(f"harmless-alpaca split must be 'train', 'val' or 'test', got {split!r}")
+    split = _split_of("harmless-alpaca", split, ("train", "val", "test"), default="test")
     rel = f"harmless-alpaca/harmless_{split}.json"
     if verify:
         _verify([rel], root)
