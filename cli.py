@@ -580,7 +580,7 @@ def probe(
     check_text_inputs(data)
     plot is None or check_output_path(plot)
     from calibration.probe import fit_probe, transfer_report
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
     from steer.gate import check_threshold
     from steer.model import SteeredModel
 
@@ -668,7 +668,7 @@ LABEL_HELP = "harmful | benign: the label of every row of a --data file that has
 
 
 def _check_label(label: Optional[str]) -> Optional[str]:
-    from steer.eval.datasets import LABELS
+    from steer.data.items import LABELS
 
     if label is not None and label not in LABELS:
         raise SteerInputError(f"unknown --label {label!r}; choose harmful or benign")
@@ -681,8 +681,8 @@ def _eval_load_data(
     """label -> items for each dataset entry (shared sets are checked against the manifest).
 
     ``label``: the label of user-file rows without one (None: such rows are refused)."""
-    from steer.eval.datasets import EvalItem
-    from steer.eval.runner import load_items, parse_data_spec
+    from steer.data.items import EvalItem
+    from steer.data.specs import load_items, parse_data_spec
 
     out: dict = {}
     for spec in specs:

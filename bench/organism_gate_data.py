@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 from steer.atomic import atomic_write_text
-from steer.eval.organism_data import image_path
+from steer.data.organism_sets import image_path
 from steer.organism.splits import TRAIN_SEEDS, ImageRef, get_split
 from steer.organism.vocab import BENIGN_OBJECTS
 

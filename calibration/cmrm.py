@@ -150,7 +150,7 @@ def _from_item(item: Any, where: str) -> Anchor:
             image = None
         return Anchor(prompt, str(image) if isinstance(image, os.PathLike) else image, where)
     prompt = getattr(item, "prompt", None)
-    if prompt is not None:  # steer.eval.datasets.EvalItem and look-alikes
+    if prompt is not None:  # steer.data.items.EvalItem and look-alikes
         ident = getattr(item, "id", None)
         label = where if ident is None else f"{where} (id {ident})"
         return Anchor(prompt, getattr(item, "image", None), label)
@@ -161,10 +161,10 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
     """Calibration queries from any supported source.
 
     * a path: ``.jsonl`` / ``.csv`` / ``.json`` file or a ``datasets.save_to_disk`` folder
-      (read by :func:`steer.eval.datasets.load_user_dataset`: columns ``prompt`` and an
+      (read by :func:`steer.data.user_files.load_user_dataset`: columns ``prompt`` and an
       optional ``image`` path), or an image folder + prompt file (:func:`read_image_folder`);
     * a shared evaluation set by name, optionally ``name:split`` (``advbench``,
-      ``harmless-alpaca:train``, ... -- :data:`steer.eval.datasets.DATASET_NAMES`);
+      ``harmless-alpaca:train``, ... -- :data:`steer.data.named_sets.DATASET_NAMES`);
     * ``(image_folder, prompt_file)``;
     * a list of ``EvalItem``s, :class:`Anchor`s, dicts (``prompt``, ``image``), prompt
       strings or ``(prompt, image)`` pairs.
@@ -182,16 +182,16 @@ def load_anchors(source: Any, *, split: str | None = None, what: str = "anchors"
         if path.exists():
             if path.is_dir() and not _is_hf_dataset_dir(path):
                 return _nonempty(read_image_folder(path), text, what)
-            from steer.eval.datasets import load_user_dataset
+            from steer.data.user_files import load_user_dataset
 
             items = load_user_dataset(path, split=split, default_label="harmful")  # labels unused: anchors are prompts
             return _nonempty([_from_item(it, f"{path} row {i + 1}") for i, it in enumerate(items)], text, what)
         if text.lower().startswith("hf:"):  # a hub dataset (steer.data.hub), read like --data of eval
-            from steer.eval.runner import load_items
+            from steer.data.specs import load_items
 
             items = load_items(text)
             return _nonempty([_from_item(it, f"{text} row {i + 1}") for i, it in enumerate(items)], text, what)
-        from steer.eval.datasets import DATASET_NAMES, load_dataset_by_name
+        from steer.data.named_sets import DATASET_NAMES, load_dataset_by_name
 
         name, _, name_split = text.partition(":")
         key = name.strip().lower().replace("_", "-")

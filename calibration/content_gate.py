@@ -69,7 +69,7 @@ def write_rows_jsonl(rows: list[dict[str, Any]], out: str | Path, image_dir: str
     import json
 
     from steer.atomic import atomic_write_text
-    from steer.eval.organism_data import image_path
+    from steer.data.organism_sets import image_path
 
     lines = []
     for row in rows:

@@ -123,7 +123,7 @@ def load_pairs(source: Any) -> list[ContrastPair]:
 def _read_rows(path: Path) -> list[Any]:
     if path.suffix.lower() not in (".jsonl", ".json"):
         raise SteerInputError(f"{path}: pairs are read from .jsonl or .json files, not {path.suffix or 'no suffix'}")
-    from steer.eval.datasets import read_json_rows
+    from steer.data.user_files import read_json_rows
 
     return read_json_rows(path, what="pairs file")
 

@@ -301,11 +301,12 @@ def read_prompts(path: str | os.PathLike, column: str = "prompt") -> list[str]:
     ``organism:text-harmful``, ...; images are not used: the lens reads text prompts)."""
     from pathlib import Path
 
-    from steer.eval.datasets import DATASET_NAMES, read_json_rows
+    from steer.data.named_sets import DATASET_NAMES
+    from steer.data.user_files import read_json_rows
 
     source = Path(path)
     if not source.is_file():
-        from steer.eval.runner import load_items, parse_data_spec
+        from steer.data.specs import load_items, parse_data_spec
 
         spec = parse_data_spec(str(path))  # the harness's own reading of 'name[:split][@mode]'
         if spec.source in DATASET_NAMES or spec.source.lower().startswith("hf:"):

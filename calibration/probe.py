@@ -88,7 +88,7 @@ def _field(item: Any, name: str) -> Any:
 
 
 def as_records(items: Iterable[Any], multiclass_column: str | None = None) -> list[Record]:
-    """Records from EvalItems (``steer.eval.datasets``), organism items, dicts or Records."""
+    """Records from EvalItems (``steer.data.items``), organism items, dicts or Records."""
     out: list[Record] = []
     for n, item in enumerate(items, 1):
         if isinstance(item, Record):

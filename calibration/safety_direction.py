@@ -63,10 +63,10 @@ def load_safety_sets(safety_data: Any) -> tuple[list[Anchor], list[Anchor], str,
         benign = load_anchors(benign_src, what="benign safety data")
         return harmful, benign, describe_source(harmful_src), describe_source(benign_src)
     if isinstance(safety_data, (str, os.PathLike)):
-        from steer.eval.runner import load_items
+        from steer.data.specs import load_items
 
         path = os.fspath(safety_data)
-        from steer.eval.datasets import MISSING_LABEL
+        from steer.data.items import MISSING_LABEL
 
         try:
             items = load_items(path)  # a labelled file, or a shared set with labels (e.g. organism:probe)

@@ -69,9 +69,9 @@ from calibration.logit_lens import DEFAULT_HARMFUL_PROMPTS, logit_lens
 from calibration.retrieval import ColumnRetriever, NearestCaptionRetriever, Retriever
 from steer.adapters.base import ModelAdapter
 from steer.atomic import atomic_path
+from steer.data.user_files import read_json_rows
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
-from steer.eval.datasets import read_json_rows
 from steer.model import as_adapter
 from steer.resume_key import parameters_digest
 from steer.steering import normalize_layers

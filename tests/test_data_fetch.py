@@ -17,7 +17,8 @@ import pytest
 
 from steer.data.fetch import FetchError, fetch_sets
 from steer.data.registry import files_of_set, upstream_url
-from steer.eval.datasets import SharedDataIntegrityError, SharedDataMissingError, load_dataset_by_name
+from steer.data.integrity import SharedDataIntegrityError, SharedDataMissingError
+from steer.data.named_sets import load_dataset_by_name
 from tests.cli_runner import error_lines, run_cli
 from tests.shared_data import (
     FIXTURE,

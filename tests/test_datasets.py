@@ -10,18 +10,12 @@ from pathlib import Path
 import pytest
 
 from steer.errors import SteerInputError
-from steer.eval.datasets import (
-    DATASET_NAMES,
-    FIGSTEP_PROMPT,
-    EvalItem,
-    SharedDataIntegrityError,
-    SharedDataMissingError,
-    UserDatasetError,
-    load_dataset_by_name,
-    load_user_dataset,
-    shared_data_dir,
-    verify_manifest,
-)
+from steer.data.integrity import SharedDataIntegrityError, SharedDataMissingError, verify_manifest
+from steer.data.items import EvalItem
+from steer.data.locate import shared_data_dir
+from steer.data.named_sets import DATASET_NAMES, FIGSTEP_PROMPT, load_dataset_by_name
+from steer.data.user_files import load_user_dataset
+from steer.data.user_rows import UserDatasetError
 
 from tests.shared_data import FIXTURE, REAL, needs_real_shared
 
@@ -383,7 +377,7 @@ def test_eval_item_rejects_bad_label():
 
 # ---------------------------------------------------------------------------- organism sets
 def test_organism_splits_load_offline_with_rendered_images(tmp_path, monkeypatch):
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
 
     monkeypatch.setenv("STEER_CACHE", str(tmp_path))
     full = load_items("organism:image-harmful-text")
@@ -405,7 +399,7 @@ def test_organism_splits_load_offline_with_rendered_images(tmp_path, monkeypatch
 
 
 def test_organism_unknown_split_names_the_choices():
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
 
     with pytest.raises(SteerInputError, match="image-harmful-text"):
         load_items("organism:nonsense")
@@ -414,7 +408,7 @@ def test_organism_unknown_split_names_the_choices():
 def test_labelled_shared_set_feeds_shiftdc_safety_data_and_paths_are_accepted(tmp_path):
     """`--safety-data organism:probe` / `steer probe --data organism:probe` read labels from a named split."""
     from calibration.safety_direction import load_safety_sets
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
 
     harmful, benign, h_src, b_src = load_safety_sets("organism:probe")
     assert len(harmful) == len(benign) == 64 and "label=harmful" in h_src and "label=benign" in b_src
@@ -426,7 +420,7 @@ def test_labelled_shared_set_feeds_shiftdc_safety_data_and_paths_are_accepted(tm
 # ---------------------------------------------------------------------------- hub datasets (hf:)
 def test_parse_hf_spec():
     from steer.data.hub import HubSpec, parse_hf_spec
-    from steer.eval.runner import parse_data_spec
+    from steer.data.specs import parse_data_spec
 
     assert parse_hf_spec("hf:org/name") == HubSpec("org/name")
     assert parse_hf_spec("hf:org/name:test@v1.0") == HubSpec("org/name", "test", "v1.0")
@@ -469,7 +463,7 @@ def test_hf_spec_reads_local_parquet_and_dataset_folders_with_renamed_columns(hu
     import hashlib
 
     from steer.data.options import using_data_options
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
 
     root, png = hub_like
     with using_data_options(prompt_column="question", image_column="picture", label_column="verdict"):

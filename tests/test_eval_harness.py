@@ -18,13 +18,11 @@ from tests.cli_runner import run_cli
 from tests.tiny_models import random_shift_files
 from steer import ShiftVectors, SteeredModel
 from steer.errors import SteerInputError
+from steer.data.items import EvalItem
+from steer.data.specs import apply_image_mode, load_items, parse_data_spec
 from steer.eval.compare import compare
-from steer.eval.datasets import EvalItem
 from steer.eval.runner import (
-    apply_image_mode,
     evaluate,
-    load_items,
-    parse_data_spec,
     read_results,
     summarize_records,
     utility_match,

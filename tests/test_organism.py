@@ -252,7 +252,7 @@ def test_typed_cells_are_harness_datasets(tmp_path, monkeypatch):
     like every other cell; typed renders get their own cached file per (words, seed)."""
     from PIL import Image
 
-    from steer.eval.organism_data import organism_items
+    from steer.data.organism_sets import organism_items
 
     monkeypatch.setenv("STEER_CACHE", str(tmp_path))
     harmful = organism_items("image-harmful-typed", limit=3)

@@ -22,8 +22,9 @@ from PIL import Image
 
 from steer import SteeredModel
 from steer.errors import SteerInputError
+from steer.data.items import EvalItem
+from steer.data.specs import load_items
 from steer.eval.compare import compare
-from steer.eval.datasets import EvalItem
 from steer.eval.report import (
     choose_samples,
     find_vector_files,
@@ -31,7 +32,6 @@ from steer.eval.report import (
     load_compare_dir,
     write_report,
 )
-from steer.eval.runner import load_items
 from steer.eval.sweep import sweep
 from steer.eval.variants import build_variants
 from tests.cli_runner import run_cli

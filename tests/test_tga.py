@@ -353,7 +353,7 @@ def test_corrupt_checkpoint_is_a_one_line_error(sm, tmp_path):
 def test_read_prompts_takes_shared_sets_too():
     """`steer inspect-layers --data organism:text-harmful` reads the set's prompts like other commands."""
     from calibration.logit_lens import read_prompts
-    from steer.eval.runner import load_items
+    from steer.data.specs import load_items
 
     assert read_prompts("organism:text-harmful") == [it.prompt for it in load_items("organism:text-harmful")]
     with pytest.raises(SteerInputError, match="prompt file not found: nope.jsonl"):

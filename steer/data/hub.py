@@ -2,7 +2,7 @@
 
 Loaded with ``datasets.load_dataset`` (streamed when only the first ``limit`` rows are
 needed), then each row goes through the same conversion as a user file
-(:func:`steer.eval.datasets.rows_to_items`): ``prompt`` (required), ``image``, ``label``,
+(:func:`steer.data.user_rows.rows_to_items`): ``prompt`` (required), ``image``, ``label``,
 ``category``, ``answer``, ``id``; ``--prompt-column`` / ``--image-column`` /
 ``--label-column`` (or ``columns=``) name the dataset's own columns when they differ.
 
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from steer.eval.datasets import UserDatasetError
+from steer.data.user_rows import UserDatasetError, rows_to_items
 
 __all__ = ["HubDatasetError", "HubSpec", "hub_offline", "load_hf_items", "parse_hf_spec"]
 
@@ -188,7 +188,6 @@ def load_hf_items(
     """
     from steer.data.fetch import data_cache_dir
     from steer.data.options import current_data_options
-    from steer.eval.datasets import rows_to_items
 
     spec = parse_hf_spec(text)
     if split is not None:

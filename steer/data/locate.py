@@ -21,7 +21,7 @@ from pathlib import Path
 
 from steer.data.registry import SETS, FileEntry, entries_from_manifest, read_files_of_set, registry_files
 
-__all__ = ["Location", "candidate_locations", "find_set", "location_entries", "project_shared_dir"]
+__all__ = ["Location", "candidate_locations", "find_set", "location_entries", "project_shared_dir", "shared_data_dir"]
 
 ENV_VAR = "STEER_SHARED_DATA"
 
@@ -41,6 +41,19 @@ class Location:
 def project_shared_dir() -> Path:
     """``<project root>/../shared/data`` (the project root holds the ``steer`` package)."""
     return (Path(__file__).resolve().parents[2].parent / "shared" / "data").resolve()
+
+
+def shared_data_dir() -> Path:
+    """``$STEER_SHARED_DATA`` if set, else ``<project root>/../shared/data``.
+
+    The first two places named sets are looked for; the fetch cache
+    (:func:`steer.data.fetch.data_cache_dir`) comes after them (:func:`candidate_locations`).
+    The path is returned even if it does not exist.
+    """
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return Path(env).expanduser().resolve()
+    return project_shared_dir()
 
 
 def candidate_locations(data_dir: str | os.PathLike | None = None) -> list[Location]:

@@ -1,7 +1,7 @@
 """Per-command data options (``--data-dir``, ``--fetch``, ``--prompt-column`` ...).
 
 Named sets and hub datasets are read deep inside calibration, probing and evaluation
-code, through one reader (:func:`steer.eval.datasets.load_dataset_by_name`,
+code, through one reader (:func:`steer.data.named_sets.load_dataset_by_name`,
 :func:`steer.data.hub.load_hf_items`).  Rather than thread five arguments through every
 caller, the CLI sets them for the duration of one command with :func:`using_data_options`
 and the readers consult :func:`current_data_options` when their own argument is ``None``.

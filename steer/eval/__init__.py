@@ -1,15 +1,16 @@
-"""Evaluation tools: refusal judging, dataset readers and bootstrap statistics.
+"""Evaluation tools: refusal judging, running, sweeping, comparing, reporting and bootstrap statistics.
 
 * :mod:`steer.eval.judge` -- the built-in phrase-matching refusal judge
   (:func:`judge_refusal`, :class:`RefusalJudge`) and a pluggable LLM judge
   (:class:`LLMJudge`).
-* :mod:`steer.eval.datasets` -- readers for the offline copies in ``../shared/data``
-  (:func:`load_dataset_by_name`) and for user files (:func:`load_user_dataset`), with
-  SHA-256 checks against ``manifest.json`` (:func:`verify_manifest`).
+* The data it evaluates on (named public sets, user files, hub datasets, the organism's
+  splits, :class:`~steer.data.items.EvalItem`) is read by :mod:`steer.data`, which
+  calibration uses too; ``steer.eval`` imports it, never the other way round.
 * :mod:`steer.eval.stats` -- percentile-bootstrap confidence intervals.
-* :func:`evaluate` and :func:`load_items` (:mod:`~steer.eval.runner`),
-  :func:`build_variants` / :func:`parse_variants` (:mod:`~steer.eval.variants`) -- the
-  harness behind ``steer eval / compare``, importable from here (loaded on first use).
+* :func:`evaluate` (:mod:`~steer.eval.runner`), :func:`build_variants` /
+  :func:`parse_variants` (:mod:`~steer.eval.variants`) -- the harness behind
+  ``steer eval / compare``, importable from here (loaded on first use); its items come from
+  :func:`steer.data.specs.load_items`.
   The comparison itself is ``steer.eval.compare.compare`` (the name ``compare`` here is
   that submodule).
 
@@ -17,19 +18,6 @@ The heavy part of :class:`LLMJudge` (transformers, torch) is imported lazily, so
 ``import steer.eval`` stays cheap.
 """
 
-from steer.eval.datasets import (
-    DATASET_NAMES,
-    FIGSTEP_PROMPT,
-    EvalItem,
-    SharedDataError,
-    SharedDataIntegrityError,
-    SharedDataMissingError,
-    UserDatasetError,
-    load_dataset_by_name,
-    load_user_dataset,
-    shared_data_dir,
-    verify_manifest,
-)
 from steer.eval.judge import (
     LLMJudge,
     LLMVerdict,
@@ -43,7 +31,6 @@ from steer.eval.stats import RateSummary, bootstrap_ci, bootstrap_diff_ci, rate_
 #: harness entry points, imported on first access so ``import steer.eval`` stays cheap
 _LAZY = {
     "evaluate": "steer.eval.runner",
-    "load_items": "steer.eval.runner",
     "build_variants": "steer.eval.variants",
     "parse_variants": "steer.eval.variants",
 }
@@ -58,29 +45,17 @@ def __getattr__(name: str):
 
 
 __all__ = [
-    "DATASET_NAMES",
-    "FIGSTEP_PROMPT",
-    "EvalItem",
     "LLMJudge",
     "LLMVerdict",
     "RateSummary",
     "RefusalJudge",
     "RefusalVerdict",
-    "SharedDataError",
-    "SharedDataIntegrityError",
-    "SharedDataMissingError",
-    "UserDatasetError",
     "bootstrap_ci",
     "build_variants",
     "evaluate",
-    "load_items",
     "parse_variants",
     "bootstrap_diff_ci",
     "judge_refusal",
-    "load_dataset_by_name",
-    "load_user_dataset",
     "normalize_text",
     "rate_summary",
-    "shared_data_dir",
-    "verify_manifest",
 ]

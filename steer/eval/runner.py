@@ -31,10 +31,10 @@
   "specialised advice" topics, whose papers judge risk warnings rather than refusal) are
   left out of the unsafe rates unless ``include_advice=True``; their count is reported.
 
-Datasets are named with :func:`load_items`: a shared set name (``figstep``, ``xstest-safe``,
-``harmbench:test`` ...), or a user file; ``@MODE`` picks the image mode (``as_given``,
-``none``, ``blank``, ``noise``, ``unrelated=PATH``) so harmful *text* sets can be run
-text-only, with a blank image, or with an unrelated natural image.
+Datasets are named with :func:`steer.data.specs.load_items`: a shared set name (``figstep``,
+``xstest-safe``, ``harmbench:test`` ...), or a user file; ``@MODE`` picks the image mode
+(``as_given``, ``none``, ``blank``, ``noise``, ``unrelated=PATH``) so harmful *text* sets can
+be run text-only, with a blank image, or with an unrelated natural image.
 """
 
 from __future__ import annotations
@@ -49,156 +49,21 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 from steer.atomic import check_output_path
+from steer.data.items import EvalItem
+from steer.data.specs import BLANK_IMAGE, NOISE_IMAGE
 from steer.errors import SteerInputError
 from steer.interrupts import interrupt_note
 from steer.resume_key import explain_mismatch, item_sha256, run_key
-from steer.eval.datasets import DATASET_NAMES, EvalItem, load_dataset_by_name, load_user_dataset
 from steer.eval.judge import judge_refusal
 from steer.eval.stats import RateSummary, rate_summary
 
 __all__ = [
-    "IMAGE_MODES",
-    "DataSpec",
     "EvalSummary",
-    "apply_image_mode",
     "evaluate",
-    "load_items",
-    "parse_data_spec",
     "read_results",
     "summarize_records",
     "utility_match",
 ]
-
-IMAGE_MODES = ("as_given", "none", "blank", "noise", "unrelated")
-_BLANK = "<blank>"
-_NOISE = "<noise>"
-
-
-# --------------------------------------------------------------------------------------
-# Datasets and image modes
-# --------------------------------------------------------------------------------------
-
-
-def check_image_mode(mode: str | None) -> tuple[str, str | None]:
-    """``'unrelated:PATH'`` / ``'unrelated=PATH'`` -> ``('unrelated', PATH)``; others -> ``(mode, None)``."""
-    mode = (mode or "as_given").strip()
-    cut = re.search(r"[:=]", mode)
-    name, arg = (mode[: cut.start()], mode[cut.end() :].strip()) if cut else (mode, "")
-    name = name.strip().lower().replace("-", "_")
-    if name == "text" or name == "text_only":
-        name = "none"
-    if name not in IMAGE_MODES:
-        raise SteerInputError(
-            f"unknown image mode {mode!r}; one of: as_given, none (text only), blank, noise, unrelated:PATH"
-        )
-    if name == "unrelated":
-        if not arg:
-            raise SteerInputError("image mode 'unrelated' needs an image: unrelated:PATH (a natural photo)")
-        path = Path(arg).expanduser()
-        if not path.is_file():
-            raise SteerInputError(f"unrelated image not found: {path}")
-        return name, str(path.resolve())
-    if arg:
-        raise SteerInputError(f"image mode {name!r} takes no argument (got {mode!r})")
-    return name, None
-
-
-def apply_image_mode(items: Sequence[EvalItem], mode: str | None) -> list[EvalItem]:
-    """Items with their image replaced: ``as_given`` (unchanged), ``none`` (text only),
-    ``blank`` / ``noise`` (a content-free image in the model's size, made at generation
-    time), ``unrelated:PATH`` (the same natural image for every item).  Ids are kept; the
-    mode is recorded in each result row."""
-    name, arg = check_image_mode(mode)
-    if name == "as_given":
-        return list(items)
-    new = {"none": None, "blank": _BLANK, "noise": _NOISE, "unrelated": arg}[name]
-    out = []
-    for it in items:
-        meta = dict(it.meta)
-        meta["original_image"] = it.image
-        out.append(EvalItem(it.id, it.prompt, new, it.label, it.category, it.source, it.answer, meta))
-    return out
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    """A parsed ``--data`` entry: ``NAME[:SPLIT][@IMAGE_MODE]``, ``hf:ORG/NAME[:SPLIT][@REVISION][@IMAGE_MODE]``
-    or ``PATH[@IMAGE_MODE]``."""
-
-    source: str
-    split: str | None = None
-    image_mode: str = "as_given"
-    label: str = ""
-
-
-def _is_image_mode(text: str) -> bool:
-    try:
-        check_image_mode(text)
-    except SteerInputError:
-        return False
-    return True
-
-
-def parse_data_spec(text: str, image_mode: str | None = None) -> DataSpec:
-    """Parse one dataset entry; ``image_mode`` is the default when the entry has no ``@MODE``."""
-    raw = text.strip()
-    if not raw:
-        raise SteerInputError("empty dataset name")
-    mode = image_mode
-    src = raw
-    if "@" in raw and not Path(raw).expanduser().exists():  # an existing path may itself contain '@'
-        head, tail = raw.rsplit("@", 1)
-        if not raw.lower().startswith("hf:") or _is_image_mode(tail):  # hf:ORG/NAME@REVISION keeps its revision
-            src, mode = head, tail
-    mode_name, mode_arg = check_image_mode(mode)
-    split = None
-    key = src.strip().lower().replace("_", "-")
-    if key.startswith("hf:"):  # a hub dataset: split and revision stay in the source (steer.data.hub)
-        pass
-    elif ":" in key and key.split(":", 1)[0] in DATASET_NAMES and not Path(src).exists():
-        key, split = key.split(":", 1)
-        src = key
-    elif key in DATASET_NAMES:
-        src = key
-    label = raw if "@" in raw or mode_name == "as_given" else f"{raw}@{mode_name}"
-    full_mode = mode_name if mode_arg is None else f"{mode_name}:{mode_arg}"
-    return DataSpec(src.strip(), split, full_mode, label)
-
-
-def load_items(
-    spec: str | os.PathLike | DataSpec,
-    limit: int | None = None,
-    *,
-    image_mode: str | None = None,
-    data_dir: str | Path | None = None,
-    default_label: str | None = None,
-) -> list[EvalItem]:
-    """Items of a shared set (checked against the shared manifest) or a user file, with the
-    image mode applied and at most ``limit`` items.
-
-    ``default_label``: the label of a user file's rows that have none (``--label``); None
-    (the default) refuses such rows, since an unlabelled row counted as harmful or benign
-    would silently change every rate."""
-    ds = spec if isinstance(spec, DataSpec) else parse_data_spec(os.fspath(spec), image_mode)
-    if ds.source in DATASET_NAMES:
-        items = load_dataset_by_name(ds.source, limit, ds.split, data_dir=data_dir)
-    elif ds.source.lower().startswith("hf:"):
-        from steer.data.hub import load_hf_items
-
-        items = load_hf_items(ds.source, limit=limit, default_label=default_label)
-    else:
-        path = Path(ds.source).expanduser()
-        if not path.exists():
-            if path.suffix or os.sep in ds.source:  # meant as a file
-                raise SteerInputError(f"dataset not found: {path} (no such file or folder)")
-            raise SteerInputError(
-                f"unknown dataset {ds.source!r}: not a shared set ({', '.join(DATASET_NAMES)}) and no such file"
-            )
-        items = load_user_dataset(path, split=ds.split, default_label=default_label)
-        if limit is not None:
-            items = items[:limit]
-    return apply_image_mode(items, ds.image_mode)
-
 
 # --------------------------------------------------------------------------------------
 # Utility matching
@@ -411,13 +276,13 @@ def read_results(path: str | os.PathLike, *, repair: bool = False) -> list[dict]
 
 
 def _item_image(image: Any, sm: Any) -> Any:
-    if image == _BLANK or image == _NOISE:
+    if image == BLANK_IMAGE or image == NOISE_IMAGE:
         adapter = getattr(sm, "adapter", None)
         if adapter is None:
             from PIL import Image
 
             return Image.new("RGB", (224, 224), (0, 0, 0))
-        return adapter.content_free_image("blank" if image == _BLANK else "noise", seed=0)
+        return adapter.content_free_image("blank" if image == BLANK_IMAGE else "noise", seed=0)
     return image
 
 
@@ -660,9 +525,9 @@ def _mode_of(item: EvalItem) -> str:
         return "as_given"
     if item.image is None:
         return "none"
-    if item.image == _BLANK:
+    if item.image == BLANK_IMAGE:
         return "blank"
-    if item.image == _NOISE:
+    if item.image == NOISE_IMAGE:
         return "noise"
     return f"unrelated:{item.image}"
 

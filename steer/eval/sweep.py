@@ -51,8 +51,8 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from steer.atomic import atomic_path, atomic_write_text
+from steer.data.items import EvalItem
 from steer.errors import SteerInputError
-from steer.eval.datasets import EvalItem
 from steer.eval.judge import judge_refusal
 from steer.eval.runner import evaluate, summarize_records
 from steer.eval.stats import format_rate

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 from steer.organism.vocab import OBJECTS, all_words
 
 IMAGE_SIZE = 32
-#: bump when :func:`render_object` changes its pixels, so cached renders (steer.eval.organism_data) are not reused
+#: bump when :func:`render_object` changes its pixels, so cached renders (steer.data.organism_sets) are not reused
 IMAGES_VERSION = 1
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "bar")

@@ -11,7 +11,7 @@ Names (``--data organism[:SPLIT]``)::
 
 Cells are listed in :data:`steer.organism.EVAL_CELLS`; ``-`` and ``_`` are interchangeable.
 
-Why images are written to disk: :class:`~steer.eval.datasets.EvalItem` carries an image
+Why images are written to disk: :class:`~steer.data.items.EvalItem` carries an image
 *path*, so result rows, reports and resumed runs can name and reopen it.  The organism's
 images are a pure function of (object, seed), rendered once into a cache folder
 (``$STEER_CACHE`` or ``~/.cache/steer``, subfolder ``organism-images``) with atomic writes.
@@ -31,7 +31,7 @@ from pathlib import Path
 
 from steer.atomic import atomic_path
 from steer.errors import SteerInputError
-from steer.eval.datasets import EvalItem
+from steer.data.items import EvalItem
 
 __all__ = ["ORGANISM_DATASET", "image_path", "organism_image_cache", "organism_items", "organism_split_names"]
 
@@ -49,7 +49,7 @@ def organism_image_cache() -> Path:
 
 def organism_split_names() -> tuple[str, ...]:
     """Every accepted ``organism:SPLIT`` value (named splits, then evaluation cells)."""
-    from steer.organism import EVAL_CELLS, SPLIT_NAMES
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES
 
     return tuple(SPLIT_NAMES) + tuple(EVAL_CELLS)
 
@@ -78,7 +78,7 @@ def organism_items(split: str | None = None, limit: int | None = None) -> list[E
     ``organism`` with limit 5 gives 5 of each of its 9 cells), evenly spaced, not the first
     N: items are ordered by hold-out kind, so the first N would all be of one kind.
     """
-    from steer.organism import EVAL_CELLS, SPLIT_NAMES, get_split
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES, get_split
 
     key = (split or "eval").strip().lower().replace("-", "_")
     if key in SPLIT_NAMES:
