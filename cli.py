@@ -18,6 +18,7 @@ from rich.text import Text
 
 from steer.atomic import check_output_dir, check_output_path, existing_paths
 from steer.errors import SteerError, SteerInputError
+from steer.layer_spec import band_spec, parse_layers, refuse_empty_layers
 from steer.textfiles import check_text_inputs
 from steer.threads import with_threads
 
@@ -65,45 +66,30 @@ def _root(
     """Make vision-language models as safe on images as on text."""
 
 
-def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
-    """'8-20', '3,5,7', '8-12,20', '-1' (last) or 'all' -> sorted layer list (None = the file's/all)."""
-    if spec is None or spec.strip() == "file":
-        return None
-    refuse_empty_layers(spec)
-    spec = spec.strip()
-    if spec == "all":
-        if num_layers is None:
-            return None
-        return list(range(num_layers))
-    layers: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                cut = part.index("-", 1)
-                lo_i, hi_i = int(part[:cut]), int(part[cut + 1 :])
-                if hi_i < lo_i or lo_i < 0:  # '-3-1' would silently wrap round to every layer
-                    raise ValueError
-                layers.update(range(lo_i, hi_i + 1))
-            else:
-                layers.add(int(part))
-        except ValueError:
-            raise SteerInputError(
-                f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', '-1' (last), 'all'; ranges take layers >= 0"
-            ) from None
-    return sorted(layers)
-
-
-def refuse_empty_layers(spec: Optional[str]) -> None:
-    """An empty --layers ('' from an unset shell variable) must not silently mean "the file's layers"."""
-    if spec is not None and not spec.strip():
-        raise SteerInputError("--layers is empty; give layers such as '8-20', 'all', or leave the option out for the default")
-
-
 def parse_alpha(text: str) -> float:
     from steer.steering import check_alpha
 
     return check_alpha(text)
+
+
+def _say(line: str) -> None:
+    """A line of a command's output (stdout), never wrapped or highlighted."""
+    console.print(line, highlight=False, soft_wrap=True)
+
+
+def _note(line: str) -> None:
+    """A note beside the output (stderr)."""
+    err_console.print(line, highlight=False)
+
+
+def _print_grid(grid: list[list[str]], title: Optional[str] = None, justify: Optional[list[str]] = None) -> None:
+    """Print a grid (header row first) as a table whose columns fold, never cut, long text."""
+    table = Table(show_header=True, header_style="bold", title=title)
+    for i, col in enumerate(grid[0]):
+        table.add_column(col, justify=justify[i] if justify else "right", overflow="fold")
+    for row in grid[1:]:
+        table.add_row(*row)
+    console.print(table)
 
 
 def data_options(command):
@@ -401,142 +387,22 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
-    check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
-    check_text_inputs(data, safety_data)  # a non-UTF-8 data file fails now, naming the byte
-    import time
+    from calibration.runs import calibrate_file
 
-    from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
-    from calibration.distributed import barrier, init_from_env, rank_and_world
-    from steer.model import SteeredModel
-
-    started = time.perf_counter()
-    if method == "contrast":  # its own data format and defaults: a separate short path
-        recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
-        return _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every,
-                                   recipe_given and recipe, level)
-    if method not in ("cmrm", "shiftdc"):
-        raise SteerInputError(f"unknown method {method!r}; choose cmrm, shiftdc or contrast")
-    if method == "shiftdc" and not safety_data:
-        raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
-    if method == "cmrm" and safety_data:
-        raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
-    device = init_from_env(device, device_map)  # under torchrun: join the group, one GPU per rank
-    from calibration import load_anchors, load_safety_sets
-    from calibration.cmrm import check_recipe
-
-    chosen_recipe = check_recipe(method, recipe, positions, schedule, alpha, level)  # fails before the model loads
-    parse_layers(layers)  # a bad --layers fails before the model loads too
-    load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
-    if safety_data:
-        load_safety_sets(safety_data)
-    rank, world = rank_and_world()
-    ckpt = checkpoint_path_for(out) if checkpoint_every else None
-    if ckpt is None and rank == 0 and checkpoint_path_for(out).exists():
-        err_console.print(
-            f"note: {checkpoint_path_for(out)} exists but --checkpoint-every is not set, so it is neither used nor removed",
-            highlight=False,
-        )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
-    chosen = parse_layers(layers, sm.adapter.num_layers)
-    common = dict(
-        layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
-        max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-        progress=True, keep_checkpoint=True, recipe=chosen_recipe,
+    recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
+    run = calibrate_file(
+        model, data, out, method=method, safety_data=safety_data, layers=layers, reduce=reduce, pool=pool,
+        null_image=null_image, batch_size=batch_size, max_samples=max_samples, seed=seed,
+        checkpoint_every=checkpoint_every, recipe=recipe if recipe_given else None, positions=positions,
+        schedule=schedule, alpha=alpha, level=level, device=device, dtype=dtype, device_map=device_map,
+        processor_kwargs=processor_kwargs, force=force, note=_note,
+        echo=lambda line: console.print(line, highlight=False),
     )
-    if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
-        console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)
-    if method == "shiftdc":
-        vecs = calibrate_shiftdc(sm, data, safety_data=safety_data, **common)
-    else:
-        vecs = calibrate_cmrm(sm, data, **common)
-    if rank == 0:
-        vecs.save(out)
-    barrier()
-    if ckpt is not None:
-        ckpt_rank = ckpt if world == 1 else ckpt.with_name(f"{ckpt.name}.rank{rank}-of-{world}")
-        ckpt_rank.unlink(missing_ok=True)
-    if rank != 0:
+    if run.rank != 0:
         return
-    meta = vecs.metadata
-    stats = meta.get("stats", {})
-    table = Table(show_header=True, header_style="bold", title=f"{method} shift vectors")
-    cols = ["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if method == "shiftdc" else [])
-    for col in cols:
-        table.add_column(col, justify="right", overflow="fold")
-
-    def fmt(value: object) -> str:
-        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    for layer, norm in vecs.norms().items():
-        st = stats.get(str(layer), {})
-        row = [str(layer), fmt(norm), fmt(st.get("consistency")), fmt(st.get("separability"))]
-        if method == "shiftdc":
-            row.append(fmt(st.get("cos_dir")))
-        table.add_row(*row)
-    console.print(table)
-    norms = list(vecs.norms().values())
-    elapsed = time.perf_counter() - started
-    extra = ""
-    if method == "shiftdc":
-        safety = meta.get("safety", {})
-        extra = f", safety direction from {safety.get('n_harmful')} harmful / {safety.get('n_benign')} benign prompts"
-    console.print(
-        f"wrote {out}: {len(vecs.layers)} layers ({vecs.layers[0]}-{vecs.layers[-1]}), d={vecs.hidden_size}, "
-        f"{meta.get('n_samples')} anchors{extra}; |s_l| {min(norms):.4g}..{max(norms):.4g}; "
-        f"pool={meta.get('pooling')} reduce={meta.get('reduce')} null_image={meta.get('null_image')}; "
-        f"{elapsed:.1f} s ({meta.get('calibration', {}).get('elapsed_s', 0):.1f} s calibrating"
-        f"{f', {world} processes' if world > 1 else ''})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(f"stored {chosen_recipe.describe()}", highlight=False, soft_wrap=True)
-
-
-def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every, recipe, level) -> None:
-    """`calibrate --method contrast`: :func:`calibration.train_vector` on a pairs file.
-
-    --positions/--schedule not given take the contrast defaults (text, incremental);
-    given explicitly they are stored as given. --recipe/--level name CMRM/ShiftDC presets
-    and are refused here.
-    """
-    from calibration.contrast import load_pairs, train_vector
-    from calibration.recipes import check_settings
-    from steer.model import SteeredModel
-
-    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every"),
-                        (recipe, "--recipe"), (level, "--level")):
-        if given:
-            raise SteerInputError(f"{flag} is not used by --method contrast; drop it")
-    contrast_method = {"mean": "mean_diff", "pc1": "pca"}.get(reduce, reduce)
-    recipe = {"default_alpha": 1.0 if alpha is None else alpha}
-    if positions is not None:
-        recipe["positions"] = positions
-    if schedule is not None:
-        recipe["schedule"] = schedule
-    recipe["default_alpha"] = check_settings(recipe.get("positions", "text"), recipe.get("schedule", "incremental"),
-                                             recipe["default_alpha"])
-    pairs = load_pairs(data)  # bad pairs fail before the model loads
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
-    vecs = train_vector(sm, pairs, parse_layers(layers, sm.adapter.num_layers), contrast_method,
-                        pool=pool, batch_size=batch_size, **recipe)
-    vecs.metadata["contrast"]["data"] = str(data)
-    vecs.save(out)
-    table = Table(show_header=True, header_style="bold", title=f"contrast vectors ({contrast_method})")
-    for col in ("layer", "|v_l|", "agreement", "pc1 share"):
-        table.add_column(col, justify="right")
-    for layer, norm in vecs.norms().items():
-        st = vecs.metadata["stats"][str(layer)]
-        table.add_row(str(layer), f"{norm:.4g}", f"{st['agreement']:.2f}", f"{st['pc1_share']:.2f}")
-    console.print(table)
-    meta = vecs.metadata
-    console.print(
-        f"wrote {out}: {len(vecs.layers)} layers, d={vecs.hidden_size}, {meta['n_samples']} pairs; "
-        f"positions={meta['positions']} schedule={meta['schedule']} alpha={meta['default_alpha']:g}; "
-        "alpha > 0 steers toward the positive prompts",
-        highlight=False, soft_wrap=True,
-    )
+    _print_grid(run.rows(), run.title)
+    for line in run.lines():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command(short_help='Fit a per-layer safety probe; save the best as a gate.')
@@ -1020,23 +886,6 @@ def report_cmd(
     typer.echo(f"report: {path}")
 
 
-def _band_spec(layers: list[int]) -> str:
-    """[1, 2, 3, 5] -> '1-3,5' (the --layers syntax)."""
-    parts: list[str] = []
-    start = prev = None
-    for layer in sorted(layers):
-        if start is None:
-            start = prev = layer
-        elif layer == prev + 1:
-            prev = layer
-        else:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = prev = layer
-    if start is not None:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-    return ",".join(parts)
-
-
 @app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
 @with_threads
 def train_tga(
@@ -1145,7 +994,7 @@ def train_tga(
     final = meta.get("final", {})
     source = meta.get("layer_band", {}).get("source", "given")
     console.print(
-        f"wrote {out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {_band_spec(result.layers)} ({source}), "
+        f"wrote {out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {band_spec(result.layers)} ({source}), "
         f"guide weight {meta['guide_weight']:g}"
         + (f"; resumed at step {result.resumed_from}" if result.resumed_from else ""),
         highlight=False,
@@ -1212,7 +1061,7 @@ def inspect_layers(
             *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
         )
     console.print(table)
-    console.print(f"suggested band: --layers {_band_spec(result.band)} ({result.band_source})", highlight=False, soft_wrap=True)
+    console.print(f"suggested band: --layers {band_spec(result.band)} ({result.band_source})", highlight=False, soft_wrap=True)
     if plot is not None:
         console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
 

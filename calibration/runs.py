@@ -1,0 +1,221 @@
+"""Each offline command in one call: from a model path and data to a written artifact.
+
+``steer calibrate``, ``steer probe``, ``steer train-tga`` and ``steer inspect-layers``
+are thin parsers over these functions. Each checks every option and the data before
+the model loads (a typo fails in a second, not after the model loaded), loads the model,
+does the work with the functions of this package, writes the artifact atomically and
+returns a result whose ``rows()`` / ``lines()`` are the table and lines the CLI prints.
+
+Notes meant for a person while the work runs (a stale checkpoint, a resumed one) go to
+``echo`` / ``note`` callables; by default they are dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from steer.atomic import check_output_path, existing_paths
+from steer.errors import SteerInputError
+from steer.layer_spec import band_spec, parse_layers
+from steer.text_table import Grid, cell_text
+from steer.textfiles import check_text_inputs
+from steer.vectors import ShiftVectors
+
+Echo = Optional[Callable[[str], None]]
+
+
+def _say(echo: Echo, line: str) -> None:
+    if echo is not None:
+        echo(line)
+
+
+def _load_model(model: str, **options: Any):
+    from steer.model import SteeredModel
+
+    return SteeredModel.from_pretrained(model, **options)
+
+
+# ------------------------------------------------------------------------- calibrate
+
+
+@dataclass
+class CalibrationRun:
+    """A written vector file and what the CLI prints about it.
+
+    ``rank`` / ``world``: this process's place under torchrun (only rank 0 writes and prints).
+    """
+
+    vectors: ShiftVectors
+    out: Path
+    method: str
+    seconds: float
+    rank: int = 0
+    world: int = 1
+    recipe_text: str = ""
+
+    @property
+    def title(self) -> str:
+        if self.method == "contrast":
+            return f"contrast vectors ({self.vectors.metadata['contrast']['method']})"
+        return f"{self.method} shift vectors"
+
+    def rows(self) -> Grid:
+        """Per layer: the shift norm and the statistics calibration recorded (header row first)."""
+        stats = self.vectors.metadata.get("stats", {})
+        if self.method == "contrast":
+            grid = [["layer", "|v_l|", "agreement", "pc1 share"]]
+            for layer, norm in self.vectors.norms().items():
+                st = stats[str(layer)]
+                grid.append([str(layer), f"{norm:.4g}", f"{st['agreement']:.2f}", f"{st['pc1_share']:.2f}"])
+            return grid
+        shiftdc = self.method == "shiftdc"
+        grid = [["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if shiftdc else [])]
+        for layer, norm in self.vectors.norms().items():
+            st = stats.get(str(layer), {})
+            row = [str(layer), cell_text(norm), cell_text(st.get("consistency")), cell_text(st.get("separability"))]
+            grid.append(row + ([cell_text(st.get("cos_dir"))] if shiftdc else []))
+        return grid
+
+    def lines(self) -> list[str]:
+        """The summary under the table: what was written, from how much data, in how long."""
+        vecs, meta = self.vectors, self.vectors.metadata
+        if self.method == "contrast":
+            return [
+                f"wrote {self.out}: {len(vecs.layers)} layers, d={vecs.hidden_size}, {meta['n_samples']} pairs; "
+                f"positions={meta['positions']} schedule={meta['schedule']} alpha={meta['default_alpha']:g}; "
+                "alpha > 0 steers toward the positive prompts"
+            ]
+        norms = list(vecs.norms().values())
+        extra = ""
+        if self.method == "shiftdc":
+            safety = meta.get("safety", {})
+            extra = f", safety direction from {safety.get('n_harmful')} harmful / {safety.get('n_benign')} benign prompts"
+        return [
+            f"wrote {self.out}: {len(vecs.layers)} layers ({vecs.layers[0]}-{vecs.layers[-1]}), d={vecs.hidden_size}, "
+            f"{meta.get('n_samples')} anchors{extra}; |s_l| {min(norms):.4g}..{max(norms):.4g}; "
+            f"pool={meta.get('pooling')} reduce={meta.get('reduce')} null_image={meta.get('null_image')}; "
+            f"{self.seconds:.1f} s ({meta.get('calibration', {}).get('elapsed_s', 0):.1f} s calibrating"
+            f"{f', {self.world} processes' if self.world > 1 else ''})",
+            f"stored {self.recipe_text}",
+        ]
+
+
+def calibrate_file(
+    model: str,
+    data: str,
+    out: str | Path,
+    *,
+    method: str = "cmrm",
+    safety_data: Optional[str] = None,
+    layers: str = "all",
+    reduce: str = "mean",
+    pool: str = "last",
+    null_image: str = "blank",
+    batch_size: int = 8,
+    max_samples: Optional[int] = None,
+    seed: int = 0,
+    checkpoint_every: Optional[int] = None,
+    recipe: Optional[str] = None,
+    positions: Optional[str] = None,
+    schedule: Optional[str] = None,
+    alpha: Optional[str | float] = None,
+    level: Optional[str] = None,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    device_map: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+    force: bool = False,
+    echo: Echo = None,
+    note: Echo = None,
+) -> CalibrationRun:
+    """``steer calibrate``: CMRM / ShiftDC / contrast vectors of ``model`` on ``data``, written to ``out``.
+
+    ``recipe``: the stored steering defaults (None: ``measured``; refused for ``contrast``,
+    which has its own). ``layers`` uses the CLI syntax ('all', '8-20', '3,5,7').
+    ``checkpoint_every``: resumable ``<out>.ckpt`` every N samples. Under torchrun every
+    rank calls this; only rank 0 writes the file. ``echo`` gets the checkpoint line,
+    ``note`` the warning about an unused checkpoint.
+    """
+    out = Path(out)
+    check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
+    check_text_inputs(data, safety_data)  # a non-UTF-8 data file fails now, naming the byte
+    started = time.perf_counter()
+    if method == "contrast":  # its own data format and defaults: a separate short path
+        return _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every, recipe, level,
+                                   started)
+    from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for, load_anchors, load_safety_sets
+    from calibration.cmrm import check_recipe
+    from calibration.distributed import barrier, init_from_env, rank_and_world
+
+    if method not in ("cmrm", "shiftdc"):
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm, shiftdc or contrast")
+    if method == "shiftdc" and not safety_data:
+        raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
+    if method == "cmrm" and safety_data:
+        raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
+    device = init_from_env(device, device_map)  # under torchrun: join the group, one GPU per rank
+    chosen_recipe = check_recipe(method, recipe or "measured", positions, schedule, alpha, level)  # before the model loads
+    parse_layers(layers)  # a bad --layers fails before the model loads too
+    load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
+    if safety_data:
+        load_safety_sets(safety_data)
+    rank, world = rank_and_world()
+    ckpt = checkpoint_path_for(out) if checkpoint_every else None
+    if ckpt is None and rank == 0 and checkpoint_path_for(out).exists():
+        _say(note, f"note: {checkpoint_path_for(out)} exists but --checkpoint-every is not set, so it is neither used nor removed")
+    sm = _load_model(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
+    common = dict(
+        layers=parse_layers(layers, sm.adapter.num_layers), pool=pool, reduce=reduce, null_image=null_image,
+        batch_size=batch_size, max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
+        progress=True, keep_checkpoint=True, recipe=chosen_recipe,
+    )
+    if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
+        _say(echo, f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}")
+    if method == "shiftdc":
+        vecs = calibrate_shiftdc(sm, data, safety_data=safety_data, **common)
+    else:
+        vecs = calibrate_cmrm(sm, data, **common)
+    if rank == 0:
+        vecs.save(out)
+    barrier()
+    if ckpt is not None:
+        ckpt_rank = ckpt if world == 1 else ckpt.with_name(f"{ckpt.name}.rank{rank}-of-{world}")
+        ckpt_rank.unlink(missing_ok=True)
+    return CalibrationRun(vecs, out, method, time.perf_counter() - started, rank, world, chosen_recipe.describe())
+
+
+def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
+                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every, recipe, level,
+                        started) -> CalibrationRun:
+    """``method='contrast'``: :func:`calibration.train_vector` on a pairs file.
+
+    positions/schedule not given take the contrast defaults (text, incremental); given
+    explicitly they are stored as given. recipe/level name CMRM/ShiftDC presets and are
+    refused here.
+    """
+    from calibration.contrast import load_pairs, train_vector
+    from calibration.recipes import check_settings
+
+    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every"),
+                        (recipe, "--recipe"), (level, "--level")):
+        if given:
+            raise SteerInputError(f"{flag} is not used by --method contrast; drop it")
+    contrast_method = {"mean": "mean_diff", "pc1": "pca"}.get(reduce, reduce)
+    settings: dict[str, Any] = {"default_alpha": 1.0 if alpha is None else alpha}
+    if positions is not None:
+        settings["positions"] = positions
+    if schedule is not None:
+        settings["schedule"] = schedule
+    settings["default_alpha"] = check_settings(settings.get("positions", "text"), settings.get("schedule", "incremental"),
+                                               settings["default_alpha"])
+    pairs = load_pairs(data)  # bad pairs fail before the model loads
+    sm = _load_model(model, device=device, dtype=dtype, device_map=device_map)
+    vecs = train_vector(sm, pairs, parse_layers(layers, sm.adapter.num_layers), contrast_method,
+                        pool=pool, batch_size=batch_size, **settings)
+    vecs.metadata["contrast"]["data"] = str(data)
+    vecs.save(out)
+    return CalibrationRun(vecs, out, "contrast", time.perf_counter() - started)
