@@ -618,82 +618,19 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
-    check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
-    check_text_inputs(data)
-    from steer.eval.runner import evaluate, summaries_by_cell, write_summary
-    from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
-    from steer.positions import check_positions
-    from steer.schedule import check_schedule
+    from steer.eval.runs import evaluate_model
 
-    steering_opts = {"--steer": steer, "--alpha": alpha, "--layers": layers, "--positions": positions,
-                     "--schedule": schedule, "--method": method, "--projector": projector, "--gate": gate,
-                     "--threshold": threshold}
-    if variant is not None:
-        given = [k for k, v in steering_opts.items() if v is not None]
-        if given:
-            raise SteerInputError(f"--variant replaces {', '.join(given)}: put them in the spec (e.g. @alpha=0.5)")
-        spec = parse_variant(variant)
-    else:
-        if projector is not None and (steer is not None or gate is not None):
-            raise SteerInputError("--projector evaluates the TGA model unsteered; compare it with steering via `steer compare`")
-        if gate is not None and steer is None:
-            raise SteerInputError("a gate decides where to steer: give --steer vectors too")
-        if steer is None and any(v is not None for v in (alpha, layers, positions, schedule, method, threshold)):
-            raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
-        if steer is not None and steer != "sample" and not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        refuse_empty_layers(layers)
-        layer_list = parse_layer_spec(layers)
-        positions is None or check_positions(positions)  # checked before the model loads
-        schedule is None or check_schedule(schedule)
-        opts = dict(
-            alpha=None if alpha is None else parse_alpha(alpha),
-            layers=None if layer_list is None else tuple(layer_list),
-            positions=positions,
-            schedule=schedule,
-        )
-        if projector is not None:
-            spec = VariantSpec("tga", path=str(projector), text=f"tga:{projector}")
-        elif gate is not None:
-            spec = VariantSpec("gated", path=steer, probe=str(gate), threshold=threshold, method=method,
-                               text=f"gated:{steer}:{gate}", **opts)
-        elif steer == "sample":
-            if method == "shiftdc":
-                raise SteerInputError("sample-level ShiftDC needs safety directions: --variant shiftdc-sample:VECTORS")
-            spec = VariantSpec("cmrm-sample", text="cmrm-sample", **opts)
-        elif steer is not None:
-            from steer.stored_recipe import load_metadata, stored_level
-
-            meta = load_metadata(steer)
-            kind = method or ("shiftdc" if meta.get("method") == "shiftdc" else "cmrm")
-            if kind == "shiftdc" and stored_level(meta) == "sample":
-                kind = "shiftdc-sample"  # the file's recipe is sample level (ShiftDC's measured one)
-            spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
-        else:
-            spec = VariantSpec("baseline", text="baseline")
-    items = _eval_load_data([data], limit, image_mode, prefix_ids=False, label=label)
-    (label, data_items), = items.items()
-    llm = _eval_llm_judge(judge, device)
-    from steer.model import SteeredModel
-
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
-                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
-    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
-                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
-    err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
-    summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
-                       max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
-    by_cell = summaries_by_cell(summary, data_items, include_advice=include_advice)
-    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"), by_cell)
-    lines = summary.lines()
-    if by_cell:  # several cells (e.g. --data organism): one row per cell, never one blended rate
-        from steer.eval.terminal import ci_note, cells_lines
-
-        kept = [line for line in lines[2:] if line.lstrip().startswith(("throughput", "gate"))]
-        lines = [*lines[:2], f"per cell ({len(by_cell)} cells):", *cells_lines(by_cell), *kept, ci_note()]
-    for line in lines:
+    run = evaluate_model(
+        model, data, out, steer=steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule,
+        method=method, projector=projector, gate=gate, threshold=threshold, variant=variant, image_mode=image_mode,
+        label=label, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, judge=judge,
+        include_advice=include_advice, progress=progress, device=device, dtype=dtype,
+        processor_kwargs=processor_kwargs, device_map=device_map, allow_other_weights=allow_other_weights,
+        allow_other_processor_kwargs=allow_other_processor_kwargs, force=force,
+        announce=lambda what, rest: err_console.print(Text.assemble((what, "bold"), rest), highlight=False),
+    )
+    for line in run.lines():
         typer.echo(line)
-    typer.echo(f"results: {out}  summary: {summary_path}")
 
 
 @app.command("sweep", short_help='Sweep layers x alphas: CSV + safety/utility frontier.')
