@@ -882,67 +882,17 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
-    check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
-    check_text_inputs(data, corpus, harmful)
-    plot is None or check_output_path(plot)
-    from calibration.logit_lens import read_prompts
-    from calibration.retrieval import NearestCaptionRetriever, read_corpus
-    from calibration.tga import load_tga_data, train_tga_projector
-    from steer.model import SteeredModel
+    from calibration.runs import train_tga_file
 
-    if retriever not in ("auto", "column", "nearest"):
-        raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
-    parse_layers(layers)  # a bad --layers fails before the model loads
-    examples = load_tga_data(data, question=question)
-    harmful_prompts = read_prompts(harmful) if harmful is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    band = parse_layers(layers, sm.adapter.num_layers)
-    chosen_retriever = None if retriever == "auto" else retriever
-    if retriever == "nearest" or (retriever == "auto" and corpus is not None):
-        source = read_corpus(corpus) if corpus is not None else examples
-        chosen_retriever = NearestCaptionRetriever(source, adapter=sm.adapter, exclude_same_caption=exclude_same_caption)
-    ckpt = checkpoint if checkpoint is not None else (out.with_name(out.name + ".ckpt") if checkpoint_every else None)
-    result = train_tga_projector(
-        sm,
-        examples,
-        layers=band,
-        retriever=chosen_retriever,
-        epochs=epochs,
-        steps=steps,
-        lr=lr,
-        guide_weight=guide_weight,
-        batch_size=batch_size,
-        train_llm=train_llm,
-        prompt_format=prompt_format,
-        checkpoint=ckpt,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=True,
-        seed=seed,
-        question=question,
-        harmful_prompts=harmful_prompts,
+    run = train_tga_file(
+        model, data, out, layers=layers, harmful=harmful, steps=steps, epochs=epochs, lr=lr, guide_weight=guide_weight,
+        batch_size=batch_size, train_llm=train_llm, retriever=retriever, corpus=corpus,
+        exclude_same_caption=exclude_same_caption, prompt_format=prompt_format, question=question,
+        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, plot=plot, seed=seed, device=device,
+        dtype=dtype, processor_kwargs=processor_kwargs, force=force,
     )
-    result.save(out)
-    if ckpt is not None:  # done: a kept checkpoint would block the next run with other settings
-        ckpt.unlink(missing_ok=True)
-    if plot is not None:
-        result.plot_losses(plot, title=f"TGA on {model}")
-    meta = result.metadata
-    final = meta.get("final", {})
-    source = meta.get("layer_band", {}).get("source", "given")
-    console.print(
-        f"wrote {out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {band_spec(result.layers)} ({source}), "
-        f"guide weight {meta['guide_weight']:g}"
-        + (f"; resumed at step {result.resumed_from}" if result.resumed_from else ""),
-        highlight=False,
-        soft_wrap=True,
-    )
-    if final:
-        console.print(
-            f"final (mean of last steps): lm={final['lm']:.4f} guide={final['guide']:.4f} cos(I,C)={final['cos_ic']:.4f}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    for line in run.lines():
+        _say(line)
 
 
 @app.command("inspect-layers", short_help='Logit lens: where do refusal tokens appear?')

@@ -219,3 +219,98 @@ def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, devi
     vecs.metadata["contrast"]["data"] = str(data)
     vecs.save(out)
     return CalibrationRun(vecs, out, "contrast", time.perf_counter() - started)
+
+
+# ------------------------------------------------------------------------- train-tga
+
+
+@dataclass
+class TgaRun:
+    """A written TGA projector artifact (``result``: :class:`calibration.tga.TGAResult`)."""
+
+    result: Any
+    out: Path
+
+    def lines(self) -> list[str]:
+        """What was trained, on which band, and the final losses."""
+        meta = self.result.metadata
+        final = meta.get("final", {})
+        source = meta.get("layer_band", {}).get("source", "given")
+        lines = [
+            f"wrote {self.out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {band_spec(self.result.layers)} "
+            f"({source}), guide weight {meta['guide_weight']:g}"
+            + (f"; resumed at step {self.result.resumed_from}" if self.result.resumed_from else "")
+        ]
+        if final:
+            lines.append(
+                f"final (mean of last steps): lm={final['lm']:.4f} guide={final['guide']:.4f} cos(I,C)={final['cos_ic']:.4f}"
+            )
+        return lines
+
+
+def train_tga_file(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    layers: Optional[str] = None,
+    harmful: Optional[str | Path] = None,
+    steps: Optional[int] = None,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    guide_weight: float = 0.3,
+    batch_size: int = 8,
+    train_llm: bool = False,
+    retriever: str = "auto",
+    corpus: Optional[str | Path] = None,
+    exclude_same_caption: bool = False,
+    prompt_format: str = "Retrieved Text: {R}. <image>\n{question}",
+    question: str = "Describe the image briefly.",
+    checkpoint: Optional[str | Path] = None,
+    checkpoint_every: int = 50,
+    resume: bool = True,
+    plot: Optional[str | Path] = None,
+    seed: int = 0,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+    force: bool = False,
+) -> TgaRun:
+    """``steer train-tga``: train a TGA projector on a caption JSONL and write it to ``out``.
+
+    ``layers``: the guide band (None: the logit-lens suggestion, from ``harmful`` prompts
+    when given). ``retriever``: auto | column | nearest (``corpus``: the nearest-caption
+    corpus, default the training data). ``checkpoint`` (default ``OUT.ckpt`` when
+    ``checkpoint_every``) is resumed from and removed once the artifact is written.
+    """
+    from calibration.logit_lens import read_prompts
+    from calibration.retrieval import NearestCaptionRetriever, read_corpus
+    from calibration.tga import load_tga_data, train_tga_projector
+
+    out = Path(out)
+    check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
+    check_text_inputs(data, corpus, harmful)
+    plot is None or check_output_path(plot)
+    if retriever not in ("auto", "column", "nearest"):
+        raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
+    parse_layers(layers)  # a bad --layers fails before the model loads
+    examples = load_tga_data(data, question=question)
+    harmful_prompts = read_prompts(harmful) if harmful is not None else None
+    sm = _load_model(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
+    chosen_retriever = None if retriever == "auto" else retriever
+    if retriever == "nearest" or (retriever == "auto" and corpus is not None):
+        source = read_corpus(corpus) if corpus is not None else examples
+        chosen_retriever = NearestCaptionRetriever(source, adapter=sm.adapter, exclude_same_caption=exclude_same_caption)
+    ckpt = Path(checkpoint) if checkpoint is not None else (out.with_name(out.name + ".ckpt") if checkpoint_every else None)
+    result = train_tga_projector(
+        sm, examples, layers=parse_layers(layers, sm.adapter.num_layers), retriever=chosen_retriever, epochs=epochs,
+        steps=steps, lr=lr, guide_weight=guide_weight, batch_size=batch_size, train_llm=train_llm,
+        prompt_format=prompt_format, checkpoint=ckpt, checkpoint_every=checkpoint_every, resume=resume,
+        progress=True, seed=seed, question=question, harmful_prompts=harmful_prompts,
+    )
+    result.save(out)
+    if ckpt is not None:  # done: a kept checkpoint would block the next run with other settings
+        ckpt.unlink(missing_ok=True)
+    if plot is not None:
+        result.plot_losses(plot, title=f"TGA on {model}")
+    return TgaRun(result, out)
