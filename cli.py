@@ -526,56 +526,7 @@ IMAGE_MODE_HELP = (
 )
 
 
-def _eval_split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
 LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
-
-
-def _check_label(label: Optional[str]) -> Optional[str]:
-    from steer.eval.datasets import LABELS
-
-    if label is not None and label not in LABELS:
-        raise SteerInputError(f"unknown --label {label!r}; choose harmful or benign")
-    return label
-
-
-def _eval_load_data(
-    specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool, label: Optional[str] = None
-) -> dict:
-    """label -> items for each dataset entry (shared sets are checked against the manifest).
-
-    ``label``: the label of user-file rows without one (None: such rows are refused)."""
-    from steer.eval.datasets import EvalItem
-    from steer.eval.runner import load_items, parse_data_spec
-
-    out: dict = {}
-    for spec in specs:
-        ds = parse_data_spec(spec, image_mode)
-        if ds.label in out:
-            raise SteerInputError(f"dataset {ds.label!r} given twice")
-        items = load_items(ds, limit, default_label=_check_label(label))
-        if not items:
-            raise SteerInputError(f"dataset {ds.label!r} has no items")
-        if prefix_ids:
-            items = [
-                EvalItem(f"{ds.label}/{it.id}", it.prompt, it.image, it.label, it.category, it.source, it.answer, it.meta)
-                for it in items
-            ]
-        out[ds.label] = items
-    return out
-
-
-def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
-    if judge is None:
-        return None
-    from steer.eval.judge import LLMJudge
-
-    try:
-        return LLMJudge(judge, device=device)
-    except OSError as err:
-        raise SteerInputError(f"cannot load judge model {judge!r}: {err}") from None
 
 
 @app.command("eval", short_help='Evaluate one model or setting on a dataset.')
@@ -670,65 +621,14 @@ def sweep_cmd(
 
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
-    check_output_dir(out)  # a bad output path fails now, not after the work
-    check_text_inputs(safety_data, utility_data)
-    refuse_empty_layers(layers)
-    from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
-    from steer.model import SteeredModel
-    from steer.positions import check_positions
-    from steer.schedule import SCHEDULES
+    from steer.eval.runs import sweep_model, sweep_row_line
 
-    alphas = parse_alpha_grid(alpha)
-    schedules = _eval_split_list(schedule) if schedule else [None]
-    for s in schedules:
-        if s is not None and s not in SCHEDULES:
-            raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
-    pos_list = [check_positions(p) for p in _eval_split_list(positions)] if positions else [None]
-    parse_layer_grid(layers)  # syntax errors fail before the model loads (layer numbers are checked after)
-    if method is not None and method not in ("cmrm", "shiftdc"):
-        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
-    if level is not None and level not in ("dataset", "sample"):
-        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
-    if steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        from steer.stored_recipe import load_metadata, stored_level
-
-        if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
-            level = level or stored_level(load_metadata(steer))
-    level = level or "dataset"
-    # the option states the role: unlabelled rows of --safety-data are harmful, of --utility-data benign
-    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True, label="harmful")
-    utility_sets = (
-        _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True, label="benign") if utility_data else {}
-    )
-    safety_items = [it for items in safety_sets.values() for it in items]
-    utility_items = [it for items in utility_sets.values() for it in items]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
-    layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
-    n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
-    err_console.print(
-        f"sweep: {n_cells} cells + baseline; safety {len(safety_items)} items, utility {len(utility_items)} items -> {out}",
-        highlight=False,
-    )
-
-    def show(row: dict) -> None:
-        from steer.eval.stats import format_rate
-
-        un = format_rate(row.get("unsafe_rate"), row.get("n_unsafe") or 0, row.get("unsafe_rate_low"), row.get("unsafe_rate_high"))
-        onset = "-" if row.get("unsafe_rate_onset") is None else f"{row['unsafe_rate_onset']:.2f}"
-        u = format_rate(row.get("utility"), row.get("n_utility_rate") or 0, row.get("utility_low"), row.get("utility_high"))
-        err_console.print(
-            f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
-            f"schedule={row['schedule']} positions={row['positions']}: unsafe {un} (onset {onset}), utility {u}",
-            highlight=False,
-            soft_wrap=False,
-        )
-
-    result = run_sweep(
-        sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
-        schedules=schedules, positions=pos_list, method=method, level=level, out_dir=out, utility_floor=utility_floor,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=show,
+    result = sweep_model(
+        model, steer, safety_data, utility_data=utility_data, out=out, layers=layers, alpha=alpha, schedule=schedule,
+        positions=positions, method=method, level=level, utility_floor=utility_floor, image_mode=image_mode,
+        limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress,
+        device=device, dtype=dtype, processor_kwargs=processor_kwargs, device_map=device_map, note=_note,
+        on_row=lambda row: err_console.print(sweep_row_line(row), highlight=False, soft_wrap=False),
     )
     typer.echo(result.best_line())
     typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
@@ -770,35 +670,21 @@ def compare_cmd(
 
     Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
     """
-    check_output_dir(out)  # a bad output path fails now, not after the work
-    html is None or check_output_path(html)
-    check_text_inputs(data)
-    from steer.eval.compare import compare as run_compare
-    from steer.eval.terminal import ci_note, compare_tables, rich_table
-    from steer.eval.variants import build_variants, parse_variants
-    from steer.model import SteeredModel
+    from steer.eval.runs import compare_model
+    from steer.eval.terminal import ci_note, rich_table
 
-    specs = parse_variants(variants)
-    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False, label=label)
-    llm = _eval_llm_judge(judge, device)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
-                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
-    built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
-                           max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights, model_path=model)
-    for v in built:
-        err_console.print(v.describe(), highlight=False)
-    result = run_compare(
-        built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
-        resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
+    run = compare_model(
+        model, variants, data, out, image_mode=image_mode, label=label, limit=limit, batch_size=batch_size,
+        max_new_tokens=max_new_tokens, resume=resume, judge=judge, include_advice=include_advice, progress=progress,
+        device=device, dtype=dtype, processor_kwargs=processor_kwargs, device_map=device_map,
+        allow_other_weights=allow_other_weights, allow_other_processor_kwargs=allow_other_processor_kwargs, html=html,
+        command="steer " + " ".join(sys.argv[1:]), note=_note,
     )
-    for title, grid in compare_tables(result):  # a small table per dataset: fits 80 columns, nothing cut
+    for title, grid in run.tables():  # a small table per dataset: fits 80 columns, nothing cut
         console.print(rich_table(grid, title))
     console.print(ci_note(), highlight=False)
-    typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
-    if html is not None:
-        from steer.eval.report import write_report
-
-        typer.echo(f"report: {write_report(out, html)}")
+    for line in run.lines():
+        typer.echo(line)
 
 
 @app.command("report", short_help='Build one self-contained HTML report from a compare run.')

@@ -231,3 +231,181 @@ def evaluate_model(
     by_cell = summaries_by_cell(summary, items, include_advice=include_advice)
     summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"), by_cell)
     return EvalRun(summary, by_cell, out, summary_path)
+
+
+# ---------------------------------------------------------------------------- compare
+
+
+@dataclass
+class CompareRun:
+    """A finished ``steer compare`` (``result``: :class:`~steer.eval.compare.CompareResult`)."""
+
+    result: Any
+    html_path: Optional[Path] = None
+
+    def tables(self) -> list[tuple[str, list[list[str]]]]:
+        """(title, grid) per dataset and one for tokens/s: small tables that fit 80 columns."""
+        from steer.eval.terminal import compare_tables
+
+        return compare_tables(self.result)
+
+    def lines(self) -> list[str]:
+        """The files written."""
+        r = self.result
+        lines = [f"table: {r.markdown_path}  json: {r.json_path}  chart: {r.png_path}"]
+        return lines + ([f"report: {self.html_path}"] if self.html_path is not None else [])
+
+
+def compare_model(
+    model: str,
+    variants: str | Sequence[str],
+    data: str,
+    out: str | os.PathLike = "compare",
+    *,
+    image_mode: Optional[str] = None,
+    label: Optional[str] = None,
+    limit: Optional[int] = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    resume: bool = True,
+    judge: Optional[str] = None,
+    include_advice: bool = False,
+    progress: bool = True,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+    device_map: Optional[str] = None,
+    allow_other_weights: bool = False,
+    allow_other_processor_kwargs: bool = False,
+    html: Optional[str | os.PathLike] = None,
+    command: Optional[str] = None,
+    note: Note = None,
+) -> CompareRun:
+    """``steer compare``: several variant specs ('baseline,cmrm:V,...') on comma-separated datasets.
+
+    Writes compare.md / compare.json / compare.png and runs/ under ``out`` and, with
+    ``html``, a self-contained report. ``command``: the command line recorded in the
+    results. ``note`` gets each built variant's description."""
+    out = Path(out)
+    check_output_dir(out)  # a bad output path fails now, not after the work
+    html is None or check_output_path(html)
+    check_text_inputs(data)
+    from steer.eval.compare import compare
+    from steer.eval.variants import build_variants, parse_variants
+
+    specs = parse_variants(variants)
+    datasets = load_datasets(split_list(data), limit, image_mode, label=label)
+    llm = load_llm_judge(judge, device)
+    sm = _load_model(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
+                     allow_other_processor_kwargs=allow_other_processor_kwargs)
+    built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
+                           max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights, model_path=model)
+    for v in built:
+        _say(note, v.describe())
+    result = compare(
+        built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
+        resume=resume, progress=progress, include_advice=include_advice, command=command,
+    )
+    html_path = None
+    if html is not None:
+        from steer.eval.report import write_report
+
+        html_path = write_report(out, html)
+    return CompareRun(result, html_path)
+
+
+# ------------------------------------------------------------------------------ sweep
+
+
+def sweep_row_line(row: dict) -> str:
+    """One finished sweep cell as a line: its settings, unsafe rate (and onset) and utility."""
+    from steer.eval.stats import format_rate
+
+    un = format_rate(row.get("unsafe_rate"), row.get("n_unsafe") or 0, row.get("unsafe_rate_low"), row.get("unsafe_rate_high"))
+    onset = "-" if row.get("unsafe_rate_onset") is None else f"{row['unsafe_rate_onset']:.2f}"
+    u = format_rate(row.get("utility"), row.get("n_utility_rate") or 0, row.get("utility_low"), row.get("utility_high"))
+    return (
+        f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
+        f"schedule={row['schedule']} positions={row['positions']}: unsafe {un} (onset {onset}), utility {u}"
+    )
+
+
+def sweep_model(
+    model: str,
+    steer: str,
+    safety_data: str,
+    *,
+    utility_data: Optional[str] = None,
+    out: str | os.PathLike = "sweep",
+    layers: Optional[str] = None,
+    alpha: str = "0:2:0.25",
+    schedule: Optional[str] = None,
+    positions: Optional[str] = None,
+    method: Optional[str] = None,
+    level: Optional[str] = None,
+    utility_floor: Optional[float] = None,
+    image_mode: Optional[str] = None,
+    limit: Optional[int] = None,
+    batch_size: int = 8,
+    max_new_tokens: int = 64,
+    resume: bool = True,
+    progress: bool = True,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+    device_map: Optional[str] = None,
+    note: Note = None,
+    on_row: Optional[Callable[[dict], None]] = None,
+):
+    """``steer sweep``: layer sets x alphas (x schedules x positions) of vector file ``steer``
+    (or 'sample') -> :class:`~steer.eval.sweep.SweepResult` with sweep.csv, frontier.png,
+    sweep.json and runs/ under ``out``.
+
+    Grids use the CLI syntax: ``layers`` '4-12;8-12' or 'each:4-12', ``alpha`` '0:2:0.25'
+    or '0.5,1', comma-separated ``schedule`` / ``positions``. Unlabelled rows of
+    ``safety_data`` are harmful, of ``utility_data`` benign. ``level``: the file's stored
+    level by default. ``note`` gets the grid size, ``on_row`` each finished cell's row
+    (:func:`sweep_row_line` prints one)."""
+    from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep
+    from steer.positions import check_positions
+    from steer.schedule import SCHEDULES
+
+    out = Path(out)
+    check_output_dir(out)  # a bad output path fails now, not after the work
+    check_text_inputs(safety_data, utility_data)
+    refuse_empty_layers(layers)
+    alphas = parse_alpha_grid(alpha)
+    schedules = split_list(schedule) if schedule else [None]
+    for s in schedules:
+        if s is not None and s not in SCHEDULES:
+            raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
+    pos_list = [check_positions(p) for p in split_list(positions)] if positions else [None]
+    parse_layer_grid(layers)  # syntax errors fail before the model loads (layer numbers are checked after)
+    if method is not None and method not in ("cmrm", "shiftdc"):
+        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
+    if level is not None and level not in ("dataset", "sample"):
+        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
+    if steer != "sample":
+        if not Path(steer).exists():
+            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        from steer.stored_recipe import load_metadata, stored_level
+
+        if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
+            level = level or stored_level(load_metadata(steer))
+    level = level or "dataset"
+    # the option states the role: unlabelled rows of --safety-data are harmful, of --utility-data benign
+    safety_sets = load_datasets(split_list(safety_data), limit, image_mode, prefix_ids=True, label="harmful")
+    utility_sets = (
+        load_datasets(split_list(utility_data), limit, None, prefix_ids=True, label="benign") if utility_data else {}
+    )
+    safety_items = [it for items in safety_sets.values() for it in items]
+    utility_items = [it for items in utility_sets.values() for it in items]
+    sm = _load_model(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
+    layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
+    n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
+    _say(note, f"sweep: {n_cells} cells + baseline; safety {len(safety_items)} items, utility {len(utility_items)} items -> {out}")
+    return sweep(
+        sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
+        schedules=schedules, positions=pos_list, method=method, level=level, out_dir=out, utility_floor=utility_floor,
+        batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=on_row,
+    )
