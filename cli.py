@@ -442,71 +442,21 @@ def probe(
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
-    check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
-    check_text_inputs(data)
-    plot is None or check_output_path(plot)
-    from calibration.probe import fit_probe, transfer_report
-    from steer.eval.runner import load_items
-    from steer.gate import check_threshold
-    from steer.model import SteeredModel
+    from calibration.runs import fit_probe_file
 
-    from calibration.probe import VIEWS
-
-    check_threshold(threshold)
-    if view not in VIEWS:  # options are checked before the model loads
-        raise SteerInputError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
-    parse_layers(layers)
-    items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
-    unlabelled = [
-        i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
-    ]
-    if unlabelled:
-        raise SteerInputError(
-            f"{data}: rows {unlabelled[:5]}{' ...' if len(unlabelled) > 5 else ''} have no label; "
-            "a probe needs 'harmful' or 'benign' on every row"
-        )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    report = fit_probe(
-        sm,
-        items,
-        layers=parse_layers(layers, sm.adapter.num_layers),
-        view=view,
-        batch_size=batch_size,
-        test_fraction=test_fraction,
-        seed=seed,
-        multiclass_column=risk_types,
+    run = fit_probe_file(
+        model, data, out, layers=layers, view=view, plot=plot, risk_types=risk_types, threshold=threshold,
+        transfer=transfer, batch_size=batch_size, test_fraction=test_fraction, seed=seed, device=device, dtype=dtype,
+        processor_kwargs=processor_kwargs, force=force,
     )
-    gate_file = report.save(out, threshold=threshold)
-    n_h = sum(it.label == "harmful" for it in items)
-    console.print(
-        f"{len(items)} items ({n_h} harmful, {len(items) - n_h} benign, {sum(it.image is not None for it in items)} "
-        f"with images), view={view}; train {len(report.train_index)} / held-out {len(report.test_index)}",
-        highlight=False,
-    )
-    table = Table(show_header=True, header_style="bold")
-    rows = report.rows()
-    for col in rows[0]:
-        table.add_column(col, justify="right", overflow="fold")
-    table.add_column("", overflow="fold")
-    for row in rows:
-        cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.values()]
-        table.add_row(*cells, "chosen" if row["layer"] == report.best_layer else "")
-    console.print(table)
-    best = report.best
-    console.print(
-        f"chosen layer: {report.best_layer} (held-out accuracy {best.accuracy:.3f}, ROC-AUC "
-        f"{'-' if best.auc is None else f'{best.auc:.3f}'}); steer only layers > {report.best_layer} with this gate",
-        highlight=False,
-    )
-    console.print(f"wrote {gate_file} (threshold {threshold:g})", highlight=False)
-    if plot is not None:
-        console.print(f"wrote {report.plot(plot)}", highlight=False)
-    if transfer:
-        tr = transfer_report(
-            sm, items, layers=report.layers, batch_size=batch_size, test_fraction=test_fraction, seed=seed
-        )
-        console.print(f"transfer ({tr.mode}; recalibrated thresholds chosen on the train rows of the test view):")
-        console.print(tr.format_table(), highlight=False, soft_wrap=True)
+    console.print(run.data_line(), highlight=False)
+    grid = run.rows()
+    _print_grid(grid, justify=["right"] * (len(grid[0]) - 1) + ["left"])
+    for line in run.lines():
+        console.print(line, highlight=False)
+    if run.transfer is not None:
+        console.print(f"transfer ({run.transfer.mode}; recalibrated thresholds chosen on the train rows of the test view):")
+        console.print(run.transfer.format_table(), highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- evaluation

@@ -314,3 +314,108 @@ def train_tga_file(
     if plot is not None:
         result.plot_losses(plot, title=f"TGA on {model}")
     return TgaRun(result, out)
+
+
+# ----------------------------------------------------------------------------- probe
+
+
+@dataclass
+class ProbeRun:
+    """A written probe gate file and what the CLI prints about it.
+
+    ``report``: :class:`calibration.probe.ProbeReport`; ``transfer``: the text-only <->
+    image+text transfer report when asked for."""
+
+    report: Any
+    items: list
+    view: str
+    gate_file: Path
+    threshold: float
+    plot_path: Optional[Path] = None
+    transfer: Any = None
+
+    def rows(self) -> Grid:
+        """Held-out accuracy / ROC-AUC per layer, the chosen layer marked (header row first)."""
+        rows = self.report.rows()
+        grid = [[*rows[0], ""]]
+        for row in rows:
+            cells = [cell_text(v, ".3f") for v in row.values()]
+            grid.append([*cells, "chosen" if row["layer"] == self.report.best_layer else ""])
+        return grid
+
+    def data_line(self) -> str:
+        """How many items of which kind, and the split."""
+        items, report = self.items, self.report
+        n_h = sum(it.label == "harmful" for it in items)
+        return (
+            f"{len(items)} items ({n_h} harmful, {len(items) - n_h} benign, {sum(it.image is not None for it in items)} "
+            f"with images), view={self.view}; train {len(report.train_index)} / held-out {len(report.test_index)}"
+        )
+
+    def lines(self) -> list[str]:
+        """The chosen layer and the files written."""
+        report, best = self.report, self.report.best
+        lines = [
+            f"chosen layer: {report.best_layer} (held-out accuracy {best.accuracy:.3f}, ROC-AUC "
+            f"{'-' if best.auc is None else f'{best.auc:.3f}'}); steer only layers > {report.best_layer} with this gate",
+            f"wrote {self.gate_file} (threshold {self.threshold:g})",
+        ]
+        return lines + ([f"wrote {self.plot_path}"] if self.plot_path is not None else [])
+
+
+def fit_probe_file(
+    model: str,
+    data: str | Path,
+    out: str | Path,
+    *,
+    layers: Optional[str] = None,
+    view: str = "as_given",
+    plot: Optional[str | Path] = None,
+    risk_types: Optional[str] = None,
+    threshold: float = 0.5,
+    transfer: bool = False,
+    batch_size: int = 8,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+    force: bool = False,
+) -> ProbeRun:
+    """``steer probe``: fit a safety probe per layer on labelled data, write the best layer's as a gate file.
+
+    ``data``: a labelled file or shared set (every row harmful or benign); ``layers``:
+    candidates in the CLI syntax (default all but the last); ``risk_types``: a column for
+    an extra risk-type head; ``transfer``: also measure text-only <-> image+text transfer.
+    """
+    from calibration.probe import VIEWS, fit_probe, transfer_report
+    from steer.eval.runner import load_items
+    from steer.gate import check_threshold
+
+    out = Path(out)
+    check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
+    check_text_inputs(data)
+    plot is None or check_output_path(plot)
+    check_threshold(threshold)
+    if view not in VIEWS:  # options are checked before the model loads
+        raise SteerInputError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
+    parse_layers(layers)
+    items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
+    unlabelled = [
+        i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
+    ]
+    if unlabelled:
+        raise SteerInputError(
+            f"{data}: rows {unlabelled[:5]}{' ...' if len(unlabelled) > 5 else ''} have no label; "
+            "a probe needs 'harmful' or 'benign' on every row"
+        )
+    sm = _load_model(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
+    report = fit_probe(sm, items, layers=parse_layers(layers, sm.adapter.num_layers), view=view, batch_size=batch_size,
+                       test_fraction=test_fraction, seed=seed, multiclass_column=risk_types)
+    run = ProbeRun(report, items, view, report.save(out, threshold=threshold), threshold)
+    if plot is not None:
+        run.plot_path = report.plot(plot)
+    if transfer:
+        run.transfer = transfer_report(sm, items, layers=report.layers, batch_size=batch_size,
+                                       test_fraction=test_fraction, seed=seed)
+    return run
