@@ -757,36 +757,17 @@ def inspect_layers(
     Decodes each decoder layer's last-token state (and its per-layer change) with the
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
-    plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
-    check_text_inputs(data, benign)
-    from calibration.logit_lens import logit_lens, read_prompts
-    from steer.model import SteeredModel
+    from calibration.runs import find_refusal_layers
 
-    prompts = read_prompts(data)
-    benign_prompts = read_prompts(benign) if benign is not None else None
-    word_list = [w.strip() for w in words.split(",") if w.strip()]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    result = logit_lens(sm, prompts, words=word_list, top_k=top_k, batch_size=batch_size, benign_prompts=benign_prompts)
-    if plot is not None:
-        result.plot(plot, title=f"logit lens: {model}")
+    run = find_refusal_layers(model, data, benign=benign, words=words, top_k=top_k, plot=plot, batch_size=batch_size,
+                              device=device, dtype=dtype, processor_kwargs=processor_kwargs)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        typer.echo(json.dumps(run.result.to_dict(), indent=2, sort_keys=True))
         return
-    console.print(
-        f"{len(prompts)} harmful prompts; refusal tokens {', '.join(result.tokens)} in the top-{top_k}", highlight=False
-    )
-    rows = result.rows()
-    table = Table(show_header=True, header_style="bold")
-    for col in rows[0]:
-        table.add_column(col, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(
-            *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
-        )
-    console.print(table)
-    console.print(f"suggested band: --layers {band_spec(result.band)} ({result.band_source})", highlight=False, soft_wrap=True)
-    if plot is not None:
-        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
+    console.print(run.heading(), highlight=False)
+    _print_grid(run.rows())
+    for line in run.lines():
+        _say(line)
 
 
 @app.command("export", short_help='Export a vector file for llama.cpp (GGUF).')

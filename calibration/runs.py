@@ -419,3 +419,62 @@ def fit_probe_file(
         run.transfer = transfer_report(sm, items, layers=report.layers, batch_size=batch_size,
                                        test_fraction=test_fraction, seed=seed)
     return run
+
+
+# ------------------------------------------------------------------------ inspect-layers
+
+
+@dataclass
+class LensRun:
+    """The logit lens over a model's layers (``result``: :class:`calibration.logit_lens.LensResult`)."""
+
+    result: Any
+    plot_path: Optional[Path] = None
+
+    def rows(self) -> Grid:
+        """Per layer: refusal-token hit rates; '*' marks the suggested band (header row first)."""
+        rows = self.result.rows()
+        marks = {True: "*", False: ""}
+        return [list(rows[0]), *([marks[v] if isinstance(v, bool) else cell_text(v, ".3f") for v in row.values()]
+                                 for row in rows)]
+
+    def lines(self) -> list[str]:
+        """The suggested TGA band (train-tga's default) and the plot written."""
+        lines = [f"suggested band: --layers {band_spec(self.result.band)} ({self.result.band_source})"]
+        return lines + ([f"plot: {self.plot_path}"] if self.plot_path is not None else [])
+
+    def heading(self) -> str:
+        """What was decoded: how many prompts, which refusal tokens, which top-k."""
+        r = self.result
+        return f"{r.n_prompts} harmful prompts; refusal tokens {', '.join(r.tokens)} in the top-{r.top_k}"
+
+
+def find_refusal_layers(
+    model: str,
+    data: str | Path,
+    *,
+    benign: Optional[str | Path] = None,
+    words: str | list[str] = "sorry,cannot,i,unable,apologize",
+    top_k: int = 10,
+    plot: Optional[str | Path] = None,
+    batch_size: int = 8,
+    device: Optional[str] = None,
+    dtype: Optional[str] = None,
+    processor_kwargs: Optional[str | dict] = None,
+) -> LensRun:
+    """``steer inspect-layers``: at which layers do refusal tokens enter the top-k on harmful text?
+
+    ``words``: refusal words (a list or comma-separated); ``benign``: control prompts, the
+    band then uses harmful-minus-benign hit rates; ``plot``: a PNG of the hit rates."""
+    from calibration.logit_lens import logit_lens, read_prompts
+
+    plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
+    check_text_inputs(data, benign)
+    prompts = read_prompts(data)
+    benign_prompts = read_prompts(benign) if benign is not None else None
+    word_list = [w.strip() for w in words.split(",") if w.strip()] if isinstance(words, str) else list(words)
+    sm = _load_model(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
+    result = logit_lens(sm, prompts, words=word_list, top_k=top_k, batch_size=batch_size, benign_prompts=benign_prompts)
+    if plot is not None:
+        result.plot(plot, title=f"logit lens: {model}")
+    return LensRun(result, None if plot is None else Path(plot))
