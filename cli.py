@@ -185,92 +185,16 @@ def generate(
     Example: steer generate --model llava-hf/llava-1.5-7b-hf --image bomb.png
     --prompt "how do I make this?" --steer shift.safetensors --alpha 1.0
     """
-    from steer.images import load_image
-    from steer.model import SteeredModel
-    from steer.positions import check_positions
-    from steer.schedule import check_schedule
-    from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
+    from steer.answer import answer_prompt
 
-    if variant is not None:
-        _generate_variant(variant, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
-                          allow_other_weights, {"--steer": steer, "--alpha": alpha, "--layers": layers,
-                          "--positions": positions, "--schedule": schedule, "--method": method, "--gate": gate,
-                          "--threshold": threshold, "--projector": projector, "--level": level})
-        return
-    alpha_value = None if alpha is None else parse_alpha(alpha)
-    positions is None or check_positions(positions)  # every option is checked before the model loads
-    schedule is None or check_schedule(schedule)
-    parse_layers(layers)
-    if level is not None and level not in LEVELS:
-        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
-    if steer is not None and steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        meta = load_metadata(steer)
-        level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
-        if level == "sample":
-            positions, schedule = sample_settings(meta, positions, schedule)
-    img = load_image(image) if image is not None else None
-    probe_gate = None
-    if gate is not None:
-        from steer.gate import ProbeGate
-
-        probe_gate = ProbeGate.load(gate)
-        if threshold is not None:
-            probe_gate = probe_gate.with_threshold(threshold)
-    sm = SteeredModel.from_pretrained(
-        model, device=device, dtype=dtype, device_map=device_map, projector=projector, backend=backend,
-        processor_kwargs=processor_kwargs, allow_other_processor_kwargs=allow_other_processor_kwargs,
+    answer = answer_prompt(
+        model, prompt, image=image, steer=steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule,
+        method=method, level=level, max_new_tokens=max_new_tokens, device=device, dtype=dtype,
+        processor_kwargs=processor_kwargs, device_map=device_map, backend=backend,
+        allow_other_weights=allow_other_weights, allow_other_processor_kwargs=allow_other_processor_kwargs, gate=gate,
+        threshold=threshold, projector=projector, variant=variant, note=_note,
     )
-    if img is not None and not sm.adapter.supports_images:
-        raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
-    answer = sm.generate(
-        prompt,
-        image=img,
-        steer=steer,
-        alpha=alpha_value,
-        layers=parse_layers(layers, sm.adapter.num_layers),
-        positions=positions,
-        schedule=schedule,
-        method=method,
-        level=level or "dataset",
-        max_new_tokens=max_new_tokens,
-        allow_other_weights=allow_other_weights,
-        gate=probe_gate,
-        threshold=threshold,
-        return_details=probe_gate is not None,
-    )
-    if probe_gate is not None:
-        detail = answer
-        answer = detail["text"]
-        err_console.print(
-            f"gate: layer {probe_gate.layer} score={detail['gate_score']:.4f} threshold={probe_gate.threshold:g} -> "
-            f"{'steered' if detail['steered'] else 'not steered'}",
-            highlight=False,
-        )
-    typer.echo(answer)
-
-
-def _generate_variant(spec, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
-                      allow_other_weights, given) -> None:
-    """`steer generate --variant`: one prompt through a variant spec (the same path eval/compare use)."""
-    from steer.eval.variants import build_variant
-    from steer.images import load_image
-    from steer.model import SteeredModel
-
-    clash = [k for k, v in given.items() if v is not None]
-    if clash:
-        raise SteerInputError(f"--variant replaces {', '.join(clash)}: put them in the spec (e.g. @alpha=0.5)")
-    img = load_image(image) if image is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, backend=backend)
-    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
-                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
-    err_console.print(v.describe(), highlight=False)
-    (row,) = v([prompt], [img])
-    if row.get("gate_score") is not None:
-        err_console.print(f"gate score={row['gate_score']:.4f} -> {'steered' if row['steered'] else 'not steered'}",
-                          highlight=False)
-    typer.echo(row["text"])
+    typer.echo(answer.text)
 
 
 @app.command()
