@@ -209,8 +209,8 @@ def inspect(
     (mean cosine of per-sample shifts with the mean), text-vs-image separability, and for
     ShiftDC files cos(s_l, v_l) and the share of the shift along the safety direction.
     """
-    from steer.inspection import layer_table
-
+    from steer.inspection import layer_table, provenance_lines
+    from steer.text_table import dict_grid
     from steer.vectors import ShiftVectors
 
     vecs = ShiftVectors.load(vectors)
@@ -218,29 +218,11 @@ def inspect(
     if as_json:
         typer.echo(json.dumps({"metadata": vecs.metadata, "layers": rows}, indent=2, sort_keys=True))
         return
-    meta = vecs.metadata
-    model = meta.get("model", {})
-    console.print(Text.assemble((str(vectors), "bold"), f"  method={meta.get('method')}  format v{meta.get('format_version')}"))
-    console.print(
-        f"model: {model.get('name_or_path', '?')} ({model.get('model_type', '?')}, d={vecs.hidden_size}, "
-        f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})"
-    )
-    console.print(
-        f"recipe {meta.get('recipe', 'custom (made before recipes)')}: level={meta.get('level', 'dataset')} "
-        f"alpha={meta.get('default_alpha')} positions={meta.get('positions')} schedule={meta.get('schedule')} "
-        f"pooling={meta.get('pooling')} reduce={meta.get('reduce', 'mean')} null_image={meta.get('null_image', '-')}"
-    )
-    console.print(
-        f"calibration: n={meta.get('n_samples', '?')} data_sha256={str(meta.get('data_sha256', '?'))[:16]} "
-        f"created={meta.get('created', '?')} steer {meta.get('toolkit_version', '?')}"
-    )
-    table = Table(show_header=True, header_style="bold")
-    columns = list(rows[0].keys()) if rows else ["layer"]
-    for col in columns:
-        table.add_column(col, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])) for c in columns))
-    console.print(table)
+    first, *rest = provenance_lines(vecs, str(vectors))
+    console.print(Text.assemble((str(vectors), "bold"), first[len(str(vectors)):]))  # the path in bold
+    for line in rest:
+        console.print(line)
+    _print_grid(dict_grid(rows))
 
 
 @app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
