@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
@@ -47,6 +47,40 @@ PROCESSOR_KWARGS_HELP = (
     "so vector files record it."
 )
 ALLOW_OTHER_PK_HELP = "Use vector/probe/projector files made with other --processor-kwargs."
+DATA_HELP = (
+    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
+    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
+    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
+    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
+    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
+    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
+)
+IMAGE_MODE_HELP = (
+    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
+    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
+)
+LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
+
+# options shared by several commands (same flag, same help)
+Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+ProcessorKwargs = Annotated[Optional[str], typer.Option("--processor-kwargs", help=PROCESSOR_KWARGS_HELP)]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")]
+DeviceMap = Annotated[Optional[str], typer.Option("--device-map", help=DEVICE_MAP_HELP)]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
+ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress")]
+FileMethod = Annotated[Optional[str], typer.Option("--method", help="cmrm | shiftdc (default: the file's).")]
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1)]
+AllowOtherPk = Annotated[bool, typer.Option("--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP)]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1)]
+Resume = Annotated[bool, typer.Option("--resume/--no-resume")]
+LimitEach = Annotated[Optional[int], typer.Option("--limit", min=0, help="Use the first N items of each dataset.")]
+SteerLayers = Annotated[Optional[str], typer.Option("--layers", help="Layers to steer, e.g. '8-20' (default: the file's).")]
+Label = Annotated[Optional[str], typer.Option("--label", help=LABEL_HELP)]
+ImageMode = Annotated[Optional[str], typer.Option("--image-mode", help=IMAGE_MODE_HELP)]
+PlainDtype = Annotated[Optional[str], typer.Option("--dtype")]
+PlainDevice = Annotated[Optional[str], typer.Option("--device")]
+AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights")]
 
 
 def _show_version(value: bool) -> None:
@@ -70,6 +104,13 @@ def parse_alpha(text: str) -> float:
     from steer.steering import check_alpha
 
     return check_alpha(text)
+
+
+def _api_options(values: dict, *drop: str) -> dict:
+    """A command's parsed options as keyword arguments of the API function it calls (call it first, on
+    ``locals()``): each option's parameter name is that function's parameter name, so the CLI keeps no
+    second list of them and cannot pass one to the wrong place."""
+    return {name: value for name, value in values.items() if name not in drop}
 
 
 def _say(line: str) -> None:
@@ -128,73 +169,49 @@ def data_options(command):
 @app.command()
 @with_threads
 def generate(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user message."),
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Image file to attach (PNG/JPEG)."),
-    steer: Optional[str] = typer.Option(
-        None,
-        "--steer",
-        help="Vector file from `steer calibrate`, or 'sample' for sample-level CMRM on the query itself.",
-    ),
+    steer: Optional[str] = typer.Option(None, "--steer", help="Vector file from `steer calibrate`, or 'sample' for "
+        "sample-level CMRM on the query itself."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
-    positions: Optional[str] = typer.Option(
-        None,
-        "--positions",
-        help="all | image | text | after_image | prompt | prompt_last | last (default: the file's).",
-    ),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", help="cumulative | incremental | single (default: the file's)."
-    ),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: Optional[str] = typer.Option(
-        None,
-        "--level",
-        help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (one extra forward over the prompts' text, the content-free-image prefix is cached per model; "
-        "ShiftDC files project it on their safety direction). "
-        "Default: the level the file stores.",
-    ),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
+    layers: SteerLayers = None,
+    positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | "
+        "prompt_last | last (default: the file's)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
+        "file's)."),
+    method: FileMethod = None,
+    level: Optional[str] = typer.Option(None, "--level", help="dataset: subtract the file's stored shift; sample: "
+        "measure this query's own shift on the file's layers (one extra forward over the prompts' text, the "
+        "content-free-image prefix is cached per model; ShiftDC files project it on their safety direction). "
+        "Default: the level the file stores."),
+    max_new_tokens: MaxNewTokens = 64,
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
-    allow_other_weights: bool = typer.Option(
-        False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
-    ),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
-    gate: Optional[Path] = typer.Option(
-        None, "--gate", help="Probe file from `steer probe`: steer only if the prompt's risk score exceeds the threshold."
-    ),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Gate threshold in [0, 1] (default: the probe file's)."
-    ),
-    projector: Optional[Path] = typer.Option(
-        None, "--projector", help="TGA projector artifact from `steer train-tga`, swapped in (in memory)."
-    ),
-    variant: Optional[str] = typer.Option(
-        None, "--variant",
-        help="A variant spec instead of the steering options, e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' "
-        "(see `steer compare`).",
-    ),
+    allow_other_weights: bool = typer.Option(False, "--allow-other-weights", help="Use a vector file computed on other "
+        "weights of the same architecture."),
+    allow_other_processor_kwargs: AllowOtherPk = False,
+    gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file from `steer probe`: steer only if the "
+        "prompt's risk score exceeds the threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold in [0, 1] (default: the probe "
+        "file's)."),
+    projector: Optional[Path] = typer.Option(None, "--projector", help="TGA projector artifact from `steer train-tga`, "
+        "swapped in (in memory)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the steering options, "
+        "e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' (see `steer compare`)."),
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
     Example: steer generate --model llava-hf/llava-1.5-7b-hf --image bomb.png
     --prompt "how do I make this?" --steer shift.safetensors --alpha 1.0
     """
+    options = _api_options(locals())
     from steer.answer import answer_prompt
 
-    answer = answer_prompt(
-        model, prompt, image=image, steer=steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule,
-        method=method, level=level, max_new_tokens=max_new_tokens, device=device, dtype=dtype,
-        processor_kwargs=processor_kwargs, device_map=device_map, backend=backend,
-        allow_other_weights=allow_other_weights, allow_other_processor_kwargs=allow_other_processor_kwargs, gate=gate,
-        threshold=threshold, projector=projector, variant=variant, note=_note,
-    )
-    typer.echo(answer.text)
+    typer.echo(answer_prompt(**options, note=_note).text)
 
 
 @app.command()
@@ -230,56 +247,38 @@ def inspect(
 @data_options
 def calibrate(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: str = typer.Option(
-        ...,
-        "--data",
-        "-d",
-        help="Anchor queries: a .jsonl/.csv/.json file (column 'prompt', optional 'image'), a datasets "
-        "save_to_disk folder, an image folder with prompts.txt, or a shared set name (e.g. advbench, harmless-alpaca:train).",
-    ),
+    model: Model,
+    data: str = typer.Option(..., "--data", "-d", help="Anchor queries: a .jsonl/.csv/.json file (column 'prompt', "
+        "optional 'image'), a datasets save_to_disk folder, an image folder with prompts.txt, or a shared set name "
+        "(e.g. advbench, harmless-alpaca:train)."),
     out: Path = typer.Option(..., "--out", "-o", help="Vector file to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     layers: str = typer.Option("all", "--layers", help="Decoder layers to calibrate: 'all', '8-20', '3,5,7'."),
     reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
     pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
     null_image: str = typer.Option("blank", "--null-image", help="Content-free image: blank | noise | mean."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Anchors per forward pass."),
-    max_samples: Optional[int] = typer.Option(
-        None, "--max-samples", min=1, help="Use at most N anchors (a seeded random subset; also caps each safety side)."
-    ),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Use at most N anchors (a seeded "
+        "random subset; also caps each safety side)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --max-samples, the noise image and the probe split."),
-    checkpoint_every: Optional[int] = typer.Option(
-        None,
-        "--checkpoint-every",
-        min=1,
-        help="Write a resumable checkpoint (<out>.ckpt) every N samples; rerun the same command to resume.",
-    ),
-    method: str = typer.Option(
-        "cmrm", "--method",
-        help="cmrm | shiftdc (shift + text-only safety direction) | contrast (a behaviour vector from a "
-        "JSONL of 'positive'/'negative' prompt pairs given as --data; --reduce mean or pc1).",
-    ),
-    safety_data: Optional[str] = typer.Option(
-        None,
-        "--safety-data",
-        help="ShiftDC: 'harmful.jsonl,benign.jsonl' (files or shared sets, e.g. advbench,harmless-alpaca) "
-        "or one file with a harmful/benign 'label' column.",
-    ),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Write a resumable "
+        "checkpoint (<out>.ckpt) every N samples; rerun the same command to resume."),
+    method: str = typer.Option("cmrm", "--method", help="cmrm | shiftdc (shift + text-only safety direction) | "
+        "contrast (a behaviour vector from a JSONL of 'positive'/'negative' prompt pairs given as --data; --reduce "
+        "mean or pc1)."),
+    safety_data: Optional[str] = typer.Option(None, "--safety-data", help="ShiftDC: 'harmful.jsonl,benign.jsonl' "
+        "(files or shared sets, e.g. advbench,harmless-alpaca) or one file with a harmful/benign 'label' column."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    recipe: str = typer.Option(
-        "measured", "--recipe",
-        help="Steering defaults stored in the file (generate/eval/compare use them unless told otherwise). "
-        "measured: the best measured on the organism (CMRM: prompt positions, incremental schedule, alpha 1; "
-        "ShiftDC: sample level, alpha 1.5). paper: the paper-literal after_image + cumulative, alpha 1, for "
-        "replication. --positions/--schedule/--alpha/--level override it (stored as recipe 'custom').",
-    ),
-    positions: Optional[str] = typer.Option(
-        None, "--positions", help="Stored positions: all | image | text | after_image | prompt | prompt_last | last."
-    ),
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    recipe: str = typer.Option("measured", "--recipe", help="Steering defaults stored in the file "
+        "(generate/eval/compare use them unless told otherwise). measured: the best measured on the organism (CMRM: "
+        "prompt positions, incremental schedule, alpha 1; ShiftDC: sample level, alpha 1.5). paper: the "
+        "paper-literal after_image + cumulative, alpha 1, for replication. --positions/--schedule/--alpha/--level "
+        "override it (stored as recipe 'custom')."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="Stored positions: all | image | text | "
+        "after_image | prompt | prompt_last | last."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Stored layer schedule: cumulative | incremental | single."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Stored default alpha (steering strength)."),
     level: Optional[str] = typer.Option(None, "--level", help="Stored level: dataset (the stored shift) | sample (each query's own shift)."),
@@ -293,17 +292,12 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
+    options = _api_options(locals(), "ctx")
     from calibration.runs import calibrate_file
 
     recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
-    run = calibrate_file(
-        model, data, out, method=method, safety_data=safety_data, layers=layers, reduce=reduce, pool=pool,
-        null_image=null_image, batch_size=batch_size, max_samples=max_samples, seed=seed,
-        checkpoint_every=checkpoint_every, recipe=recipe if recipe_given else None, positions=positions,
-        schedule=schedule, alpha=alpha, level=level, device=device, dtype=dtype, device_map=device_map,
-        processor_kwargs=processor_kwargs, force=force, note=_note,
-        echo=lambda line: console.print(line, highlight=False),
-    )
+    options["recipe"] = recipe if recipe_given else None  # contrast refuses a --recipe only when one is given
+    run = calibrate_file(**options, note=_note, echo=lambda line: console.print(line, highlight=False))
     if run.rank != 0:
         return
     _print_grid(run.rows(), run.title)
@@ -315,46 +309,37 @@ def calibrate(
 @with_threads
 @data_options
 def probe(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' (harmful/benign), optional 'image', 'category'; "
-        "or a labelled shared set (e.g. organism:probe)."
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' "
+        "(harmful/benign), optional 'image', 'category'; or a labelled shared set (e.g. organism:probe)."),
     out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    layers: Optional[str] = typer.Option(
-        None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the last, which could gate nothing)."
-    ),
-    view: str = typer.Option(
-        "as_given", "--view", help="as_given (with each item's image, if any) | text_only (images dropped)."
-    ),
+    force: Force = False,
+    layers: Optional[str] = typer.Option(None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the "
+        "last, which could gate nothing)."),
+    view: str = typer.Option("as_given", "--view", help="as_given (with each item's image, if any) | text_only (images "
+        "dropped)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a per-layer accuracy / ROC-AUC plot (PNG)."),
-    risk_types: Optional[str] = typer.Option(
-        None, "--risk-types", help="Also fit a PSA-VLM-style risk-type head on this column (e.g. 'category')."
-    ),
+    risk_types: Optional[str] = typer.Option(None, "--risk-types", help="Also fit a PSA-VLM-style risk-type head on "
+        "this column (e.g. 'category')."),
     threshold: float = typer.Option(0.5, "--threshold", help="Default gate threshold stored in the file."),
-    transfer: bool = typer.Option(
-        False, "--transfer", help="Also print the text-only <-> image+text transfer table (needs items with images)."
-    ),
+    transfer: bool = typer.Option(False, "--transfer", help="Also print the text-only <-> image+text transfer table "
+        "(needs items with images)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Items per forward pass."),
     test_fraction: float = typer.Option(0.25, "--test-fraction", help="Held-out share of each class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Fit a safety probe per layer on labelled hidden states; save the best layer's as a gate.
 
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
+    options = _api_options(locals())
     from calibration.runs import fit_probe_file
 
-    run = fit_probe_file(
-        model, data, out, layers=layers, view=view, plot=plot, risk_types=risk_types, threshold=threshold,
-        transfer=transfer, batch_size=batch_size, test_fraction=test_fraction, seed=seed, device=device, dtype=dtype,
-        processor_kwargs=processor_kwargs, force=force,
-    )
+    run = fit_probe_file(**options)
     console.print(run.data_line(), highlight=False)
     grid = run.rows()
     _print_grid(grid, justify=["right"] * (len(grid[0]) - 1) + ["left"])
@@ -366,58 +351,42 @@ def probe(
 
 
 # ---------------------------------------------------------------------------- evaluation
-# `steer eval`, `steer sweep`, `steer compare` (steer/eval/runner.py, sweep.py, compare.py).
-
-DATA_HELP = (
-    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
-    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
-    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
-    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
-    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
-    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
-)
-IMAGE_MODE_HELP = (
-    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
-    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
-)
-
-
-LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
+# `steer eval`, `steer sweep`, `steer compare` (steer/eval/runs.py).
 
 
 @app.command("eval", short_help='Evaluate one model or setting on a dataset.')
 @with_threads
 @data_options
 def eval_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
+    layers: SteerLayers = None,
     positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | prompt_last | last."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    method: FileMethod = None,
     projector: Optional[Path] = typer.Option(None, "--projector", help="Evaluate with a TGA projector swapped in."),
     gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file: steer only rows the probe flags (needs --steer)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
-    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
+    image_mode: ImageMode = None,
+    label: Label = None,
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip items already in --out (default) or start over."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (Llama-Guard-style safe/unsafe)."),
     include_advice: bool = typer.Option(False, "--include-advice", help="Count 'specialised advice' harmful items in unsafe rates."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
+    progress: ShowProgress = True,
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    allow_other_weights: AllowOtherWeights = False,
+    allow_other_processor_kwargs: AllowOtherPk = False,
 ) -> None:
     """Evaluate one model or steering setting on a dataset: per-item JSONL + summary.
 
@@ -425,17 +394,11 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
+    options = _api_options(locals())
     from steer.eval.runs import evaluate_model
 
-    run = evaluate_model(
-        model, data, out, steer=steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule,
-        method=method, projector=projector, gate=gate, threshold=threshold, variant=variant, image_mode=image_mode,
-        label=label, limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, judge=judge,
-        include_advice=include_advice, progress=progress, device=device, dtype=dtype,
-        processor_kwargs=processor_kwargs, device_map=device_map, allow_other_weights=allow_other_weights,
-        allow_other_processor_kwargs=allow_other_processor_kwargs, force=force,
-        announce=lambda what, rest: err_console.print(Text.assemble((what, "bold"), rest), highlight=False),
-    )
+    run = evaluate_model(**options, announce=lambda what, rest: err_console.print(Text.assemble((what, "bold"), rest),
+                                                                                   highlight=False))
     for line in run.lines():
         typer.echo(line)
 
@@ -444,7 +407,7 @@ def eval_cmd(
 @with_threads
 @data_options
 def sweep_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
     safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets (rows without a label are harmful). " + DATA_HELP),
     utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate); rows without a label are benign. Without it no best setting is named."),
@@ -453,23 +416,20 @@ def sweep_cmd(
     alpha: str = typer.Option("0:2:0.25", "--alpha", help="Alpha grid: start:stop:step (stop included) or a list '0.5,1,1.5'."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: Optional[str] = typer.Option(
-        None, "--level",
-        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift). "
-        "Default: the level the file stores.",
-    ),
+    method: FileMethod = None,
+    level: Optional[str] = typer.Option(None, "--level", help="dataset | sample: with a ShiftDC file, 'sample' sweeps "
+        "sample-level ShiftDC (each query's own shift). Default: the level the file stores."),
     utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
-    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    dtype: Optional[str] = typer.Option(None, "--dtype"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
+    image_mode: ImageMode = None,
+    limit: LimitEach = None,
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
+    resume: Resume = True,
+    progress: ShowProgress = True,
+    device: PlainDevice = None,
+    dtype: PlainDtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
 ) -> None:
     """Sweep layer sets x alphas (x schedules x positions): CSV + safety/utility frontier PNG.
 
@@ -477,15 +437,11 @@ def sweep_cmd(
 
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
+    options = _api_options(locals())
     from steer.eval.runs import sweep_model, sweep_row_line
 
-    result = sweep_model(
-        model, steer, safety_data, utility_data=utility_data, out=out, layers=layers, alpha=alpha, schedule=schedule,
-        positions=positions, method=method, level=level, utility_floor=utility_floor, image_mode=image_mode,
-        limit=limit, batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress,
-        device=device, dtype=dtype, processor_kwargs=processor_kwargs, device_map=device_map, note=_note,
-        on_row=lambda row: err_console.print(sweep_row_line(row), highlight=False, soft_wrap=False),
-    )
+    result = sweep_model(**options, note=_note,
+                         on_row=lambda row: err_console.print(sweep_row_line(row), highlight=False, soft_wrap=False))
     typer.echo(result.best_line())
     typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
 
@@ -494,31 +450,29 @@ def sweep_cmd(
 @with_threads
 @data_options
 def compare_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    variants: str = typer.Option(
-        ..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, shiftdc-sample:V, "
-        "tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. cmrm:V@alpha=0.5,schedule=incremental."
-    ),
+    model: Model,
+    variants: str = typer.Option(..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, "
+        "shiftdc-sample:V, tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. "
+        "cmrm:V@alpha=0.5,schedule=incremental."),
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    label: Label = None,
+    limit: LimitEach = None,
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
+    resume: Resume = True,
     judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (safe/unsafe)."),
     include_advice: bool = typer.Option(False, "--include-advice"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    dtype: Optional[str] = typer.Option(None, "--dtype"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
-    html: Optional[Path] = typer.Option(
-        None, "--html", help="Also write a self-contained HTML report here (same as `steer report OUT --html FILE`)."
-    ),
+    progress: ShowProgress = True,
+    device: PlainDevice = None,
+    dtype: PlainDtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    allow_other_weights: AllowOtherWeights = False,
+    allow_other_processor_kwargs: AllowOtherPk = False,
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here (same as "
+        "`steer report OUT --html FILE`)."),
 ) -> None:
     """Run several variants on several datasets: one table (Markdown + JSON) and a bar chart.
 
@@ -526,16 +480,11 @@ def compare_cmd(
 
     Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
     """
+    options = _api_options(locals())
     from steer.eval.runs import compare_model
     from steer.eval.terminal import ci_note, rich_table
 
-    run = compare_model(
-        model, variants, data, out, image_mode=image_mode, label=label, limit=limit, batch_size=batch_size,
-        max_new_tokens=max_new_tokens, resume=resume, judge=judge, include_advice=include_advice, progress=progress,
-        device=device, dtype=dtype, processor_kwargs=processor_kwargs, device_map=device_map,
-        allow_other_weights=allow_other_weights, allow_other_processor_kwargs=allow_other_processor_kwargs, html=html,
-        command="steer " + " ".join(sys.argv[1:]), note=_note,
-    )
+    run = compare_model(**options, command="steer " + " ".join(sys.argv[1:]), note=_note)
     for title, grid in run.tables():  # a small table per dataset: fits 80 columns, nothing cut
         console.print(rich_table(grid, title))
     console.print(ci_note(), highlight=False)
@@ -548,9 +497,8 @@ def report_cmd(
     results_dir: Path = typer.Argument(..., help="The --out folder of a `steer compare` run (compare.json, runs/)."),
     html: Path = typer.Option(Path("report.html"), "--html", help="HTML file to write (atomically)."),
     sweep_dir: Optional[Path] = typer.Option(None, "--sweep", help="A `steer sweep --out` folder: add its safety/utility frontier."),
-    vectors: Optional[list[Path]] = typer.Option(
-        None, "--vectors", help="Vector file whose per-layer shift norms to plot (repeatable); the compared variants' files are added when they exist."
-    ),
+    vectors: Optional[list[Path]] = typer.Option(None, "--vectors", help="Vector file whose per-layer shift norms to "
+        "plot (repeatable); the compared variants' files are added when they exist."),
     samples: int = typer.Option(8, "--samples", min=0, help="Items shown side by side (spread over datasets, harmful and benign)."),
 ) -> None:
     """Build one self-contained HTML report from a compare folder: table, charts, sample answers.
@@ -568,53 +516,41 @@ def report_cmd(
 @app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
 @with_threads
 def train_tga(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ...,
-        "--data",
-        "-d",
-        help="JSONL of training rows: 'image' (path, relative to the file) and 'caption'; optional 'question', "
-        "'answer' (default: the caption), 'retrieved' (precomputed retrieved text), 'id'.",
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="JSONL of training rows: 'image' (path, relative to the file) "
+        "and 'caption'; optional 'question', 'answer' (default: the caption), 'retrieved' (precomputed retrieved "
+        "text), 'id'."),
     out: Path = typer.Option(..., "--out", "-o", help="Projector artifact to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    layers: Optional[str] = typer.Option(
-        None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the logit-lens suggestion, see inspect-layers)."
-    ),
-    harmful: Optional[Path] = typer.Option(
-        None, "--harmful", help="Harmful text prompts (JSONL 'prompt' / TXT) for the logit-lens band when --layers is not given."
-    ),
+    force: Force = False,
+    layers: Optional[str] = typer.Option(None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the "
+        "logit-lens suggestion, see inspect-layers)."),
+    harmful: Optional[Path] = typer.Option(None, "--harmful", help="Harmful text prompts (JSONL 'prompt' / TXT) for "
+        "the logit-lens band when --layers is not given."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default: --epochs passes over the data)."),
     epochs: int = typer.Option(1, "--epochs", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate of the projector."),
-    guide_weight: float = typer.Option(
-        0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the best trade-off on the organism)."
-    ),
+    guide_weight: float = typer.Option(0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the "
+        "best trade-off on the organism)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     train_llm: bool = typer.Option(False, "--train-llm", help="Also train the LLM's decoder layers (stored in the artifact)."),
-    retriever: str = typer.Option(
-        "auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest (nearest-image caption, query excluded)."
-    ),
-    corpus: Optional[Path] = typer.Option(
-        None, "--corpus", help="Caption corpus JSONL (image, caption) for --retriever nearest (default: the training data)."
-    ),
-    exclude_same_caption: bool = typer.Option(
-        False, "--exclude-same-caption", help="Nearest retrieval skips corpus captions equal to the query's own."
-    ),
-    prompt_format: str = typer.Option(
-        "Retrieved Text: {R}. <image>\n{question}", "--prompt-format", help="Training prompt; {R}, {question}, one <image>."
-    ),
+    retriever: str = typer.Option("auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest "
+        "(nearest-image caption, query excluded)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Caption corpus JSONL (image, caption) for "
+        "--retriever nearest (default: the training data)."),
+    exclude_same_caption: bool = typer.Option(False, "--exclude-same-caption", help="Nearest retrieval skips corpus "
+        "captions equal to the query's own."),
+    prompt_format: str = typer.Option("Retrieved Text: {R}. <image>\n{question}", "--prompt-format", help="Training "
+        "prompt; {R}, {question}, one <image>."),
     question: str = typer.Option("Describe the image briefly.", "--question", help="Question for rows without one."),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="Checkpoint file (default: OUT + '.ckpt'); a rerun resumes from it."
-    ),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUT + '.ckpt'); a "
+        "rerun resumes from it."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=0, help="Steps between checkpoints (0: none)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from the checkpoint (default) or start over."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss curves (PNG)."),
     seed: int = typer.Option(0, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    device: Device = None,
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16 (float32 trains best)."),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Train a TGA projector (arXiv 2410.12662): LM loss + image-to-caption hidden-state alignment.
 
@@ -624,15 +560,10 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
+    options = _api_options(locals())
     from calibration.runs import train_tga_file
 
-    run = train_tga_file(
-        model, data, out, layers=layers, harmful=harmful, steps=steps, epochs=epochs, lr=lr, guide_weight=guide_weight,
-        batch_size=batch_size, train_llm=train_llm, retriever=retriever, corpus=corpus,
-        exclude_same_caption=exclude_same_caption, prompt_format=prompt_format, question=question,
-        checkpoint=checkpoint, checkpoint_every=checkpoint_every, resume=resume, plot=plot, seed=seed, device=device,
-        dtype=dtype, processor_kwargs=processor_kwargs, force=force,
-    )
+    run = train_tga_file(**options)
     for line in run.lines():
         _say(line)
 
@@ -641,32 +572,29 @@ def train_tga(
 @with_threads
 @data_options
 def inspect_layers(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ..., "--data", "-d",
-        help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per line), or a shared set (advbench, organism:text-harmful).",
-    ),
-    benign: Optional[Path] = typer.Option(
-        None, "--benign", help="Benign prompts as a control: the band then uses harmful-minus-benign hit rates."
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per "
+        "line), or a shared set (advbench, organism:text-harmful)."),
+    benign: Optional[Path] = typer.Option(None, "--benign", help="Benign prompts as a control: the band then uses "
+        "harmful-minus-benign hit rates."),
     words: str = typer.Option("sorry,cannot,i,unable,apologize", "--words", help="Refusal words (comma-separated)."),
     top_k: int = typer.Option(10, "--top-k", min=1, help="A refusal token counts when it is in the top-k."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the per-layer hit rates (PNG)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Logit lens on harmful text: at which layers do refusal tokens enter the top-k?
 
     Decodes each decoder layer's last-token state (and its per-layer change) with the
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
+    options = _api_options(locals(), "as_json")
     from calibration.runs import find_refusal_layers
 
-    run = find_refusal_layers(model, data, benign=benign, words=words, top_k=top_k, plot=plot, batch_size=batch_size,
-                              device=device, dtype=dtype, processor_kwargs=processor_kwargs)
+    run = find_refusal_layers(**options)
     if as_json:
         typer.echo(json.dumps(run.result.to_dict(), indent=2, sort_keys=True))
         return
@@ -680,13 +608,12 @@ def inspect_layers(
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
     alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", help="cumulative | incremental | single (default: the file's)."
-    ),
+    method: FileMethod = None,
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
+        "file's)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to export, e.g. '8-20' (default: all in the file)."),
     op: str = typer.Option("subtract", "--op", help="subtract (steer's default; exported negated) | add."),
 ) -> None:
@@ -777,7 +704,7 @@ def data_fetch(
     names: Optional[list[str]] = typer.Argument(None, help="Set names (see `steer data list`)."),
     all_sets: bool = typer.Option(False, "--all", help="Fetch every named set (about 29 MB)."),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL standing in for https://raw.githubusercontent.com (or STEER_DATA_MIRROR)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: ShowProgress = True,
 ) -> None:
     """Download named sets from their pinned upstream commits into the cache, each file checked against its SHA-256.
 
