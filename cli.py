@@ -16,10 +16,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from steer.atomic import check_output_dir, check_output_path, existing_paths
+from steer.atomic import check_output_dir
 from steer.errors import SteerError, SteerInputError
-from steer.layer_spec import band_spec, parse_layers, refuse_empty_layers
-from steer.textfiles import check_text_inputs
+from steer.layer_spec import parse_layers  # noqa: F401 (cli.parse_layers: the --layers syntax, kept importable here)
 from steer.threads import with_threads
 
 app = typer.Typer(
@@ -98,12 +97,6 @@ def _root(
     ),
 ) -> None:
     """Make vision-language models as safe on images as on text."""
-
-
-def parse_alpha(text: str) -> float:
-    from steer.steering import check_alpha
-
-    return check_alpha(text)
 
 
 def _api_options(values: dict, *drop: str) -> dict:
@@ -624,29 +617,13 @@ def export(
     by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
     shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
     """
-    check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
-    import warnings
+    options = _api_options(locals())
+    from steer.export_gguf import export_vectors, summary_line
 
-    from steer.export_gguf import FORMATS, export_gguf
-
-    if fmt.lower() not in FORMATS:
-        raise SteerInputError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if not vectors.exists():
-        raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        summary = export_gguf(
-            vectors, out, alpha=parse_alpha(alpha), method=method, schedule=schedule, layers=parse_layers(layers), op=op
-        )
-    for warning in caught:
-        err_console.print(Text.assemble(("warning:", "yellow"), f" {warning.message}"), highlight=False, soft_wrap=True)
-    console.print(
-        f"wrote {summary['path']}: {len(summary['layers'])} direction tensors (layers {summary['layers'][0]}-"
-        f"{summary['layers'][-1]}, d={summary['hidden_size']}), {summary['method']}, {summary['op']} "
-        f"(exported {'negated' if summary['op'] == 'subtract' else 'as is'}), alpha={summary['alpha']}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    summary, warned = export_vectors(**options)
+    for message in warned:
+        err_console.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    _say(summary_line(summary))
 
 
 organism_app = typer.Typer(short_help="The built-in model organism: train it, find it.", help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")

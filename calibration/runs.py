@@ -13,7 +13,7 @@ Notes meant for a person while the work runs (a stale checkpoint, a resumed one)
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
