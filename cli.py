@@ -713,7 +713,7 @@ def demo(
     variants count only onset refusals: starts as a refusal, does not go on to comply).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_CONTENT, DEFAULT_SHIFTDC, run_demo, table_rows
+    from calibration.demo import run_demo, summary_lines, table_rows
     from steer.progress import progress_bar
 
     with progress_bar(err_console) as bar:
@@ -732,13 +732,8 @@ def demo(
     for cells in table_rows(summary):
         table.add_row(*cells)
     console.print(table)
-    console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
-    console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)
-    console.print(f"content: {DEFAULT_CONTENT.describe()}, gated by a layer-1 probe (calibration.content_gate)",
-                  highlight=False)
-    for line in summary["verdict"]:
+    for line in summary_lines(summary, out):
         console.print(line, highlight=False)
-    console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)", highlight=False)
 
 
 def main() -> None:
