@@ -1,7 +1,8 @@
 """`steer` command line: a thin typer layer over the Python API.
 
-Every command maps onto functions of `steer` (runtime) or `calibration` (offline); bad
-input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
+Every command parses its options, calls one function of `steer` (runtime) or `calibration`
+(offline) with them by name, and prints what it returns (docs/api.md, "The commands as
+functions"); bad input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
