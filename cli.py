@@ -330,7 +330,7 @@ def probe(
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
-    options = _api_options(locals())
+    options = _api_options(locals(), "transfer")
     from calibration.runs import fit_probe_file
 
     run = fit_probe_file(**options)
@@ -339,9 +339,10 @@ def probe(
     _print_grid(grid, justify=["right"] * (len(grid[0]) - 1) + ["left"])
     for line in run.lines():
         console.print(line, highlight=False)
-    if run.transfer is not None:
-        console.print(f"transfer ({run.transfer.mode}; recalibrated thresholds chosen on the train rows of the test view):")
-        console.print(run.transfer.format_table(), highlight=False, soft_wrap=True)
+    if transfer:
+        report = run.transfer_report()
+        console.print(f"transfer ({report.mode}; recalibrated thresholds chosen on the train rows of the test view):")
+        console.print(report.format_table(), highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- evaluation

@@ -323,16 +323,19 @@ def train_tga_file(
 class ProbeRun:
     """A written probe gate file and what the CLI prints about it.
 
-    ``report``: :class:`calibration.probe.ProbeReport`; ``transfer``: the text-only <->
-    image+text transfer report when asked for."""
+    ``report``: :class:`calibration.probe.ProbeReport`; ``model``: the loaded model, kept
+    for :meth:`transfer_report`."""
 
     report: Any
     items: list
     view: str
     gate_file: Path
     threshold: float
+    model: Any
+    batch_size: int = 8
+    test_fraction: float = 0.25
+    seed: int = 0
     plot_path: Optional[Path] = None
-    transfer: Any = None
 
     def rows(self) -> Grid:
         """Held-out accuracy / ROC-AUC per layer, the chosen layer marked (header row first)."""
@@ -362,6 +365,14 @@ class ProbeRun:
         ]
         return lines + ([f"wrote {self.plot_path}"] if self.plot_path is not None else [])
 
+    def transfer_report(self):
+        """The text-only <-> image+text transfer report on the same layers and split (needs items with images);
+        computed on demand, after the gate file is written, so a refusal here keeps the file."""
+        from calibration.probe import transfer_report
+
+        return transfer_report(self.model, self.items, layers=self.report.layers, batch_size=self.batch_size,
+                               test_fraction=self.test_fraction, seed=self.seed)
+
 
 def fit_probe_file(
     model: str,
@@ -373,7 +384,6 @@ def fit_probe_file(
     plot: Optional[str | Path] = None,
     risk_types: Optional[str] = None,
     threshold: float = 0.5,
-    transfer: bool = False,
     batch_size: int = 8,
     test_fraction: float = 0.25,
     seed: int = 0,
@@ -386,9 +396,10 @@ def fit_probe_file(
 
     ``data``: a labelled file or shared set (every row harmful or benign); ``layers``:
     candidates in the CLI syntax (default all but the last); ``risk_types``: a column for
-    an extra risk-type head; ``transfer``: also measure text-only <-> image+text transfer.
+    an extra risk-type head. :meth:`ProbeRun.transfer_report` measures text-only <->
+    image+text transfer afterwards.
     """
-    from calibration.probe import VIEWS, fit_probe, transfer_report
+    from calibration.probe import VIEWS, fit_probe
     from steer.eval.runner import load_items
     from steer.gate import check_threshold
 
@@ -412,12 +423,10 @@ def fit_probe_file(
     sm = _load_model(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
     report = fit_probe(sm, items, layers=parse_layers(layers, sm.adapter.num_layers), view=view, batch_size=batch_size,
                        test_fraction=test_fraction, seed=seed, multiclass_column=risk_types)
-    run = ProbeRun(report, items, view, report.save(out, threshold=threshold), threshold)
+    run = ProbeRun(report, items, view, report.save(out, threshold=threshold), threshold, sm, batch_size,
+                   test_fraction, seed)
     if plot is not None:
         run.plot_path = report.plot(plot)
-    if transfer:
-        run.transfer = transfer_report(sm, items, layers=report.layers, batch_size=batch_size,
-                                       test_fraction=test_fraction, seed=seed)
     return run
 
 
