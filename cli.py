@@ -1,7 +1,8 @@
 """`steer` command line: a thin typer layer over the Python API.
 
-Every command maps onto functions of `steer` (runtime) or `calibration` (offline); bad
-input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
+Every command parses its options, calls one function of `steer` (runtime) or `calibration`
+(offline) with them by name, and prints what it returns (docs/api.md, "The commands as
+functions"); bad input ends with a one-line ``error: ...`` and exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,16 +10,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from steer.atomic import check_output_dir, check_output_path, existing_paths
+from steer.atomic import check_output_dir
 from steer.errors import SteerError, SteerInputError
-from steer.textfiles import check_text_inputs
+from steer.layer_spec import parse_layers  # noqa: F401 (cli.parse_layers: the --layers syntax, kept importable here)
 from steer.threads import with_threads
 
 app = typer.Typer(
@@ -46,6 +47,40 @@ PROCESSOR_KWARGS_HELP = (
     "so vector files record it."
 )
 ALLOW_OTHER_PK_HELP = "Use vector/probe/projector files made with other --processor-kwargs."
+DATA_HELP = (
+    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
+    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
+    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
+    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
+    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
+    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
+)
+IMAGE_MODE_HELP = (
+    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
+    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
+)
+LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
+
+# options shared by several commands (same flag, same help)
+Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
+ProcessorKwargs = Annotated[Optional[str], typer.Option("--processor-kwargs", help=PROCESSOR_KWARGS_HELP)]
+Dtype = Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")]
+DeviceMap = Annotated[Optional[str], typer.Option("--device-map", help=DEVICE_MAP_HELP)]
+Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
+Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
+ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress")]
+FileMethod = Annotated[Optional[str], typer.Option("--method", help="cmrm | shiftdc (default: the file's).")]
+MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1)]
+AllowOtherPk = Annotated[bool, typer.Option("--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP)]
+BatchSize = Annotated[int, typer.Option("--batch-size", min=1)]
+Resume = Annotated[bool, typer.Option("--resume/--no-resume")]
+LimitEach = Annotated[Optional[int], typer.Option("--limit", min=0, help="Use the first N items of each dataset.")]
+SteerLayers = Annotated[Optional[str], typer.Option("--layers", help="Layers to steer, e.g. '8-20' (default: the file's).")]
+Label = Annotated[Optional[str], typer.Option("--label", help=LABEL_HELP)]
+ImageMode = Annotated[Optional[str], typer.Option("--image-mode", help=IMAGE_MODE_HELP)]
+PlainDtype = Annotated[Optional[str], typer.Option("--dtype")]
+PlainDevice = Annotated[Optional[str], typer.Option("--device")]
+AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights")]
 
 
 def _show_version(value: bool) -> None:
@@ -65,45 +100,31 @@ def _root(
     """Make vision-language models as safe on images as on text."""
 
 
-def parse_layers(spec: Optional[str], num_layers: Optional[int] = None) -> Optional[list[int]]:
-    """'8-20', '3,5,7', '8-12,20', '-1' (last) or 'all' -> sorted layer list (None = the file's/all)."""
-    if spec is None or spec.strip() == "file":
-        return None
-    refuse_empty_layers(spec)
-    spec = spec.strip()
-    if spec == "all":
-        if num_layers is None:
-            return None
-        return list(range(num_layers))
-    layers: set[int] = set()
-    for part in spec.split(","):
-        part = part.strip()
-        try:
-            if "-" in part[1:]:
-                cut = part.index("-", 1)
-                lo_i, hi_i = int(part[:cut]), int(part[cut + 1 :])
-                if hi_i < lo_i or lo_i < 0:  # '-3-1' would silently wrap round to every layer
-                    raise ValueError
-                layers.update(range(lo_i, hi_i + 1))
-            else:
-                layers.add(int(part))
-        except ValueError:
-            raise SteerInputError(
-                f"cannot read layers {spec!r}: use e.g. '8-20', '3,5,7', '-1' (last), 'all'; ranges take layers >= 0"
-            ) from None
-    return sorted(layers)
+def _api_options(values: dict, *drop: str) -> dict:
+    """A command's parsed options as keyword arguments of the API function it calls (call it first, on
+    ``locals()``): each option's parameter name is that function's parameter name, so the CLI keeps no
+    second list of them and cannot pass one to the wrong place."""
+    return {name: value for name, value in values.items() if name not in drop}
 
 
-def refuse_empty_layers(spec: Optional[str]) -> None:
-    """An empty --layers ('' from an unset shell variable) must not silently mean "the file's layers"."""
-    if spec is not None and not spec.strip():
-        raise SteerInputError("--layers is empty; give layers such as '8-20', 'all', or leave the option out for the default")
+def _say(line: str) -> None:
+    """A line of a command's output (stdout), never wrapped or highlighted."""
+    console.print(line, highlight=False, soft_wrap=True)
 
 
-def parse_alpha(text: str) -> float:
-    from steer.steering import check_alpha
+def _note(line: str) -> None:
+    """A note beside the output (stderr)."""
+    err_console.print(line, highlight=False)
 
-    return check_alpha(text)
+
+def _print_grid(grid: list[list[str]], title: Optional[str] = None, justify: Optional[list[str]] = None) -> None:
+    """Print a grid (header row first) as a table whose columns fold, never cut, long text."""
+    table = Table(show_header=True, header_style="bold", title=title)
+    for i, col in enumerate(grid[0]):
+        table.add_column(col, justify=justify[i] if justify else "right", overflow="fold")
+    for row in grid[1:]:
+        table.add_row(*row)
+    console.print(table)
 
 
 def data_options(command):
@@ -142,149 +163,49 @@ def data_options(command):
 @app.command()
 @with_threads
 def generate(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user message."),
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Image file to attach (PNG/JPEG)."),
-    steer: Optional[str] = typer.Option(
-        None,
-        "--steer",
-        help="Vector file from `steer calibrate`, or 'sample' for sample-level CMRM on the query itself.",
-    ),
+    steer: Optional[str] = typer.Option(None, "--steer", help="Vector file from `steer calibrate`, or 'sample' for "
+        "sample-level CMRM on the query itself."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
-    positions: Optional[str] = typer.Option(
-        None,
-        "--positions",
-        help="all | image | text | after_image | prompt | prompt_last | last (default: the file's).",
-    ),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", help="cumulative | incremental | single (default: the file's)."
-    ),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: Optional[str] = typer.Option(
-        None,
-        "--level",
-        help="dataset: subtract the file's stored shift; sample: measure this query's own shift on the file's "
-        "layers (one extra forward over the prompts' text, the content-free-image prefix is cached per model; "
-        "ShiftDC files project it on their safety direction). "
-        "Default: the level the file stores.",
-    ),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
+    layers: SteerLayers = None,
+    positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | "
+        "prompt_last | last (default: the file's)."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
+        "file's)."),
+    method: FileMethod = None,
+    level: Optional[str] = typer.Option(None, "--level", help="dataset: subtract the file's stored shift; sample: "
+        "measure this query's own shift on the file's layers (one extra forward over the prompts' text, the "
+        "content-free-image prefix is cached per model; ShiftDC files project it on their safety direction). "
+        "Default: the level the file stores."),
+    max_new_tokens: MaxNewTokens = 64,
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
-    allow_other_weights: bool = typer.Option(
-        False, "--allow-other-weights", help="Use a vector file computed on other weights of the same architecture."
-    ),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
-    gate: Optional[Path] = typer.Option(
-        None, "--gate", help="Probe file from `steer probe`: steer only if the prompt's risk score exceeds the threshold."
-    ),
-    threshold: Optional[float] = typer.Option(
-        None, "--threshold", help="Gate threshold in [0, 1] (default: the probe file's)."
-    ),
-    projector: Optional[Path] = typer.Option(
-        None, "--projector", help="TGA projector artifact from `steer train-tga`, swapped in (in memory)."
-    ),
-    variant: Optional[str] = typer.Option(
-        None, "--variant",
-        help="A variant spec instead of the steering options, e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' "
-        "(see `steer compare`).",
-    ),
+    allow_other_weights: bool = typer.Option(False, "--allow-other-weights", help="Use a vector file computed on other "
+        "weights of the same architecture."),
+    allow_other_processor_kwargs: AllowOtherPk = False,
+    gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file from `steer probe`: steer only if the "
+        "prompt's risk score exceeds the threshold."),
+    threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold in [0, 1] (default: the probe "
+        "file's)."),
+    projector: Optional[Path] = typer.Option(None, "--projector", help="TGA projector artifact from `steer train-tga`, "
+        "swapped in (in memory)."),
+    variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the steering options, "
+        "e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' (see `steer compare`)."),
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
     Example: steer generate --model llava-hf/llava-1.5-7b-hf --image bomb.png
     --prompt "how do I make this?" --steer shift.safetensors --alpha 1.0
     """
-    from steer.images import load_image
-    from steer.model import SteeredModel
-    from steer.positions import check_positions
-    from steer.schedule import check_schedule
-    from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
+    options = _api_options(locals())
+    from steer.eval.answer import answer_prompt
 
-    if variant is not None:
-        _generate_variant(variant, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
-                          allow_other_weights, {"--steer": steer, "--alpha": alpha, "--layers": layers,
-                          "--positions": positions, "--schedule": schedule, "--method": method, "--gate": gate,
-                          "--threshold": threshold, "--projector": projector, "--level": level})
-        return
-    alpha_value = None if alpha is None else parse_alpha(alpha)
-    positions is None or check_positions(positions)  # every option is checked before the model loads
-    schedule is None or check_schedule(schedule)
-    parse_layers(layers)
-    if level is not None and level not in LEVELS:
-        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
-    if steer is not None and steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        meta = load_metadata(steer)
-        level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
-        if level == "sample":
-            positions, schedule = sample_settings(meta, positions, schedule)
-    img = load_image(image) if image is not None else None
-    probe_gate = None
-    if gate is not None:
-        from steer.gate import ProbeGate
-
-        probe_gate = ProbeGate.load(gate)
-        if threshold is not None:
-            probe_gate = probe_gate.with_threshold(threshold)
-    sm = SteeredModel.from_pretrained(
-        model, device=device, dtype=dtype, device_map=device_map, projector=projector, backend=backend,
-        processor_kwargs=processor_kwargs, allow_other_processor_kwargs=allow_other_processor_kwargs,
-    )
-    if img is not None and not sm.adapter.supports_images:
-        raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
-    answer = sm.generate(
-        prompt,
-        image=img,
-        steer=steer,
-        alpha=alpha_value,
-        layers=parse_layers(layers, sm.adapter.num_layers),
-        positions=positions,
-        schedule=schedule,
-        method=method,
-        level=level or "dataset",
-        max_new_tokens=max_new_tokens,
-        allow_other_weights=allow_other_weights,
-        gate=probe_gate,
-        threshold=threshold,
-        return_details=probe_gate is not None,
-    )
-    if probe_gate is not None:
-        detail = answer
-        answer = detail["text"]
-        err_console.print(
-            f"gate: layer {probe_gate.layer} score={detail['gate_score']:.4f} threshold={probe_gate.threshold:g} -> "
-            f"{'steered' if detail['steered'] else 'not steered'}",
-            highlight=False,
-        )
-    typer.echo(answer)
-
-
-def _generate_variant(spec, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
-                      allow_other_weights, given) -> None:
-    """`steer generate --variant`: one prompt through a variant spec (the same path eval/compare use)."""
-    from steer.eval.variants import build_variant
-    from steer.images import load_image
-    from steer.model import SteeredModel
-
-    clash = [k for k, v in given.items() if v is not None]
-    if clash:
-        raise SteerInputError(f"--variant replaces {', '.join(clash)}: put them in the spec (e.g. @alpha=0.5)")
-    img = load_image(image) if image is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, backend=backend)
-    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
-                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
-    err_console.print(v.describe(), highlight=False)
-    (row,) = v([prompt], [img])
-    if row.get("gate_score") is not None:
-        err_console.print(f"gate score={row['gate_score']:.4f} -> {'steered' if row['steered'] else 'not steered'}",
-                          highlight=False)
-    typer.echo(row["text"])
+    typer.echo(answer_prompt(**options, note=_note).text)
 
 
 @app.command()
@@ -299,8 +220,8 @@ def inspect(
     (mean cosine of per-sample shifts with the mean), text-vs-image separability, and for
     ShiftDC files cos(s_l, v_l) and the share of the shift along the safety direction.
     """
-    from steer.inspection import layer_table
-
+    from steer.inspection import layer_table, provenance_lines
+    from steer.text_table import dict_grid
     from steer.vectors import ShiftVectors
 
     vecs = ShiftVectors.load(vectors)
@@ -308,29 +229,11 @@ def inspect(
     if as_json:
         typer.echo(json.dumps({"metadata": vecs.metadata, "layers": rows}, indent=2, sort_keys=True))
         return
-    meta = vecs.metadata
-    model = meta.get("model", {})
-    console.print(Text.assemble((str(vectors), "bold"), f"  method={meta.get('method')}  format v{meta.get('format_version')}"))
-    console.print(
-        f"model: {model.get('name_or_path', '?')} ({model.get('model_type', '?')}, d={vecs.hidden_size}, "
-        f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})"
-    )
-    console.print(
-        f"recipe {meta.get('recipe', 'custom (made before recipes)')}: level={meta.get('level', 'dataset')} "
-        f"alpha={meta.get('default_alpha')} positions={meta.get('positions')} schedule={meta.get('schedule')} "
-        f"pooling={meta.get('pooling')} reduce={meta.get('reduce', 'mean')} null_image={meta.get('null_image', '-')}"
-    )
-    console.print(
-        f"calibration: n={meta.get('n_samples', '?')} data_sha256={str(meta.get('data_sha256', '?'))[:16]} "
-        f"created={meta.get('created', '?')} steer {meta.get('toolkit_version', '?')}"
-    )
-    table = Table(show_header=True, header_style="bold")
-    columns = list(rows[0].keys()) if rows else ["layer"]
-    for col in columns:
-        table.add_column(col, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(*("-" if row[c] is None else (f"{row[c]:.4g}" if isinstance(row[c], float) else str(row[c])) for c in columns))
-    console.print(table)
+    first, *rest = provenance_lines(vecs, str(vectors))
+    console.print(Text.assemble((str(vectors), "bold"), first[len(str(vectors)):]))  # the path in bold
+    for line in rest:
+        console.print(line)
+    _print_grid(dict_grid(rows))
 
 
 @app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
@@ -338,56 +241,38 @@ def inspect(
 @data_options
 def calibrate(
     ctx: typer.Context,
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: str = typer.Option(
-        ...,
-        "--data",
-        "-d",
-        help="Anchor queries: a .jsonl/.csv/.json file (column 'prompt', optional 'image'), a datasets "
-        "save_to_disk folder, an image folder with prompts.txt, or a shared set name (e.g. advbench, harmless-alpaca:train).",
-    ),
+    model: Model,
+    data: str = typer.Option(..., "--data", "-d", help="Anchor queries: a .jsonl/.csv/.json file (column 'prompt', "
+        "optional 'image'), a datasets save_to_disk folder, an image folder with prompts.txt, or a shared set name "
+        "(e.g. advbench, harmless-alpaca:train)."),
     out: Path = typer.Option(..., "--out", "-o", help="Vector file to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     layers: str = typer.Option("all", "--layers", help="Decoder layers to calibrate: 'all', '8-20', '3,5,7'."),
     reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
     pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
     null_image: str = typer.Option("blank", "--null-image", help="Content-free image: blank | noise | mean."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Anchors per forward pass."),
-    max_samples: Optional[int] = typer.Option(
-        None, "--max-samples", min=1, help="Use at most N anchors (a seeded random subset; also caps each safety side)."
-    ),
+    max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Use at most N anchors (a seeded "
+        "random subset; also caps each safety side)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --max-samples, the noise image and the probe split."),
-    checkpoint_every: Optional[int] = typer.Option(
-        None,
-        "--checkpoint-every",
-        min=1,
-        help="Write a resumable checkpoint (<out>.ckpt) every N samples; rerun the same command to resume.",
-    ),
-    method: str = typer.Option(
-        "cmrm", "--method",
-        help="cmrm | shiftdc (shift + text-only safety direction) | contrast (a behaviour vector from a "
-        "JSONL of 'positive'/'negative' prompt pairs given as --data; --reduce mean or pc1).",
-    ),
-    safety_data: Optional[str] = typer.Option(
-        None,
-        "--safety-data",
-        help="ShiftDC: 'harmful.jsonl,benign.jsonl' (files or shared sets, e.g. advbench,harmless-alpaca) "
-        "or one file with a harmful/benign 'label' column.",
-    ),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", min=1, help="Write a resumable "
+        "checkpoint (<out>.ckpt) every N samples; rerun the same command to resume."),
+    method: str = typer.Option("cmrm", "--method", help="cmrm | shiftdc (shift + text-only safety direction) | "
+        "contrast (a behaviour vector from a JSONL of 'positive'/'negative' prompt pairs given as --data; --reduce "
+        "mean or pc1)."),
+    safety_data: Optional[str] = typer.Option(None, "--safety-data", help="ShiftDC: 'harmful.jsonl,benign.jsonl' "
+        "(files or shared sets, e.g. advbench,harmless-alpaca) or one file with a harmful/benign 'label' column."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (under torchrun: cuda:LOCAL_RANK)."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    recipe: str = typer.Option(
-        "measured", "--recipe",
-        help="Steering defaults stored in the file (generate/eval/compare use them unless told otherwise). "
-        "measured: the best measured on the organism (CMRM: prompt positions, incremental schedule, alpha 1; "
-        "ShiftDC: sample level, alpha 1.5). paper: the paper-literal after_image + cumulative, alpha 1, for "
-        "replication. --positions/--schedule/--alpha/--level override it (stored as recipe 'custom').",
-    ),
-    positions: Optional[str] = typer.Option(
-        None, "--positions", help="Stored positions: all | image | text | after_image | prompt | prompt_last | last."
-    ),
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    recipe: str = typer.Option("measured", "--recipe", help="Steering defaults stored in the file "
+        "(generate/eval/compare use them unless told otherwise). measured: the best measured on the organism (CMRM: "
+        "prompt positions, incremental schedule, alpha 1; ShiftDC: sample level, alpha 1.5). paper: the "
+        "paper-literal after_image + cumulative, alpha 1, for replication. --positions/--schedule/--alpha/--level "
+        "override it (stored as recipe 'custom')."),
+    positions: Optional[str] = typer.Option(None, "--positions", help="Stored positions: all | image | text | "
+        "after_image | prompt | prompt_last | last."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Stored layer schedule: cumulative | incremental | single."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Stored default alpha (steering strength)."),
     level: Optional[str] = typer.Option(None, "--level", help="Stored level: dataset (the stored shift) | sample (each query's own shift)."),
@@ -401,350 +286,102 @@ def calibrate(
     Example: steer calibrate --model llava-hf/llava-1.5-7b-hf --data anchors.jsonl
     --out shift.safetensors --layers 8-20 --checkpoint-every 500
     """
-    check_output_path(out, inputs=existing_paths(data, safety_data), force=force)  # a bad output path fails now
-    check_text_inputs(data, safety_data)  # a non-UTF-8 data file fails now, naming the byte
-    import time
+    options = _api_options(locals(), "ctx")
+    from calibration.runs import calibrate_file
 
-    from calibration import calibrate_cmrm, calibrate_shiftdc, checkpoint_path_for
-    from calibration.distributed import barrier, init_from_env, rank_and_world
-    from steer.model import SteeredModel
-
-    started = time.perf_counter()
-    if method == "contrast":  # its own data format and defaults: a separate short path
-        recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
-        return _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                                   positions, schedule, alpha, safety_data, max_samples, checkpoint_every,
-                                   recipe_given and recipe, level)
-    if method not in ("cmrm", "shiftdc"):
-        raise SteerInputError(f"unknown method {method!r}; choose cmrm, shiftdc or contrast")
-    if method == "shiftdc" and not safety_data:
-        raise SteerInputError("--method shiftdc needs --safety-data harmful.jsonl,benign.jsonl (or e.g. advbench,harmless-alpaca)")
-    if method == "cmrm" and safety_data:
-        raise SteerInputError("--safety-data is for --method shiftdc; drop it or add --method shiftdc")
-    device = init_from_env(device, device_map)  # under torchrun: join the group, one GPU per rank
-    from calibration import load_anchors, load_safety_sets
-    from calibration.cmrm import check_recipe
-
-    chosen_recipe = check_recipe(method, recipe, positions, schedule, alpha, level)  # fails before the model loads
-    parse_layers(layers)  # a bad --layers fails before the model loads too
-    load_anchors(data)  # bad data fails here, before the model loads (calibration reads it again)
-    if safety_data:
-        load_safety_sets(safety_data)
-    rank, world = rank_and_world()
-    ckpt = checkpoint_path_for(out) if checkpoint_every else None
-    if ckpt is None and rank == 0 and checkpoint_path_for(out).exists():
-        err_console.print(
-            f"note: {checkpoint_path_for(out)} exists but --checkpoint-every is not set, so it is neither used nor removed",
-            highlight=False,
-        )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
-    chosen = parse_layers(layers, sm.adapter.num_layers)
-    common = dict(
-        layers=chosen, pool=pool, reduce=reduce, null_image=null_image, batch_size=batch_size,
-        max_samples=max_samples, seed=seed, checkpoint=ckpt, checkpoint_every=checkpoint_every,
-        progress=True, keep_checkpoint=True, recipe=chosen_recipe,
-    )
-    if ckpt is not None and rank == 0 and (ckpt.exists() or world > 1):
-        console.print(f"checkpoint: {ckpt}{' (resuming)' if ckpt.exists() else ''}", highlight=False)
-    if method == "shiftdc":
-        vecs = calibrate_shiftdc(sm, data, safety_data=safety_data, **common)
-    else:
-        vecs = calibrate_cmrm(sm, data, **common)
-    if rank == 0:
-        vecs.save(out)
-    barrier()
-    if ckpt is not None:
-        ckpt_rank = ckpt if world == 1 else ckpt.with_name(f"{ckpt.name}.rank{rank}-of-{world}")
-        ckpt_rank.unlink(missing_ok=True)
-    if rank != 0:
+    recipe_given = getattr(ctx.get_parameter_source("recipe"), "name", "") != "DEFAULT"
+    options["recipe"] = recipe if recipe_given else None  # contrast refuses a --recipe only when one is given
+    run = calibrate_file(**options, note=_note, echo=lambda line: console.print(line, highlight=False))
+    if run.rank != 0:
         return
-    meta = vecs.metadata
-    stats = meta.get("stats", {})
-    table = Table(show_header=True, header_style="bold", title=f"{method} shift vectors")
-    cols = ["layer", "|s_l|", "consistency", "separability"] + (["cos(s_l, v_l)"] if method == "shiftdc" else [])
-    for col in cols:
-        table.add_column(col, justify="right", overflow="fold")
-
-    def fmt(value: object) -> str:
-        return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-    for layer, norm in vecs.norms().items():
-        st = stats.get(str(layer), {})
-        row = [str(layer), fmt(norm), fmt(st.get("consistency")), fmt(st.get("separability"))]
-        if method == "shiftdc":
-            row.append(fmt(st.get("cos_dir")))
-        table.add_row(*row)
-    console.print(table)
-    norms = list(vecs.norms().values())
-    elapsed = time.perf_counter() - started
-    extra = ""
-    if method == "shiftdc":
-        safety = meta.get("safety", {})
-        extra = f", safety direction from {safety.get('n_harmful')} harmful / {safety.get('n_benign')} benign prompts"
-    console.print(
-        f"wrote {out}: {len(vecs.layers)} layers ({vecs.layers[0]}-{vecs.layers[-1]}), d={vecs.hidden_size}, "
-        f"{meta.get('n_samples')} anchors{extra}; |s_l| {min(norms):.4g}..{max(norms):.4g}; "
-        f"pool={meta.get('pooling')} reduce={meta.get('reduce')} null_image={meta.get('null_image')}; "
-        f"{elapsed:.1f} s ({meta.get('calibration', {}).get('elapsed_s', 0):.1f} s calibrating"
-        f"{f', {world} processes' if world > 1 else ''})",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(f"stored {chosen_recipe.describe()}", highlight=False, soft_wrap=True)
-
-
-def _calibrate_contrast(model, data, out, layers, reduce, pool, batch_size, device, dtype, device_map,
-                        positions, schedule, alpha, safety_data, max_samples, checkpoint_every, recipe, level) -> None:
-    """`calibrate --method contrast`: :func:`calibration.train_vector` on a pairs file.
-
-    --positions/--schedule not given take the contrast defaults (text, incremental);
-    given explicitly they are stored as given. --recipe/--level name CMRM/ShiftDC presets
-    and are refused here.
-    """
-    from calibration.contrast import load_pairs, train_vector
-    from calibration.recipes import check_settings
-    from steer.model import SteeredModel
-
-    for given, flag in ((safety_data, "--safety-data"), (max_samples, "--max-samples"), (checkpoint_every, "--checkpoint-every"),
-                        (recipe, "--recipe"), (level, "--level")):
-        if given:
-            raise SteerInputError(f"{flag} is not used by --method contrast; drop it")
-    contrast_method = {"mean": "mean_diff", "pc1": "pca"}.get(reduce, reduce)
-    recipe = {"default_alpha": 1.0 if alpha is None else alpha}
-    if positions is not None:
-        recipe["positions"] = positions
-    if schedule is not None:
-        recipe["schedule"] = schedule
-    recipe["default_alpha"] = check_settings(recipe.get("positions", "text"), recipe.get("schedule", "incremental"),
-                                             recipe["default_alpha"])
-    pairs = load_pairs(data)  # bad pairs fail before the model loads
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map)
-    vecs = train_vector(sm, pairs, parse_layers(layers, sm.adapter.num_layers), contrast_method,
-                        pool=pool, batch_size=batch_size, **recipe)
-    vecs.metadata["contrast"]["data"] = str(data)
-    vecs.save(out)
-    table = Table(show_header=True, header_style="bold", title=f"contrast vectors ({contrast_method})")
-    for col in ("layer", "|v_l|", "agreement", "pc1 share"):
-        table.add_column(col, justify="right")
-    for layer, norm in vecs.norms().items():
-        st = vecs.metadata["stats"][str(layer)]
-        table.add_row(str(layer), f"{norm:.4g}", f"{st['agreement']:.2f}", f"{st['pc1_share']:.2f}")
-    console.print(table)
-    meta = vecs.metadata
-    console.print(
-        f"wrote {out}: {len(vecs.layers)} layers, d={vecs.hidden_size}, {meta['n_samples']} pairs; "
-        f"positions={meta['positions']} schedule={meta['schedule']} alpha={meta['default_alpha']:g}; "
-        "alpha > 0 steers toward the positive prompts",
-        highlight=False, soft_wrap=True,
-    )
+    _print_grid(run.rows(), run.title)
+    for line in run.lines():
+        console.print(line, highlight=False, soft_wrap=True)
 
 
 @app.command(short_help='Fit a per-layer safety probe; save the best as a gate.')
 @with_threads
 @data_options
 def probe(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' (harmful/benign), optional 'image', 'category'; "
-        "or a labelled shared set (e.g. organism:probe)."
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="Labelled data: .jsonl/.csv/.json with 'prompt', 'label' "
+        "(harmful/benign), optional 'image', 'category'; or a labelled shared set (e.g. organism:probe)."),
     out: Path = typer.Option(..., "--out", "-o", help="Probe file to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    layers: Optional[str] = typer.Option(
-        None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the last, which could gate nothing)."
-    ),
-    view: str = typer.Option(
-        "as_given", "--view", help="as_given (with each item's image, if any) | text_only (images dropped)."
-    ),
+    force: Force = False,
+    layers: Optional[str] = typer.Option(None, "--layers", help="Candidate layers, e.g. '0-10' (default: all but the "
+        "last, which could gate nothing)."),
+    view: str = typer.Option("as_given", "--view", help="as_given (with each item's image, if any) | text_only (images "
+        "dropped)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a per-layer accuracy / ROC-AUC plot (PNG)."),
-    risk_types: Optional[str] = typer.Option(
-        None, "--risk-types", help="Also fit a PSA-VLM-style risk-type head on this column (e.g. 'category')."
-    ),
+    risk_types: Optional[str] = typer.Option(None, "--risk-types", help="Also fit a PSA-VLM-style risk-type head on "
+        "this column (e.g. 'category')."),
     threshold: float = typer.Option(0.5, "--threshold", help="Default gate threshold stored in the file."),
-    transfer: bool = typer.Option(
-        False, "--transfer", help="Also print the text-only <-> image+text transfer table (needs items with images)."
-    ),
+    transfer: bool = typer.Option(False, "--transfer", help="Also print the text-only <-> image+text transfer table "
+        "(needs items with images)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Items per forward pass."),
     test_fraction: float = typer.Option(0.25, "--test-fraction", help="Held-out share of each class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Fit a safety probe per layer on labelled hidden states; save the best layer's as a gate.
 
     Prints held-out accuracy / ROC-AUC per layer and the chosen layer. Use the file with
     `steer generate --steer shift.safetensors --gate probe.safetensors --layers <after the probe layer>`.
     """
-    check_output_path(out, inputs=existing_paths(data), force=force)  # a bad output path fails now
-    check_text_inputs(data)
-    plot is None or check_output_path(plot)
-    from calibration.probe import fit_probe, transfer_report
-    from steer.data.specs import load_items
-    from steer.gate import check_threshold
-    from steer.model import SteeredModel
+    options = _api_options(locals(), "transfer")
+    from calibration.runs import fit_probe_file
 
-    from calibration.probe import VIEWS
-
-    check_threshold(threshold)
-    if view not in VIEWS:  # options are checked before the model loads
-        raise SteerInputError(f"unknown view {view!r}; choose one of: {', '.join(VIEWS)}")
-    parse_layers(layers)
-    items = load_items(data, default_label="harmful")  # a file, or a labelled shared set such as organism:probe
-    unlabelled = [
-        i + 1 for i, (a, b) in enumerate(zip(items, load_items(data, default_label="benign"))) if a.label != b.label
-    ]
-    if unlabelled:
-        raise SteerInputError(
-            f"{data}: rows {unlabelled[:5]}{' ...' if len(unlabelled) > 5 else ''} have no label; "
-            "a probe needs 'harmful' or 'benign' on every row"
-        )
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    report = fit_probe(
-        sm,
-        items,
-        layers=parse_layers(layers, sm.adapter.num_layers),
-        view=view,
-        batch_size=batch_size,
-        test_fraction=test_fraction,
-        seed=seed,
-        multiclass_column=risk_types,
-    )
-    gate_file = report.save(out, threshold=threshold)
-    n_h = sum(it.label == "harmful" for it in items)
-    console.print(
-        f"{len(items)} items ({n_h} harmful, {len(items) - n_h} benign, {sum(it.image is not None for it in items)} "
-        f"with images), view={view}; train {len(report.train_index)} / held-out {len(report.test_index)}",
-        highlight=False,
-    )
-    table = Table(show_header=True, header_style="bold")
-    rows = report.rows()
-    for col in rows[0]:
-        table.add_column(col, justify="right", overflow="fold")
-    table.add_column("", overflow="fold")
-    for row in rows:
-        cells = ["-" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v)) for v in row.values()]
-        table.add_row(*cells, "chosen" if row["layer"] == report.best_layer else "")
-    console.print(table)
-    best = report.best
-    console.print(
-        f"chosen layer: {report.best_layer} (held-out accuracy {best.accuracy:.3f}, ROC-AUC "
-        f"{'-' if best.auc is None else f'{best.auc:.3f}'}); steer only layers > {report.best_layer} with this gate",
-        highlight=False,
-    )
-    console.print(f"wrote {gate_file} (threshold {threshold:g})", highlight=False)
-    if plot is not None:
-        console.print(f"wrote {report.plot(plot)}", highlight=False)
+    run = fit_probe_file(**options)
+    console.print(run.data_line(), highlight=False)
+    grid = run.rows()
+    _print_grid(grid, justify=["right"] * (len(grid[0]) - 1) + ["left"])
+    for line in run.lines():
+        console.print(line, highlight=False)
     if transfer:
-        tr = transfer_report(
-            sm, items, layers=report.layers, batch_size=batch_size, test_fraction=test_fraction, seed=seed
-        )
-        console.print(f"transfer ({tr.mode}; recalibrated thresholds chosen on the train rows of the test view):")
-        console.print(tr.format_table(), highlight=False, soft_wrap=True)
+        report = run.transfer_report()
+        console.print(f"transfer ({report.mode}; recalibrated thresholds chosen on the train rows of the test view):")
+        console.print(report.format_table(), highlight=False, soft_wrap=True)
 
 
 # ---------------------------------------------------------------------------- evaluation
-# `steer eval`, `steer sweep`, `steer compare` (steer/eval/runner.py, sweep.py, compare.py).
-
-DATA_HELP = (
-    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
-    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
-    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
-    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
-    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
-    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
-)
-IMAGE_MODE_HELP = (
-    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
-    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
-)
-
-
-def _eval_split_list(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
-
-
-def _check_label(label: Optional[str]) -> Optional[str]:
-    from steer.data.items import LABELS
-
-    if label is not None and label not in LABELS:
-        raise SteerInputError(f"unknown --label {label!r}; choose harmful or benign")
-    return label
-
-
-def _eval_load_data(
-    specs: list[str], limit: Optional[int], image_mode: Optional[str], prefix_ids: bool, label: Optional[str] = None
-) -> dict:
-    """label -> items for each dataset entry (shared sets are checked against the manifest).
-
-    ``label``: the label of user-file rows without one (None: such rows are refused)."""
-    from steer.data.items import EvalItem
-    from steer.data.specs import load_items, parse_data_spec
-
-    out: dict = {}
-    for spec in specs:
-        ds = parse_data_spec(spec, image_mode)
-        if ds.label in out:
-            raise SteerInputError(f"dataset {ds.label!r} given twice")
-        items = load_items(ds, limit, default_label=_check_label(label))
-        if not items:
-            raise SteerInputError(f"dataset {ds.label!r} has no items")
-        if prefix_ids:
-            items = [
-                EvalItem(f"{ds.label}/{it.id}", it.prompt, it.image, it.label, it.category, it.source, it.answer, it.meta)
-                for it in items
-            ]
-        out[ds.label] = items
-    return out
-
-
-def _eval_llm_judge(judge: Optional[str], device: Optional[str]):
-    if judge is None:
-        return None
-    from steer.eval.judge import LLMJudge
-
-    try:
-        return LLMJudge(judge, device=device)
-    except OSError as err:
-        raise SteerInputError(f"cannot load judge model {judge!r}: {err}") from None
+# `steer eval`, `steer sweep`, `steer compare` (steer/eval/runs.py).
 
 
 @app.command("eval", short_help='Evaluate one model or setting on a dataset.')
 @with_threads
 @data_options
 def eval_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
-    layers: Optional[str] = typer.Option(None, "--layers", help="Layers to steer, e.g. '8-20' (default: the file's)."),
+    layers: SteerLayers = None,
     positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | prompt_last | last."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
+    method: FileMethod = None,
     projector: Optional[Path] = typer.Option(None, "--projector", help="Evaluate with a TGA projector swapped in."),
     gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file: steer only rows the probe flags (needs --steer)."),
     threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
     variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
-    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
+    image_mode: ImageMode = None,
+    label: Label = None,
     limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip items already in --out (default) or start over."),
     judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (Llama-Guard-style safe/unsafe)."),
     include_advice: bool = typer.Option(False, "--include-advice", help="Count 'specialised advice' harmful items in unsafe rates."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
+    progress: ShowProgress = True,
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    allow_other_weights: AllowOtherWeights = False,
+    allow_other_processor_kwargs: AllowOtherPk = False,
 ) -> None:
     """Evaluate one model or steering setting on a dataset: per-item JSONL + summary.
 
@@ -752,89 +389,20 @@ def eval_cmd(
 
     Example: steer eval --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --alpha 1 --data figstep --out figstep_cmrm.jsonl
     """
-    check_output_path(out, inputs=existing_paths(data, steer, gate, projector), force=force)  # fails now, not later
-    check_text_inputs(data)
-    from steer.eval.runner import evaluate, summaries_by_cell, write_summary
-    from steer.eval.variants import VariantSpec, build_variant, parse_layer_spec, parse_variant
-    from steer.positions import check_positions
-    from steer.schedule import check_schedule
+    options = _api_options(locals())
+    from steer.eval.runs import evaluate_model
 
-    steering_opts = {"--steer": steer, "--alpha": alpha, "--layers": layers, "--positions": positions,
-                     "--schedule": schedule, "--method": method, "--projector": projector, "--gate": gate,
-                     "--threshold": threshold}
-    if variant is not None:
-        given = [k for k, v in steering_opts.items() if v is not None]
-        if given:
-            raise SteerInputError(f"--variant replaces {', '.join(given)}: put them in the spec (e.g. @alpha=0.5)")
-        spec = parse_variant(variant)
-    else:
-        if projector is not None and (steer is not None or gate is not None):
-            raise SteerInputError("--projector evaluates the TGA model unsteered; compare it with steering via `steer compare`")
-        if gate is not None and steer is None:
-            raise SteerInputError("a gate decides where to steer: give --steer vectors too")
-        if steer is None and any(v is not None for v in (alpha, layers, positions, schedule, method, threshold)):
-            raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
-        if steer is not None and steer != "sample" and not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        refuse_empty_layers(layers)
-        layer_list = parse_layer_spec(layers)
-        positions is None or check_positions(positions)  # checked before the model loads
-        schedule is None or check_schedule(schedule)
-        opts = dict(
-            alpha=None if alpha is None else parse_alpha(alpha),
-            layers=None if layer_list is None else tuple(layer_list),
-            positions=positions,
-            schedule=schedule,
-        )
-        if projector is not None:
-            spec = VariantSpec("tga", path=str(projector), text=f"tga:{projector}")
-        elif gate is not None:
-            spec = VariantSpec("gated", path=steer, probe=str(gate), threshold=threshold, method=method,
-                               text=f"gated:{steer}:{gate}", **opts)
-        elif steer == "sample":
-            if method == "shiftdc":
-                raise SteerInputError("sample-level ShiftDC needs safety directions: --variant shiftdc-sample:VECTORS")
-            spec = VariantSpec("cmrm-sample", text="cmrm-sample", **opts)
-        elif steer is not None:
-            from steer.stored_recipe import load_metadata, stored_level
-
-            meta = load_metadata(steer)
-            kind = method or ("shiftdc" if meta.get("method") == "shiftdc" else "cmrm")
-            if kind == "shiftdc" and stored_level(meta) == "sample":
-                kind = "shiftdc-sample"  # the file's recipe is sample level (ShiftDC's measured one)
-            spec = VariantSpec(kind, path=steer, text=f"{kind}:{steer}", **opts)
-        else:
-            spec = VariantSpec("baseline", text="baseline")
-    items = _eval_load_data([data], limit, image_mode, prefix_ids=False, label=label)
-    (label, data_items), = items.items()
-    llm = _eval_llm_judge(judge, device)
-    from steer.model import SteeredModel
-
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
-                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
-    v = build_variant(spec, sm, model=model, device=device, dtype=dtype, device_map=device_map,
-                      max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
-    err_console.print(Text.assemble((v.describe(), "bold"), f" on {label} ({len(data_items)} items) -> {out}"), highlight=False)
-    summary = evaluate(v, data_items, batch_size=batch_size, out=out, resume=resume, progress=progress,
-                       max_new_tokens=max_new_tokens, llm_judge=llm, dataset=label, include_advice=include_advice)
-    by_cell = summaries_by_cell(summary, data_items, include_advice=include_advice)
-    summary_path = write_summary(summary, out.with_name(out.stem + ".summary.json"), by_cell)
-    lines = summary.lines()
-    if by_cell:  # several cells (e.g. --data organism): one row per cell, never one blended rate
-        from steer.eval.terminal import ci_note, cells_lines
-
-        kept = [line for line in lines[2:] if line.lstrip().startswith(("throughput", "gate"))]
-        lines = [*lines[:2], f"per cell ({len(by_cell)} cells):", *cells_lines(by_cell), *kept, ci_note()]
-    for line in lines:
+    run = evaluate_model(**options, announce=lambda what, rest: err_console.print(Text.assemble((what, "bold"), rest),
+                                                                                   highlight=False))
+    for line in run.lines():
         typer.echo(line)
-    typer.echo(f"results: {out}  summary: {summary_path}")
 
 
 @app.command("sweep", short_help='Sweep layers x alphas: CSV + safety/utility frontier.')
 @with_threads
 @data_options
 def sweep_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
+    model: Model,
     steer: str = typer.Option(..., "--steer", help="Vector file to sweep, or 'sample' (sample-level CMRM)."),
     safety_data: str = typer.Option(..., "--safety-data", help="Comma-separated harmful datasets (rows without a label are harmful). " + DATA_HELP),
     utility_data: Optional[str] = typer.Option(None, "--utility-data", help="Comma-separated benign datasets (answers -> accuracy, else answered rate); rows without a label are benign. Without it no best setting is named."),
@@ -843,23 +411,20 @@ def sweep_cmd(
     alpha: str = typer.Option("0:2:0.25", "--alpha", help="Alpha grid: start:stop:step (stop included) or a list '0.5,1,1.5'."),
     schedule: Optional[str] = typer.Option(None, "--schedule", help="Comma-separated schedules to sweep (default: the file's)."),
     positions: Optional[str] = typer.Option(None, "--positions", help="Comma-separated positions to sweep (default: the file's)."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    level: Optional[str] = typer.Option(
-        None, "--level",
-        help="dataset | sample: with a ShiftDC file, 'sample' sweeps sample-level ShiftDC (each query's own shift). "
-        "Default: the level the file stores.",
-    ),
+    method: FileMethod = None,
+    level: Optional[str] = typer.Option(None, "--level", help="dataset | sample: with a ShiftDC file, 'sample' sweeps "
+        "sample-level ShiftDC (each query's own shift). Default: the level the file stores."),
     utility_floor: Optional[float] = typer.Option(None, "--utility-floor", help="Best = max safety with utility >= this (default: baseline utility - 0.05)."),
-    image_mode: Optional[str] = typer.Option(None, "--image-mode", help=IMAGE_MODE_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    dtype: Optional[str] = typer.Option(None, "--dtype"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
+    image_mode: ImageMode = None,
+    limit: LimitEach = None,
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
+    resume: Resume = True,
+    progress: ShowProgress = True,
+    device: PlainDevice = None,
+    dtype: PlainDtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
 ) -> None:
     """Sweep layer sets x alphas (x schedules x positions): CSV + safety/utility frontier PNG.
 
@@ -867,66 +432,11 @@ def sweep_cmd(
 
     Example: steer sweep --model llava-hf/llava-1.5-7b-hf --steer shift.safetensors --layers 8-31 --alpha 0:2:0.25 --safety-data figstep-tiny,advbench@blank --utility-data xstest-safe
     """
-    check_output_dir(out)  # a bad output path fails now, not after the work
-    check_text_inputs(safety_data, utility_data)
-    refuse_empty_layers(layers)
-    from steer.eval.sweep import parse_alpha_grid, parse_layer_grid, sweep as run_sweep
-    from steer.model import SteeredModel
-    from steer.positions import check_positions
-    from steer.schedule import SCHEDULES
+    options = _api_options(locals())
+    from steer.eval.runs import sweep_model, sweep_row_line
 
-    alphas = parse_alpha_grid(alpha)
-    schedules = _eval_split_list(schedule) if schedule else [None]
-    for s in schedules:
-        if s is not None and s not in SCHEDULES:
-            raise SteerInputError(f"unknown schedule {s!r}; choose from {', '.join(SCHEDULES)}")
-    pos_list = [check_positions(p) for p in _eval_split_list(positions)] if positions else [None]
-    parse_layer_grid(layers)  # syntax errors fail before the model loads (layer numbers are checked after)
-    if method is not None and method not in ("cmrm", "shiftdc"):
-        raise SteerInputError(f"unknown method {method!r}; choose cmrm or shiftdc")
-    if level is not None and level not in ("dataset", "sample"):
-        raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
-    if steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
-        from steer.stored_recipe import load_metadata, stored_level
-
-        if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
-            level = level or stored_level(load_metadata(steer))
-    level = level or "dataset"
-    # the option states the role: unlabelled rows of --safety-data are harmful, of --utility-data benign
-    safety_sets = _eval_load_data(_eval_split_list(safety_data), limit, image_mode, prefix_ids=True, label="harmful")
-    utility_sets = (
-        _eval_load_data(_eval_split_list(utility_data), limit, None, prefix_ids=True, label="benign") if utility_data else {}
-    )
-    safety_items = [it for items in safety_sets.values() for it in items]
-    utility_items = [it for items in utility_sets.values() for it in items]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs)
-    layer_sets = parse_layer_grid(layers, sm.adapter.num_layers)
-    n_cells = len(layer_sets) * len(schedules) * len(pos_list) * len(alphas)
-    err_console.print(
-        f"sweep: {n_cells} cells + baseline; safety {len(safety_items)} items, utility {len(utility_items)} items -> {out}",
-        highlight=False,
-    )
-
-    def show(row: dict) -> None:
-        from steer.eval.stats import format_rate
-
-        un = format_rate(row.get("unsafe_rate"), row.get("n_unsafe") or 0, row.get("unsafe_rate_low"), row.get("unsafe_rate_high"))
-        onset = "-" if row.get("unsafe_rate_onset") is None else f"{row['unsafe_rate_onset']:.2f}"
-        u = format_rate(row.get("utility"), row.get("n_utility_rate") or 0, row.get("utility_low"), row.get("utility_high"))
-        err_console.print(
-            f"cell {row['cell']}: {row['method']} layers={row['layers']} alpha={row['alpha']:g} "
-            f"schedule={row['schedule']} positions={row['positions']}: unsafe {un} (onset {onset}), utility {u}",
-            highlight=False,
-            soft_wrap=False,
-        )
-
-    result = run_sweep(
-        sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
-        schedules=schedules, positions=pos_list, method=method, level=level, out_dir=out, utility_floor=utility_floor,
-        batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=show,
-    )
+    result = sweep_model(**options, note=_note,
+                         on_row=lambda row: err_console.print(sweep_row_line(row), highlight=False, soft_wrap=False))
     typer.echo(result.best_line())
     typer.echo(f"csv: {result.csv_path}  plot: {result.png_path}")
 
@@ -935,31 +445,29 @@ def sweep_cmd(
 @with_threads
 @data_options
 def compare_cmd(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    variants: str = typer.Option(
-        ..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, shiftdc-sample:V, "
-        "tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. cmrm:V@alpha=0.5,schedule=incremental."
-    ),
+    model: Model,
+    variants: str = typer.Option(..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, "
+        "shiftdc-sample:V, tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. "
+        "cmrm:V@alpha=0.5,schedule=incremental."),
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
     image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
-    label: Optional[str] = typer.Option(None, "--label", help=LABEL_HELP),
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items of each dataset."),
-    batch_size: int = typer.Option(8, "--batch-size", min=1),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    resume: bool = typer.Option(True, "--resume/--no-resume"),
+    label: Label = None,
+    limit: LimitEach = None,
+    batch_size: BatchSize = 8,
+    max_new_tokens: MaxNewTokens = 64,
+    resume: Resume = True,
     judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (safe/unsafe)."),
     include_advice: bool = typer.Option(False, "--include-advice"),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    dtype: Optional[str] = typer.Option(None, "--dtype"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
-    device_map: Optional[str] = typer.Option(None, "--device-map", help=DEVICE_MAP_HELP),
-    allow_other_weights: bool = typer.Option(False, "--allow-other-weights"),
-    allow_other_processor_kwargs: bool = typer.Option(False, "--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP),
-    html: Optional[Path] = typer.Option(
-        None, "--html", help="Also write a self-contained HTML report here (same as `steer report OUT --html FILE`)."
-    ),
+    progress: ShowProgress = True,
+    device: PlainDevice = None,
+    dtype: PlainDtype = None,
+    processor_kwargs: ProcessorKwargs = None,
+    device_map: DeviceMap = None,
+    allow_other_weights: AllowOtherWeights = False,
+    allow_other_processor_kwargs: AllowOtherPk = False,
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write a self-contained HTML report here (same as "
+        "`steer report OUT --html FILE`)."),
 ) -> None:
     """Run several variants on several datasets: one table (Markdown + JSON) and a bar chart.
 
@@ -967,35 +475,16 @@ def compare_cmd(
 
     Example: steer compare --model llava-hf/llava-1.5-7b-hf --variants baseline,cmrm:V,cmrm-sample --data figstep,advbench@blank,xstest-safe --out cmp/
     """
-    check_output_dir(out)  # a bad output path fails now, not after the work
-    html is None or check_output_path(html)
-    check_text_inputs(data)
-    from steer.eval.compare import compare as run_compare
-    from steer.eval.terminal import ci_note, compare_tables, rich_table
-    from steer.eval.variants import build_variants, parse_variants
-    from steer.model import SteeredModel
+    options = _api_options(locals())
+    from steer.eval.runs import compare_model
+    from steer.eval.terminal import ci_note, rich_table
 
-    specs = parse_variants(variants)
-    datasets = _eval_load_data(_eval_split_list(data), limit, image_mode, prefix_ids=False, label=label)
-    llm = _eval_llm_judge(judge, device)
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, device_map=device_map, processor_kwargs=processor_kwargs,
-                                      allow_other_processor_kwargs=allow_other_processor_kwargs)
-    built = build_variants(specs, sm, device=device, dtype=dtype, device_map=device_map,
-                           max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights, model_path=model)
-    for v in built:
-        err_console.print(v.describe(), highlight=False)
-    result = run_compare(
-        built, datasets, out_dir=out, batch_size=batch_size, max_new_tokens=max_new_tokens, llm_judge=llm,
-        resume=resume, progress=progress, include_advice=include_advice, command="steer " + " ".join(sys.argv[1:]),
-    )
-    for title, grid in compare_tables(result):  # a small table per dataset: fits 80 columns, nothing cut
+    run = compare_model(**options, command="steer " + " ".join(sys.argv[1:]), note=_note)
+    for title, grid in run.tables():  # a small table per dataset: fits 80 columns, nothing cut
         console.print(rich_table(grid, title))
     console.print(ci_note(), highlight=False)
-    typer.echo(f"table: {result.markdown_path}  json: {result.json_path}  chart: {result.png_path}")
-    if html is not None:
-        from steer.eval.report import write_report
-
-        typer.echo(f"report: {write_report(out, html)}")
+    for line in run.lines():
+        typer.echo(line)
 
 
 @app.command("report", short_help='Build one self-contained HTML report from a compare run.')
@@ -1003,9 +492,8 @@ def report_cmd(
     results_dir: Path = typer.Argument(..., help="The --out folder of a `steer compare` run (compare.json, runs/)."),
     html: Path = typer.Option(Path("report.html"), "--html", help="HTML file to write (atomically)."),
     sweep_dir: Optional[Path] = typer.Option(None, "--sweep", help="A `steer sweep --out` folder: add its safety/utility frontier."),
-    vectors: Optional[list[Path]] = typer.Option(
-        None, "--vectors", help="Vector file whose per-layer shift norms to plot (repeatable); the compared variants' files are added when they exist."
-    ),
+    vectors: Optional[list[Path]] = typer.Option(None, "--vectors", help="Vector file whose per-layer shift norms to "
+        "plot (repeatable); the compared variants' files are added when they exist."),
     samples: int = typer.Option(8, "--samples", min=0, help="Items shown side by side (spread over datasets, harmful and benign)."),
 ) -> None:
     """Build one self-contained HTML report from a compare folder: table, charts, sample answers.
@@ -1020,73 +508,44 @@ def report_cmd(
     typer.echo(f"report: {path}")
 
 
-def _band_spec(layers: list[int]) -> str:
-    """[1, 2, 3, 5] -> '1-3,5' (the --layers syntax)."""
-    parts: list[str] = []
-    start = prev = None
-    for layer in sorted(layers):
-        if start is None:
-            start = prev = layer
-        elif layer == prev + 1:
-            prev = layer
-        else:
-            parts.append(str(start) if start == prev else f"{start}-{prev}")
-            start = prev = layer
-    if start is not None:
-        parts.append(str(start) if start == prev else f"{start}-{prev}")
-    return ",".join(parts)
-
-
 @app.command("train-tga", short_help='Train a TGA projector (image-to-caption alignment).')
 @with_threads
 def train_tga(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ...,
-        "--data",
-        "-d",
-        help="JSONL of training rows: 'image' (path, relative to the file) and 'caption'; optional 'question', "
-        "'answer' (default: the caption), 'retrieved' (precomputed retrieved text), 'id'.",
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="JSONL of training rows: 'image' (path, relative to the file) "
+        "and 'caption'; optional 'question', 'answer' (default: the caption), 'retrieved' (precomputed retrieved "
+        "text), 'id'."),
     out: Path = typer.Option(..., "--out", "-o", help="Projector artifact to write (.safetensors), atomically."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
-    layers: Optional[str] = typer.Option(
-        None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the logit-lens suggestion, see inspect-layers)."
-    ),
-    harmful: Optional[Path] = typer.Option(
-        None, "--harmful", help="Harmful text prompts (JSONL 'prompt' / TXT) for the logit-lens band when --layers is not given."
-    ),
+    force: Force = False,
+    layers: Optional[str] = typer.Option(None, "--layers", help="Guide band, e.g. '1-3' or '10-18' (default: the "
+        "logit-lens suggestion, see inspect-layers)."),
+    harmful: Optional[Path] = typer.Option(None, "--harmful", help="Harmful text prompts (JSONL 'prompt' / TXT) for "
+        "the logit-lens band when --layers is not given."),
     steps: Optional[int] = typer.Option(None, "--steps", min=1, help="Optimizer steps (default: --epochs passes over the data)."),
     epochs: int = typer.Option(1, "--epochs", min=1),
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate of the projector."),
-    guide_weight: float = typer.Option(
-        0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the best trade-off on the organism)."
-    ),
+    guide_weight: float = typer.Option(0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the "
+        "best trade-off on the organism)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     train_llm: bool = typer.Option(False, "--train-llm", help="Also train the LLM's decoder layers (stored in the artifact)."),
-    retriever: str = typer.Option(
-        "auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest (nearest-image caption, query excluded)."
-    ),
-    corpus: Optional[Path] = typer.Option(
-        None, "--corpus", help="Caption corpus JSONL (image, caption) for --retriever nearest (default: the training data)."
-    ),
-    exclude_same_caption: bool = typer.Option(
-        False, "--exclude-same-caption", help="Nearest retrieval skips corpus captions equal to the query's own."
-    ),
-    prompt_format: str = typer.Option(
-        "Retrieved Text: {R}. <image>\n{question}", "--prompt-format", help="Training prompt; {R}, {question}, one <image>."
-    ),
+    retriever: str = typer.Option("auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest "
+        "(nearest-image caption, query excluded)."),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="Caption corpus JSONL (image, caption) for "
+        "--retriever nearest (default: the training data)."),
+    exclude_same_caption: bool = typer.Option(False, "--exclude-same-caption", help="Nearest retrieval skips corpus "
+        "captions equal to the query's own."),
+    prompt_format: str = typer.Option("Retrieved Text: {R}. <image>\n{question}", "--prompt-format", help="Training "
+        "prompt; {R}, {question}, one <image>."),
     question: str = typer.Option("Describe the image briefly.", "--question", help="Question for rows without one."),
-    checkpoint: Optional[Path] = typer.Option(
-        None, "--checkpoint", help="Checkpoint file (default: OUT + '.ckpt'); a rerun resumes from it."
-    ),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Checkpoint file (default: OUT + '.ckpt'); a "
+        "rerun resumes from it."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=0, help="Steps between checkpoints (0: none)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Resume from the checkpoint (default) or start over."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the loss curves (PNG)."),
     seed: int = typer.Option(0, "--seed"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
+    device: Device = None,
     dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16 (float32 trains best)."),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Train a TGA projector (arXiv 2410.12662): LM loss + image-to-caption hidden-state alignment.
 
@@ -1096,138 +555,60 @@ def train_tga(
     Example: steer train-tga --model llava-hf/llava-1.5-7b-hf --data captions.jsonl
     --out tga_projector.safetensors --layers 10-18 --steps 2000
     """
-    check_output_path(out, inputs=existing_paths(data, corpus, harmful), force=force)  # a bad output path fails now
-    check_text_inputs(data, corpus, harmful)
-    plot is None or check_output_path(plot)
-    from calibration.logit_lens import read_prompts
-    from calibration.retrieval import NearestCaptionRetriever, read_corpus
-    from calibration.tga import load_tga_data, train_tga_projector
-    from steer.model import SteeredModel
+    options = _api_options(locals())
+    from calibration.runs import train_tga_file
 
-    if retriever not in ("auto", "column", "nearest"):
-        raise SteerInputError(f"unknown --retriever {retriever!r}; choose auto, column or nearest")
-    parse_layers(layers)  # a bad --layers fails before the model loads
-    examples = load_tga_data(data, question=question)
-    harmful_prompts = read_prompts(harmful) if harmful is not None else None
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    band = parse_layers(layers, sm.adapter.num_layers)
-    chosen_retriever = None if retriever == "auto" else retriever
-    if retriever == "nearest" or (retriever == "auto" and corpus is not None):
-        source = read_corpus(corpus) if corpus is not None else examples
-        chosen_retriever = NearestCaptionRetriever(source, adapter=sm.adapter, exclude_same_caption=exclude_same_caption)
-    ckpt = checkpoint if checkpoint is not None else (out.with_name(out.name + ".ckpt") if checkpoint_every else None)
-    result = train_tga_projector(
-        sm,
-        examples,
-        layers=band,
-        retriever=chosen_retriever,
-        epochs=epochs,
-        steps=steps,
-        lr=lr,
-        guide_weight=guide_weight,
-        batch_size=batch_size,
-        train_llm=train_llm,
-        prompt_format=prompt_format,
-        checkpoint=ckpt,
-        checkpoint_every=checkpoint_every,
-        resume=resume,
-        progress=True,
-        seed=seed,
-        question=question,
-        harmful_prompts=harmful_prompts,
-    )
-    result.save(out)
-    if ckpt is not None:  # done: a kept checkpoint would block the next run with other settings
-        ckpt.unlink(missing_ok=True)
-    if plot is not None:
-        result.plot_losses(plot, title=f"TGA on {model}")
-    meta = result.metadata
-    final = meta.get("final", {})
-    source = meta.get("layer_band", {}).get("source", "given")
-    console.print(
-        f"wrote {out}: {meta['steps']} steps on {meta['n_samples']} rows, layers {_band_spec(result.layers)} ({source}), "
-        f"guide weight {meta['guide_weight']:g}"
-        + (f"; resumed at step {result.resumed_from}" if result.resumed_from else ""),
-        highlight=False,
-        soft_wrap=True,
-    )
-    if final:
-        console.print(
-            f"final (mean of last steps): lm={final['lm']:.4f} guide={final['guide']:.4f} cos(I,C)={final['cos_ic']:.4f}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    run = train_tga_file(**options)
+    for line in run.lines():
+        _say(line)
 
 
 @app.command("inspect-layers", short_help='Logit lens: where do refusal tokens appear?')
 @with_threads
 @data_options
 def inspect_layers(
-    model: str = typer.Option(..., "--model", "-m", help=MODEL_HELP),
-    data: Path = typer.Option(
-        ..., "--data", "-d",
-        help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per line), or a shared set (advbench, organism:text-harmful).",
-    ),
-    benign: Optional[Path] = typer.Option(
-        None, "--benign", help="Benign prompts as a control: the band then uses harmful-minus-benign hit rates."
-    ),
+    model: Model,
+    data: Path = typer.Option(..., "--data", "-d", help="Harmful text prompts: JSONL with 'prompt' (or TXT, one per "
+        "line), or a shared set (advbench, organism:text-harmful)."),
+    benign: Optional[Path] = typer.Option(None, "--benign", help="Benign prompts as a control: the band then uses "
+        "harmful-minus-benign hit rates."),
     words: str = typer.Option("sorry,cannot,i,unable,apologize", "--words", help="Refusal words (comma-separated)."),
     top_k: int = typer.Option(10, "--top-k", min=1, help="A refusal token counts when it is in the top-k."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the per-layer hit rates (PNG)."),
     batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ..."),
-    dtype: Optional[str] = typer.Option(None, "--dtype", help="auto | float32 | bfloat16 | float16"),
-    processor_kwargs: Optional[str] = typer.Option(None, "--processor-kwargs", help=PROCESSOR_KWARGS_HELP),
+    device: Device = None,
+    dtype: Dtype = None,
+    processor_kwargs: ProcessorKwargs = None,
 ) -> None:
     """Logit lens on harmful text: at which layers do refusal tokens enter the top-k?
 
     Decodes each decoder layer's last-token state (and its per-layer change) with the
     model's final norm and LM head; suggests the TGA layer band (train-tga's default).
     """
-    plot is None or check_output_path(plot)  # a bad output path fails now, not after the work
-    check_text_inputs(data, benign)
-    from calibration.logit_lens import logit_lens, read_prompts
-    from steer.model import SteeredModel
+    options = _api_options(locals(), "as_json")
+    from calibration.runs import find_refusal_layers
 
-    prompts = read_prompts(data)
-    benign_prompts = read_prompts(benign) if benign is not None else None
-    word_list = [w.strip() for w in words.split(",") if w.strip()]
-    sm = SteeredModel.from_pretrained(model, device=device, dtype=dtype, processor_kwargs=processor_kwargs)
-    result = logit_lens(sm, prompts, words=word_list, top_k=top_k, batch_size=batch_size, benign_prompts=benign_prompts)
-    if plot is not None:
-        result.plot(plot, title=f"logit lens: {model}")
+    run = find_refusal_layers(**options)
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True))
+        typer.echo(json.dumps(run.result.to_dict(), indent=2, sort_keys=True))
         return
-    console.print(
-        f"{len(prompts)} harmful prompts; refusal tokens {', '.join(result.tokens)} in the top-{top_k}", highlight=False
-    )
-    rows = result.rows()
-    table = Table(show_header=True, header_style="bold")
-    for col in rows[0]:
-        table.add_column(col, justify="right", overflow="fold")
-    for row in rows:
-        table.add_row(
-            *("-" if v is None else (f"{v:.3f}" if isinstance(v, float) else ("*" if v is True else ("" if v is False else str(v)))) for v in row.values())
-        )
-    console.print(table)
-    console.print(f"suggested band: --layers {_band_spec(result.band)} ({result.band_source})", highlight=False, soft_wrap=True)
-    if plot is not None:
-        console.print(f"plot: {plot}", highlight=False, soft_wrap=True)
+    console.print(run.heading(), highlight=False)
+    _print_grid(run.rows())
+    for line in run.lines():
+        _say(line)
 
 
 @app.command("export", short_help='Export a vector file for llama.cpp (GGUF).')
 def export(
     vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
-    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    force: Force = False,
     fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
     alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
-    method: Optional[str] = typer.Option(None, "--method", help="cmrm | shiftdc (default: the file's)."),
-    schedule: Optional[str] = typer.Option(
-        None, "--schedule", help="cumulative | incremental | single (default: the file's)."
-    ),
+    method: FileMethod = None,
+    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
+        "file's)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to export, e.g. '8-20' (default: all in the file)."),
     op: str = typer.Option("subtract", "--op", help="subtract (steer's default; exported negated) | add."),
 ) -> None:
@@ -1238,29 +619,13 @@ def export(
     by llama.cpp and is left out. Example: steer export --format gguf shift.safetensors
     shift.gguf --alpha 1.0, then llama-cli -m model.gguf --control-vector shift.gguf
     """
-    check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
-    import warnings
+    options = _api_options(locals())
+    from steer.export_gguf import export_vectors, summary_line
 
-    from steer.export_gguf import FORMATS, export_gguf
-
-    if fmt.lower() not in FORMATS:
-        raise SteerInputError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if not vectors.exists():
-        raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        summary = export_gguf(
-            vectors, out, alpha=parse_alpha(alpha), method=method, schedule=schedule, layers=parse_layers(layers), op=op
-        )
-    for warning in caught:
-        err_console.print(Text.assemble(("warning:", "yellow"), f" {warning.message}"), highlight=False, soft_wrap=True)
-    console.print(
-        f"wrote {summary['path']}: {len(summary['layers'])} direction tensors (layers {summary['layers'][0]}-"
-        f"{summary['layers'][-1]}, d={summary['hidden_size']}), {summary['method']}, {summary['op']} "
-        f"(exported {'negated' if summary['op'] == 'subtract' else 'as is'}), alpha={summary['alpha']}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    summary, warned = export_vectors(**options)
+    for message in warned:
+        err_console.print(Text.assemble(("warning:", "yellow"), f" {message}"), highlight=False, soft_wrap=True)
+    _say(summary_line(summary))
 
 
 organism_app = typer.Typer(short_help="The built-in model organism: train it, find it.", help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
@@ -1318,7 +683,7 @@ def data_fetch(
     names: Optional[list[str]] = typer.Argument(None, help="Set names (see `steer data list`)."),
     all_sets: bool = typer.Option(False, "--all", help="Fetch every named set (about 29 MB)."),
     mirror: Optional[str] = typer.Option(None, "--mirror", help="Base URL standing in for https://raw.githubusercontent.com (or STEER_DATA_MIRROR)."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: ShowProgress = True,
 ) -> None:
     """Download named sets from their pinned upstream commits into the cache, each file checked against its SHA-256.
 
@@ -1350,7 +715,7 @@ def demo(
     variants count only onset refusals: starts as a refusal, does not go on to comply).
     """
     check_output_dir(out)  # a bad output path fails now, not after the work
-    from calibration.demo import DEFAULT_CMRM, DEFAULT_CONTENT, DEFAULT_SHIFTDC, run_demo, table_rows
+    from calibration.demo import run_demo, summary_lines, table_rows
     from steer.progress import progress_bar
 
     with progress_bar(err_console) as bar:
@@ -1369,13 +734,8 @@ def demo(
     for cells in table_rows(summary):
         table.add_row(*cells)
     console.print(table)
-    console.print(f"CMRM: {DEFAULT_CMRM.describe()}", highlight=False)
-    console.print(f"ShiftDC: {DEFAULT_SHIFTDC.describe()}", highlight=False)
-    console.print(f"content: {DEFAULT_CONTENT.describe()}, gated by a layer-1 probe (calibration.content_gate)",
-                  highlight=False)
-    for line in summary["verdict"]:
+    for line in summary_lines(summary, out):
         console.print(line, highlight=False)
-    console.print(f"wrote {out / 'demo.json'} ({summary['seconds']} s)", highlight=False)
 
 
 def main() -> None:

@@ -12,7 +12,8 @@
 * :class:`ShiftAccumulator` -- the exact, mergeable float64 sums behind both.
 
 This package imports the runtime package `steer`, never the reverse. Command line:
-``steer calibrate`` (see ``cli.py``).
+``steer calibrate`` / ``probe`` / ``train-tga`` / ``inspect-layers``, each one call of
+:mod:`calibration.runs` (model path and data in, artifact written, printed rows out).
 """
 
 from calibration.accumulator import ProbeStore, ShiftAccumulator, load_checkpoint, save_checkpoint

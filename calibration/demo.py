@@ -371,3 +371,14 @@ def run_demo(
         cells["content"] = content
     atomic_write_text(work / "cells.json", json.dumps(cells, indent=2, sort_keys=True))
     return summary
+
+
+def summary_lines(summary: dict[str, Any], out: str | Path) -> list[str]:
+    """The lines under the demo table: each steered column's recipe, the verdict, the file written."""
+    return [
+        f"CMRM: {DEFAULT_CMRM.describe()}",
+        f"ShiftDC: {DEFAULT_SHIFTDC.describe()}",
+        f"content: {DEFAULT_CONTENT.describe()}, gated by a layer-1 probe (calibration.content_gate)",
+        *summary["verdict"],
+        f"wrote {Path(out) / 'demo.json'} ({summary['seconds']} s)",
+    ]

@@ -206,3 +206,44 @@ def read_gguf_directions(path: str | os.PathLike) -> dict[int, np.ndarray]:
 
 
 __all__ = ["ARCH", "ExportWarning", "FORMATS", "control_vectors", "export_gguf", "read_gguf_directions"]
+
+
+def export_vectors(
+    vectors: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    fmt: str = "gguf",
+    alpha: str | float = "1.0",
+    method: str | None = None,
+    schedule: str | None = None,
+    layers: str | None = None,
+    op: str = "subtract",
+    force: bool = False,
+) -> tuple[dict[str, Any], list[str]]:
+    """``steer export``: (the :func:`export_gguf` summary, the warnings it raised as text).
+
+    ``layers`` uses the CLI syntax ('8-20'); the output path and the format are checked
+    before anything is read. The warnings (e.g. a layer llama.cpp cannot steer) are
+    collected rather than raised so a caller can show them beside the summary."""
+    from steer.atomic import check_output_path, existing_paths
+    from steer.layer_spec import parse_layers
+
+    check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
+    if fmt.lower() not in FORMATS:
+        raise SteerInputError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if not Path(vectors).exists():
+        raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        summary = export_gguf(vectors, out, alpha=check_alpha(alpha), method=method, schedule=schedule,
+                              layers=parse_layers(layers), op=op)
+    return summary, [str(w.message) for w in caught]
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """What ``steer export`` prints about an exported file."""
+    return (
+        f"wrote {summary['path']}: {len(summary['layers'])} direction tensors (layers {summary['layers'][0]}-"
+        f"{summary['layers'][-1]}, d={summary['hidden_size']}), {summary['method']}, {summary['op']} "
+        f"(exported {'negated' if summary['op'] == 'subtract' else 'as is'}), alpha={summary['alpha']}"
+    )

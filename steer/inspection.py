@@ -42,3 +42,19 @@ def layer_table(vecs: ShiftVectors) -> list[dict[str, Any]]:
         rows.append(row)
         prev = s
     return rows
+
+
+def provenance_lines(vecs: ShiftVectors, path: str) -> list[str]:
+    """What ``steer inspect`` prints above the table: model, stored recipe and calibration data of a vector file."""
+    meta = vecs.metadata
+    model = meta.get("model", {})
+    return [
+        f"{path}  method={meta.get('method')}  format v{meta.get('format_version')}",
+        f"model: {model.get('name_or_path', '?')} ({model.get('model_type', '?')}, d={vecs.hidden_size}, "
+        f"{model.get('num_layers', '?')} layers, weights {model.get('weights_sha256', '?')})",
+        f"recipe {meta.get('recipe', 'custom (made before recipes)')}: level={meta.get('level', 'dataset')} "
+        f"alpha={meta.get('default_alpha')} positions={meta.get('positions')} schedule={meta.get('schedule')} "
+        f"pooling={meta.get('pooling')} reduce={meta.get('reduce', 'mean')} null_image={meta.get('null_image', '-')}",
+        f"calibration: n={meta.get('n_samples', '?')} data_sha256={str(meta.get('data_sha256', '?'))[:16]} "
+        f"created={meta.get('created', '?')} steer {meta.get('toolkit_version', '?')}",
+    ]
