@@ -80,7 +80,8 @@ Label = Annotated[Optional[str], typer.Option("--label", help=LABEL_HELP)]
 ImageMode = Annotated[Optional[str], typer.Option("--image-mode", help=IMAGE_MODE_HELP)]
 PlainDtype = Annotated[Optional[str], typer.Option("--dtype")]
 PlainDevice = Annotated[Optional[str], typer.Option("--device")]
-AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights")]
+AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights", help="Use a vector file computed on other "
+                                                 "weights of the same architecture, or one that records no model.")]
 
 
 def _show_version(value: bool) -> None:
@@ -185,8 +186,7 @@ def generate(
     processor_kwargs: ProcessorKwargs = None,
     device_map: DeviceMap = None,
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
-    allow_other_weights: bool = typer.Option(False, "--allow-other-weights", help="Use a vector file computed on other "
-        "weights of the same architecture."),
+    allow_other_weights: AllowOtherWeights = False,
     allow_other_processor_kwargs: AllowOtherPk = False,
     gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file from `steer probe`: steer only if the "
         "prompt's risk score exceeds the threshold."),
@@ -421,6 +421,7 @@ def sweep_cmd(
     max_new_tokens: MaxNewTokens = 64,
     resume: Resume = True,
     progress: ShowProgress = True,
+    allow_other_weights: AllowOtherWeights = False,
     device: PlainDevice = None,
     dtype: PlainDtype = None,
     processor_kwargs: ProcessorKwargs = None,

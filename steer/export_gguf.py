@@ -55,6 +55,7 @@ import numpy as np
 import torch
 
 from steer.atomic import atomic_path
+from steer.artifact import check_artifact_path
 from steer.errors import SteerInputError
 from steer.schedule import apply_schedule
 from steer.steering import check_alpha
@@ -231,8 +232,7 @@ def export_vectors(
     check_output_path(out, inputs=existing_paths(vectors), force=force)  # a bad output path fails now
     if fmt.lower() not in FORMATS:
         raise SteerInputError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
-    if not Path(vectors).exists():
-        raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
+    check_artifact_path(vectors, "vectors")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         summary = export_gguf(vectors, out, alpha=check_alpha(alpha), method=method, schedule=schedule,

@@ -360,6 +360,18 @@ def test_vector_file_without_model_fingerprint_needs_allow_other_weights(vector_
     assert code == 0, err
 
 
+def test_sweep_takes_allow_other_weights_too(vector_file, tmp_path, capsys, monkeypatch):
+    """Every command that reads a vector file has the escape hatch, sweep included."""
+    bad = _rewrite(vector_file, tmp_path / "nofp.safetensors", meta=lambda m: {k: v for k, v in m.items() if k != "model"})
+    args = ["sweep", "--model", ORGANISM_DIR, "--steer", bad, "--safety-data", _prompts(tmp_path, 1), "--alpha", "1",
+            "--layers", "1-2", "--max-new-tokens", 2, "--no-progress", "--out", tmp_path / "sweep"]
+    code, _, err = run_cli(args, capsys, monkeypatch)
+    assert code == 2 and "no model fingerprint" in _one_error(err)
+    code, _, err = run_cli(args + ["--allow-other-weights"], capsys, monkeypatch)
+    assert code == 0, err
+    assert (tmp_path / "sweep" / "sweep.csv").exists()
+
+
 def test_alpha_beyond_the_model_dtype_is_refused(vector_file, capsys, monkeypatch):
     args = ["generate", "--model", ORGANISM_DIR, "--prompt", "hi", "--steer", vector_file, "--max-new-tokens", 2]
     code, _, err = run_cli(args + ["--alpha", "1e39"], capsys, monkeypatch)
@@ -451,6 +463,19 @@ def test_hub_id_without_network_fails_in_seconds(monkeypatch):
     started = time.monotonic()
     with pytest.raises(SteerInputError, match="not reachable"):
         load_model("someorg/no-such-model")
+    assert time.monotonic() - started < 10
+
+
+def test_judge_hub_id_without_network_fails_in_seconds(monkeypatch, tmp_path):
+    """`--judge org/model` offline: the cache answers at once (no 30-50 s of retries)."""
+    from steer.eval.judge import LLMJudge
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    started = time.monotonic()
+    with pytest.raises(OSError):  # the CLI turns it into "cannot load judge model ..."
+        LLMJudge("someorg/no-such-judge", device="cpu")
     assert time.monotonic() - started < 10
 
 

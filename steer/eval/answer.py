@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+from steer.artifact import check_artifact_path
 from steer.errors import SteerInputError
 from steer.layer_spec import parse_layers
 
@@ -81,8 +82,7 @@ def answer_prompt(
     if level is not None and level not in LEVELS:
         raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
     if steer is not None and steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        check_artifact_path(steer, "vectors")
         meta = load_metadata(steer)
         level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
         if level == "sample":

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from steer.atomic import check_output_dir, check_output_path, existing_paths
+from steer.artifact import check_artifact_path
 from steer.errors import SteerInputError
 from steer.layer_spec import refuse_empty_layers
 from steer.textfiles import check_text_inputs
@@ -120,8 +121,8 @@ def eval_variant_spec(
         raise SteerInputError("a gate decides where to steer: give --steer vectors too")
     if steer is None and any(v is not None for v in (alpha, layers, positions, schedule, method, threshold)):
         raise SteerInputError("--alpha/--layers/--positions/--schedule/--method need --steer")
-    if steer is not None and steer != "sample" and not Path(steer).exists():
-        raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+    if steer is not None and steer != "sample":
+        check_artifact_path(steer, "vectors")
     refuse_empty_layers(layers)
     layer_list = parse_layer_spec(layers)
     positions is None or check_positions(positions)  # checked before the model loads
@@ -350,6 +351,7 @@ def sweep_model(
     max_new_tokens: int = 64,
     resume: bool = True,
     progress: bool = True,
+    allow_other_weights: bool = False,
     device: Optional[str] = None,
     dtype: Optional[str] = None,
     processor_kwargs: Optional[str | dict] = None,
@@ -386,8 +388,7 @@ def sweep_model(
     if level is not None and level not in ("dataset", "sample"):
         raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
     if steer != "sample":
-        if not Path(steer).exists():
-            raise SteerInputError(f"vector file not found: {steer} (make one with `steer calibrate`)")
+        check_artifact_path(steer, "vectors")
         from steer.stored_recipe import load_metadata, stored_level
 
         if method != "cmrm":  # the file's recipe unless told otherwise (sample level is ShiftDC's)
@@ -408,4 +409,5 @@ def sweep_model(
         sm, steer, safety_items=safety_items, utility_items=utility_items, layer_sets=layer_sets, alphas=alphas,
         schedules=schedules, positions=pos_list, method=method, level=level, out_dir=out, utility_floor=utility_floor,
         batch_size=batch_size, max_new_tokens=max_new_tokens, resume=resume, progress=progress, on_row=on_row,
+        allow_other_weights=allow_other_weights,
     )

@@ -52,6 +52,7 @@ from typing import Any, Callable, Sequence
 
 from steer.atomic import atomic_path, atomic_write_text
 from steer.data.items import EvalItem
+from steer.artifact import check_artifact_path
 from steer.errors import SteerInputError
 from steer.eval.judge import judge_refusal
 from steer.eval.runner import evaluate, summarize_records
@@ -357,6 +358,7 @@ def sweep(
     include_advice: bool = False,
     n_boot: int = 2000,
     on_row: Callable[[dict], None] | None = None,
+    allow_other_weights: bool = False,
 ) -> SweepResult:
     """Run the grid (baseline first, then layer sets x schedules x positions x alphas).
 
@@ -375,10 +377,9 @@ def sweep(
     if not sample:
         from steer.vectors import ShiftVectors
 
-        if not Path(vectors).exists():
-            raise SteerInputError(f"vector file not found: {vectors} (make one with `steer calibrate`)")
+        check_artifact_path(vectors, "vectors")
         vecs = ShiftVectors.load(vectors)
-        vecs.check_model(sm.adapter)
+        vecs.check_model(sm.adapter, allow_other_weights=allow_other_weights)
         file_meta = vecs.metadata
         kind = method or ("shiftdc" if vecs.method == "shiftdc" else "cmrm")
         if kind == "shiftdc" and vecs.directions is None:
@@ -454,7 +455,7 @@ def sweep(
         spec = parse_variant(base_spec).with_options(
             alpha=float(alpha), layers=None if layers is None else tuple(layers), schedule=sched, positions=pos,
         )
-        variant = Variant(spec, sm, max_new_tokens=max_new_tokens)
+        variant = Variant(spec, sm, max_new_tokens=max_new_tokens, allow_other_weights=allow_other_weights)
         st = variant.settings()
         layer_list = list(layers) if layers is not None else default_layers
         settings = {

@@ -104,9 +104,13 @@ class LLMJudge:
         if method not in ("auto", "logits", "generate"):
             raise ValueError(f"method must be 'auto', 'logits' or 'generate', got {method!r}")
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
+        from steer.hub import use_local_files_only
+
+        # a hub id with no hub reachable: the cache answers at once instead of 30-50 s of retries
+        cache_only = use_local_files_only(str(model_name_or_path))
+        self.tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, local_files_only=cache_only)
         kwargs = {"dtype": dtype} if dtype is not None else {}
-        self.model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+        self.model = AutoModelForCausalLM.from_pretrained(model_name_or_path, local_files_only=cache_only, **kwargs)
         self.model.to(self.device).eval()
         self.prompt_format = prompt_format
         if prompt_format == "chat_template" and not getattr(self.tokenizer, "chat_template", None):
