@@ -68,7 +68,7 @@ def answer_prompt(
     from steer.positions import check_positions
     from steer.schedule import check_schedule
     from steer.steering import check_alpha
-    from steer.stored_recipe import LEVELS, load_metadata, sample_settings, stored_level
+    from steer.stored_recipe import LEVELS
 
     if variant is not None:
         return _answer_variant(variant, model, prompt, image, max_new_tokens, device, dtype, device_map, backend,
@@ -82,11 +82,10 @@ def answer_prompt(
     if level is not None and level not in LEVELS:
         raise SteerInputError(f"unknown level {level!r}; choose dataset or sample")
     if steer is not None and steer != "sample":
+        from steer.vectors import ShiftVectors
+
         check_artifact_path(steer, "vectors")
-        meta = load_metadata(steer)
-        level = level or stored_level(meta)  # the file's recipe, level included, unless told otherwise
-        if level == "sample":
-            positions, schedule = sample_settings(meta, positions, schedule)
+        steer = ShiftVectors.load(steer)  # a bad file fails before the model loads; generate() applies its recipe
     img = load_image(image) if image is not None else None
     probe_gate = None
     if gate is not None:
@@ -101,7 +100,7 @@ def answer_prompt(
         raise SteerInputError(f"{model} is a text-only model ({sm.adapter.family}); drop --image")
     result = sm.generate(
         prompt, image=img, steer=steer, alpha=alpha_value, layers=parse_layers(layers, sm.adapter.num_layers),
-        positions=positions, schedule=schedule, method=method, level=level or "dataset", max_new_tokens=max_new_tokens,
+        positions=positions, schedule=schedule, method=method, level=level, max_new_tokens=max_new_tokens,
         allow_other_weights=allow_other_weights, gate=probe_gate, threshold=threshold,
         return_details=probe_gate is not None,
     )
