@@ -10,13 +10,18 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from cli_options import (  # the option vocabulary shared by the commands (one declaration per flag)
+    DATA_HELP, AllowOtherPk, AllowOtherWeights, Alpha, BatchSize, DataDir, Device, DeviceMap, Dtype, FileMethod,
+    Force, Gate, ImageMode, IncludeAdvice, Judge, Label, LimitEach, MaxNewTokens, Model, Positions, ProcessorKwargs,
+    Projector, Resume, Schedule, ShowProgress, SteerFile, SteerLayers, Threshold, Variant, VectorsArg, data_options,
+)
 from steer.atomic import check_output_dir
 from steer.errors import SteerError, SteerInputError
 from steer.layer_spec import parse_layers  # noqa: F401 (cli.parse_layers: the --layers syntax, kept importable here)
@@ -38,50 +43,6 @@ app = typer.Typer(
 # never rich markup; styled pieces are built as rich Text
 console = Console(markup=False, emoji=False)
 err_console = Console(stderr=True, markup=False, emoji=False)
-
-MODEL_HELP = "HF hub id or local folder of the model (loaded with from_pretrained)."
-FORCE_HELP = "Write through a symbolic link at the output path (to the file it points at)."
-DEVICE_MAP_HELP = "e.g. 'auto' to spread a large model over GPUs (needs accelerate); instead of --device."
-PROCESSOR_KWARGS_HELP = (
-    "JSON object for the processor, e.g. '{\"max_pixels\": 200704}' (Qwen2-VL): it changes the image tokens, "
-    "so vector files record it."
-)
-ALLOW_OTHER_PK_HELP = "Use vector/probe/projector files made with other --processor-kwargs."
-DATA_HELP = (
-    "Dataset: a shared set (figstep, figstep-tiny, advbench, harmbench[:test|:val], mm-safetybench[:tiny], "
-    "xstest-safe, xstest-unsafe, harmless-alpaca[:split]), the shipped organism's held-out items "
-    "(organism, organism:CELL e.g. organism:image-harmful-text; --limit then counts per cell, evenly spaced), "
-    "a Hugging Face dataset hf:ORG/NAME[:split][@revision] (--prompt-column etc. name its columns), "
-    "or a .jsonl/.csv/.json/.parquet file or datasets folder; "
-    "append @none|@blank|@noise|@unrelated:PATH to set its image mode."
-)
-IMAGE_MODE_HELP = (
-    "as_given | none (text only) | blank | noise | unrelated:PATH (a natural photo, same for every item). "
-    "Use none/blank/unrelated:PATH for harmful text sets such as advbench and harmbench."
-)
-LABEL_HELP = "harmful | benign: the label of every row of a --data file that has no 'label' column (never guessed)."
-
-# options shared by several commands (same flag, same help)
-Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
-ProcessorKwargs = Annotated[Optional[str], typer.Option("--processor-kwargs", help=PROCESSOR_KWARGS_HELP)]
-Dtype = Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16")]
-DeviceMap = Annotated[Optional[str], typer.Option("--device-map", help=DEVICE_MAP_HELP)]
-Device = Annotated[Optional[str], typer.Option("--device", help="cpu, cuda, cuda:1, ...")]
-Force = Annotated[bool, typer.Option("--force", help=FORCE_HELP)]
-ShowProgress = Annotated[bool, typer.Option("--progress/--no-progress")]
-FileMethod = Annotated[Optional[str], typer.Option("--method", help="cmrm | shiftdc (default: the file's).")]
-MaxNewTokens = Annotated[int, typer.Option("--max-new-tokens", min=1)]
-AllowOtherPk = Annotated[bool, typer.Option("--allow-other-processor-kwargs", help=ALLOW_OTHER_PK_HELP)]
-BatchSize = Annotated[int, typer.Option("--batch-size", min=1)]
-Resume = Annotated[bool, typer.Option("--resume/--no-resume")]
-LimitEach = Annotated[Optional[int], typer.Option("--limit", min=0, help="Use the first N items of each dataset.")]
-SteerLayers = Annotated[Optional[str], typer.Option("--layers", help="Layers to steer, e.g. '8-20' (default: the file's).")]
-Label = Annotated[Optional[str], typer.Option("--label", help=LABEL_HELP)]
-ImageMode = Annotated[Optional[str], typer.Option("--image-mode", help=IMAGE_MODE_HELP)]
-PlainDtype = Annotated[Optional[str], typer.Option("--dtype")]
-PlainDevice = Annotated[Optional[str], typer.Option("--device")]
-AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights", help="Use a vector file computed on other "
-                                                 "weights of the same architecture, or one that records no model.")]
 
 
 def _show_version(value: bool) -> None:
@@ -128,53 +89,17 @@ def _print_grid(grid: list[list[str]], title: Optional[str] = None, justify: Opt
     console.print(table)
 
 
-def data_options(command):
-    """Give a command --data-dir, --fetch and --prompt/--image/--label-column; they apply while it runs
-    (:func:`steer.data.options.using_data_options`), wherever its data is read."""
-    import functools
-    import inspect as _inspect
-
-    kw = _inspect.Parameter.KEYWORD_ONLY
-    extra = [
-        _inspect.Parameter("data_dir", kw, annotation=Optional[Path], default=typer.Option(
-            None, "--data-dir", help="Folder in the shared layout searched first for named sets (else STEER_SHARED_DATA, ../shared/data, the fetch cache).")),
-        _inspect.Parameter("fetch", kw, annotation=bool, default=typer.Option(
-            False, "--fetch", help="Download a named set that is not found (as `steer data fetch NAME`).")),
-        _inspect.Parameter("prompt_column", kw, annotation=Optional[str], default=typer.Option(
-            None, "--prompt-column", help="Column holding the prompt in a hf:/file dataset (default 'prompt').")),
-        _inspect.Parameter("image_column", kw, annotation=Optional[str], default=typer.Option(
-            None, "--image-column", help="Column holding the image (default 'image').")),
-        _inspect.Parameter("label_column", kw, annotation=Optional[str], default=typer.Option(
-            None, "--label-column", help="Column holding harmful/benign (or safe/unsafe) labels (default 'label').")),
-    ]
-    signature = _inspect.signature(command, eval_str=True)
-
-    @functools.wraps(command)
-    def run(*args, data_dir=None, fetch=False, prompt_column=None, image_column=None, label_column=None, **kwargs):
-        from steer.data.options import using_data_options
-
-        with using_data_options(data_dir=None if data_dir is None else str(data_dir), fetch=fetch or None,
-                                prompt_column=prompt_column, image_column=image_column, label_column=label_column):
-            return command(*args, **kwargs)
-
-    run.__signature__ = signature.replace(parameters=[*signature.parameters.values(), *extra])
-    return run
-
-
 @app.command()
 @with_threads
 def generate(
     model: Model,
     prompt: str = typer.Option(..., "--prompt", "-p", help="The user message."),
     image: Optional[Path] = typer.Option(None, "--image", "-i", help="Image file to attach (PNG/JPEG)."),
-    steer: Optional[str] = typer.Option(None, "--steer", help="Vector file from `steer calibrate`, or 'sample' for "
-        "sample-level CMRM on the query itself."),
-    alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
+    steer: SteerFile = None,
+    alpha: Alpha = None,
     layers: SteerLayers = None,
-    positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | "
-        "prompt_last | last (default: the file's)."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
-        "file's)."),
+    positions: Positions = None,
+    schedule: Schedule = None,
     method: FileMethod = None,
     level: Optional[str] = typer.Option(None, "--level", help="dataset: subtract the file's stored shift; sample: "
         "measure this query's own shift on the file's layers (one extra forward over the prompts' text, the "
@@ -188,14 +113,10 @@ def generate(
     backend: str = typer.Option("native", "--backend", help="native (PyTorch hooks) | nnsight (same steering via nnsight tracing)."),
     allow_other_weights: AllowOtherWeights = False,
     allow_other_processor_kwargs: AllowOtherPk = False,
-    gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file from `steer probe`: steer only if the "
-        "prompt's risk score exceeds the threshold."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold in [0, 1] (default: the probe "
-        "file's)."),
-    projector: Optional[Path] = typer.Option(None, "--projector", help="TGA projector artifact from `steer train-tga`, "
-        "swapped in (in memory)."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the steering options, "
-        "e.g. 'caption-shiftdc:V' or 'refusal-add:V:PROBE' (see `steer compare`)."),
+    gate: Gate = None,
+    threshold: Threshold = None,
+    projector: Projector = None,
+    variant: Variant = None,
 ) -> None:
     """Generate an answer, optionally steered by a vector file.
 
@@ -210,7 +131,7 @@ def generate(
 
 @app.command()
 def inspect(
-    vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
+    vectors: VectorsArg,
     as_json: bool = typer.Option(False, "--json", help="Print the metadata as JSON."),
 ) -> None:
     """Show a vector file's provenance and per-layer statistics.
@@ -251,7 +172,7 @@ def calibrate(
     reduce: str = typer.Option("mean", "--reduce", help="mean | pc1 (first principal component of the shifts)."),
     pool: str = typer.Option("last", "--pool", help="last (last prompt token) | mean (shared text tokens after the image)."),
     null_image: str = typer.Option("blank", "--null-image", help="Content-free image: blank | noise | mean."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Anchors per forward pass."),
+    batch_size: BatchSize = 8,
     max_samples: Optional[int] = typer.Option(None, "--max-samples", min=1, help="Use at most N anchors (a seeded "
         "random subset; also caps each safety side)."),
     seed: int = typer.Option(0, "--seed", help="Seed for --max-samples, the noise image and the probe split."),
@@ -318,7 +239,7 @@ def probe(
     threshold: float = typer.Option(0.5, "--threshold", help="Default gate threshold stored in the file."),
     transfer: bool = typer.Option(False, "--transfer", help="Also print the text-only <-> image+text transfer table "
         "(needs items with images)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1, help="Items per forward pass."),
+    batch_size: BatchSize = 8,
     test_fraction: float = typer.Option(0.25, "--test-fraction", help="Held-out share of each class."),
     seed: int = typer.Option(0, "--seed", help="Seed of the train/test split."),
     device: Device = None,
@@ -357,24 +278,24 @@ def eval_cmd(
     data: str = typer.Option(..., "--data", "-d", help=DATA_HELP),
     out: Path = typer.Option(..., "--out", "-o", help="Results JSONL (appended per batch; reruns resume from it)."),
     force: Force = False,
-    steer: Optional[str] = typer.Option(None, "--steer", help="Vector file, or 'sample' for sample-level CMRM."),
-    alpha: Optional[str] = typer.Option(None, "--alpha", help="Steering strength (default: the vector file's)."),
+    steer: SteerFile = None,
+    alpha: Alpha = None,
     layers: SteerLayers = None,
-    positions: Optional[str] = typer.Option(None, "--positions", help="all | image | text | after_image | prompt | prompt_last | last."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single."),
+    positions: Positions = None,
+    schedule: Schedule = None,
     method: FileMethod = None,
-    projector: Optional[Path] = typer.Option(None, "--projector", help="Evaluate with a TGA projector swapped in."),
-    gate: Optional[Path] = typer.Option(None, "--gate", help="Probe file: steer only rows the probe flags (needs --steer)."),
-    threshold: Optional[float] = typer.Option(None, "--threshold", help="Gate threshold (default: the probe's)."),
-    variant: Optional[str] = typer.Option(None, "--variant", help="A variant spec instead of the options above, e.g. 'shiftdc-sample:V@alpha=0.5'."),
+    projector: Projector = None,
+    gate: Gate = None,
+    threshold: Threshold = None,
+    variant: Variant = None,
     image_mode: ImageMode = None,
     label: Label = None,
-    limit: Optional[int] = typer.Option(None, "--limit", min=0, help="Use the first N items."),
+    limit: LimitEach = None,
     batch_size: BatchSize = 8,
     max_new_tokens: MaxNewTokens = 64,
-    resume: bool = typer.Option(True, "--resume/--no-resume", help="Skip items already in --out (default) or start over."),
-    judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (Llama-Guard-style safe/unsafe)."),
-    include_advice: bool = typer.Option(False, "--include-advice", help="Count 'specialised advice' harmful items in unsafe rates."),
+    resume: Resume = True,
+    judge: Judge = None,
+    include_advice: IncludeAdvice = False,
     progress: ShowProgress = True,
     device: Device = None,
     dtype: Dtype = None,
@@ -422,8 +343,8 @@ def sweep_cmd(
     resume: Resume = True,
     progress: ShowProgress = True,
     allow_other_weights: AllowOtherWeights = False,
-    device: PlainDevice = None,
-    dtype: PlainDtype = None,
+    device: Device = None,
+    dtype: Dtype = None,
     processor_kwargs: ProcessorKwargs = None,
     device_map: DeviceMap = None,
 ) -> None:
@@ -452,17 +373,17 @@ def compare_cmd(
         "cmrm:V@alpha=0.5,schedule=incremental."),
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
-    image_mode: Optional[str] = typer.Option(None, "--image-mode", help="Default image mode for entries without @MODE. " + IMAGE_MODE_HELP),
+    image_mode: ImageMode = None,
     label: Label = None,
     limit: LimitEach = None,
     batch_size: BatchSize = 8,
     max_new_tokens: MaxNewTokens = 64,
     resume: Resume = True,
-    judge: Optional[str] = typer.Option(None, "--judge", help="Also judge with this HF causal LM (safe/unsafe)."),
-    include_advice: bool = typer.Option(False, "--include-advice"),
+    judge: Judge = None,
+    include_advice: IncludeAdvice = False,
     progress: ShowProgress = True,
-    device: PlainDevice = None,
-    dtype: PlainDtype = None,
+    device: Device = None,
+    dtype: Dtype = None,
     processor_kwargs: ProcessorKwargs = None,
     device_map: DeviceMap = None,
     allow_other_weights: AllowOtherWeights = False,
@@ -527,7 +448,7 @@ def train_tga(
     lr: float = typer.Option(1e-3, "--lr", help="AdamW learning rate of the projector."),
     guide_weight: float = typer.Option(0.3, "--guide-weight", help="Weight of the guide terms (paper: 1.0; 0.3 was the "
         "best trade-off on the organism)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    batch_size: BatchSize = 8,
     train_llm: bool = typer.Option(False, "--train-llm", help="Also train the LLM's decoder layers (stored in the artifact)."),
     retriever: str = typer.Option("auto", "--retriever", help="auto | column (the data's 'retrieved') | nearest "
         "(nearest-image caption, query excluded)."),
@@ -576,7 +497,7 @@ def inspect_layers(
     words: str = typer.Option("sorry,cannot,i,unable,apologize", "--words", help="Refusal words (comma-separated)."),
     top_k: int = typer.Option(10, "--top-k", min=1, help="A refusal token counts when it is in the top-k."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write the per-layer hit rates (PNG)."),
-    batch_size: int = typer.Option(8, "--batch-size", "-b", min=1),
+    batch_size: BatchSize = 8,
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
     device: Device = None,
     dtype: Dtype = None,
@@ -602,14 +523,13 @@ def inspect_layers(
 
 @app.command("export", short_help='Export a vector file for llama.cpp (GGUF).')
 def export(
-    vectors: Path = typer.Argument(..., help="A vector file (.safetensors) written by `steer calibrate`."),
+    vectors: VectorsArg,
     out: Path = typer.Argument(..., help="Where to write the exported file (e.g. out.gguf)."),
     force: Force = False,
     fmt: str = typer.Option("gguf", "--format", "-f", help="Output format: gguf (llama.cpp control vector)."),
     alpha: str = typer.Option("1.0", "--alpha", help="Strength baked into the exported vectors."),
     method: FileMethod = None,
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="cumulative | incremental | single (default: the "
-        "file's)."),
+    schedule: Schedule = None,
     layers: Optional[str] = typer.Option(None, "--layers", help="Layers to export, e.g. '8-20' (default: all in the file)."),
     op: str = typer.Option("subtract", "--op", help="subtract (steer's default; exported negated) | add."),
 ) -> None:
@@ -661,7 +581,7 @@ app.add_typer(data_app, name="data")
 
 @data_app.command("list", short_help="Each named set and where it is read from.")
 def data_list(
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="A folder in the shared layout, searched first."),
+    data_dir: DataDir = None,
 ) -> None:
     """Each named set: items, size, licence, and where it is read from now (--data-dir / STEER_SHARED_DATA, ../shared/data, the fetch cache, or missing)."""
     from steer.data.fetch import data_cache_dir
