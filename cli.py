@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import NoReturn, Optional
 
 import typer
 from rich.console import Console
@@ -671,26 +671,17 @@ def main() -> None:
             code = app(standalone_mode=False)
         if isinstance(code, int) and code:
             if code == 130:
-                err_console.print(interrupted_message(code), highlight=False, soft_wrap=True)
+                _exit(interrupted_message(code), code, error=False)
             sys.exit(code)
-    except Interrupted as err:
-        err_console.print(interrupted_message(err.exit_code), highlight=False, soft_wrap=True)
-        sys.exit(err.exit_code)
+    except (Interrupted, KeyboardInterrupt) as err:
+        code = getattr(err, "exit_code", 130)
+        _exit(interrupted_message(code), code, error=False)
     except SteerError as err:
-        err_console.print(Text.assemble(("error:", "red"), f" {err}"), highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _exit(str(err), 2)
     except UnicodeDecodeError as err:  # a text file met by a reader the up-front checks did not cover
-        err_console.print(
-            Text.assemble(("error:", "red"), f" an input file is not UTF-8 text (byte offset {err.start}); save it as UTF-8"),
-            highlight=False, soft_wrap=True,
-        )
-        sys.exit(2)
+        _exit(f"an input file is not UTF-8 text (byte offset {err.start}); save it as UTF-8", 2)
     except FileNotFoundError as err:
-        err_console.print(Text.assemble(("error:", "red"), f" file not found: {err.filename or err}"), highlight=False)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err_console.print(interrupted_message(130), highlight=False, soft_wrap=True)
-        sys.exit(130)
+        _exit(f"file not found: {err.filename or err}", 2)
     except typer.Exit as ex:
         sys.exit(ex.exit_code)
     except SystemExit:
@@ -702,6 +693,13 @@ def main() -> None:
         if type(err).__name__ == "Abort":
             sys.exit(1)
         raise
+
+
+def _exit(message: str, code: int, error: bool = True) -> NoReturn:
+    """End the run with one line on stderr: ``error: MESSAGE`` (the prefix in red), or an interruption's line as is."""
+    err_console.print(Text.assemble(("error:", "red"), f" {message}") if error else message, highlight=False,
+                      soft_wrap=True)
+    sys.exit(code)
 
 
 def _click_exception_types() -> tuple[type, ...]:
