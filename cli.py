@@ -22,7 +22,6 @@ from cli_options import (  # the option vocabulary shared by the commands (one d
     Force, Gate, ImageMode, IncludeAdvice, Judge, Label, LimitEach, MaxNewTokens, Model, Positions, ProcessorKwargs,
     Projector, Resume, Schedule, ShowProgress, SteerFile, SteerLayers, Threshold, Variant, VectorsArg, data_options,
 )
-from steer.atomic import check_output_dir
 from steer.errors import SteerError, SteerInputError
 from steer.layer_spec import parse_layers  # noqa: F401 (cli.parse_layers: the --layers syntax, kept importable here)
 from steer.threads import with_threads
@@ -79,11 +78,14 @@ def _note(line: str) -> None:
     err_console.print(line, highlight=False)
 
 
-def _print_grid(grid: list[list[str]], title: Optional[str] = None, justify: Optional[list[str]] = None) -> None:
-    """Print a grid (header row first) as a table whose columns fold, never cut, long text."""
+def _print_grid(grid: list[list[str]], title: Optional[str] = None, justify: Optional[list[str]] = None,
+                label_width: Optional[int] = None) -> None:
+    """Print a grid (header row first) as a table whose columns fold, never cut, long text; ``label_width``: the
+    first column's minimum width."""
     table = Table(show_header=True, header_style="bold", title=title)
     for i, col in enumerate(grid[0]):
-        table.add_column(col, justify=justify[i] if justify else "right", overflow="fold")
+        table.add_column(col, justify=justify[i] if justify else "right", overflow="fold",
+                         min_width=label_width if i == 0 else None)
     for row in grid[1:]:
         table.add_row(*row)
     console.print(table)
@@ -635,26 +637,14 @@ def demo(
     OUT/demo.json with every number (unsafe rates are 1 - complete refusal; *_onset
     variants count only onset refusals: starts as a refusal, does not go on to comply).
     """
-    check_output_dir(out)  # a bad output path fails now, not after the work
     from calibration.demo import run_demo, summary_lines, table_rows
-    from steer.progress import progress_bar
+    from steer.progress import bars_by_name
 
-    with progress_bar(err_console) as bar:
-        tasks: dict[str, int] = {}
-
-        def progress(name: str, done: int, total: int) -> None:
-            if name not in tasks:
-                tasks[name] = bar.add_task(f"eval {name}", total=total)
-            bar.update(tasks[name], completed=done)
-
+    with bars_by_name(err_console, "eval ") as progress:
         summary = run_demo(out, model_path=model, limit=limit, progress=progress)
-    table = Table(title="model organism: harmful requests with and without images", header_style="bold")
-    table.add_column("", min_width=24, overflow="fold")  # the row labels stay readable at 80 columns
-    for col in ("baseline", "CMRM", "ShiftDC", "content"):
-        table.add_column(col, justify="right", overflow="fold")
-    for cells in table_rows(summary):
-        table.add_row(*cells)
-    console.print(table)
+    _print_grid([["", "baseline", "CMRM", "ShiftDC", "content"], *table_rows(summary)],
+                "model organism: harmful requests with and without images", ["left"] + ["right"] * 4,
+                label_width=24)  # the row labels stay readable at 80 columns
     for line in summary_lines(summary, out):
         console.print(line, highlight=False)
 

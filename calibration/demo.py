@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from calibration.recipes import RECIPES, Recipe
-from steer.atomic import atomic_write_text
+from steer.atomic import atomic_write_text, check_output_dir
 from steer.model import SteeredModel
 
 
@@ -331,6 +331,7 @@ def run_demo(
     from steer.organism.cells import evaluate_organism
 
     started = time.perf_counter()
+    work = check_output_dir(out_dir if out_dir is not None else Path.cwd() / "runs" / "demo")  # fails before the work
     sm = SteeredModel.from_pretrained(model_path or ORGANISM_DIR)
     if not sm.adapter.supports_images:
         from steer.errors import SteerInputError
@@ -339,7 +340,6 @@ def run_demo(
             f"the demo evaluates a vision-language organism (images in its held-out cells), and {model_path} is a "
             f"{sm.adapter.family} text-only model; give an organism checkpoint (`steer organism train`) or leave --model out"
         )
-    work = Path(out_dir) if out_dir is not None else Path.cwd() / "runs" / "demo"
     work.mkdir(parents=True, exist_ok=True)
 
     def step(name: str) -> Callable[[int, int], None] | None:

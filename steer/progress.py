@@ -8,7 +8,8 @@ times come first, and the description last, the only column that may be shortene
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -49,3 +50,20 @@ def progress_bar(console: Console | None = None, *extra_columns: Any, transient:
         console=console,
         transient=transient,
     )
+
+
+@contextmanager
+def bars_by_name(console: Console | None = None, prefix: str = "") -> Iterator[Callable[[str, int, int], None]]:
+    """A ``progress(name, done, total)`` callback that draws one bar per name, added on the name's first call.
+
+    For work that reports several stages through one callback (``calibration.demo.run_demo``:
+    baseline, cmrm, ...); each bar is described as ``prefix + name``."""
+    with progress_bar(console) as bar:
+        tasks: dict[str, Any] = {}
+
+        def progress(name: str, done: int, total: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(f"{prefix}{name}", total=total)
+            bar.update(tasks[name], completed=done)
+
+        yield progress
