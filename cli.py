@@ -143,20 +143,17 @@ def inspect(
     (mean cosine of per-sample shifts with the mean), text-vs-image separability, and for
     ShiftDC files cos(s_l, v_l) and the share of the shift along the safety direction.
     """
-    from steer.inspection import layer_table, provenance_lines
-    from steer.text_table import dict_grid
-    from steer.vectors import ShiftVectors
+    from steer.inspection import inspect_vectors
 
-    vecs = ShiftVectors.load(vectors)
-    rows = layer_table(vecs)
+    report = inspect_vectors(vectors)
     if as_json:
-        typer.echo(json.dumps({"metadata": vecs.metadata, "layers": rows}, indent=2, sort_keys=True))
+        typer.echo(json.dumps(report.to_dict(), indent=2, sort_keys=True))
         return
-    first, *rest = provenance_lines(vecs, str(vectors))
-    console.print(Text.assemble((str(vectors), "bold"), first[len(str(vectors)):]))  # the path in bold
+    first, *rest = report.lines()
+    console.print(Text.assemble((report.path, "bold"), first[len(report.path):]))  # the path in bold
     for line in rest:
         console.print(line)
-    _print_grid(dict_grid(rows))
+    _print_grid(report.rows())
 
 
 @app.command(short_help='Compute CMRM shift vectors or ShiftDC shift + directions.')
@@ -566,7 +563,7 @@ def organism_train(
     from steer.organism import train_organism
 
     record = train_organism(out, seed=seed, schedule="short" if short else "full", progress=True)
-    console.print(f"saved to {out} in {record.get('seconds', record.get('total_seconds', '?'))} s", highlight=False)
+    console.print(f"saved to {out} in {record['seconds']} s", highlight=False)
 
 
 @organism_app.command("path")

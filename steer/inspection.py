@@ -12,10 +12,13 @@ text-only-vs-image probe on the pooled states).
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from steer.text_table import Grid, dict_grid
 from steer.vectors import ShiftVectors
 
 
@@ -58,3 +61,30 @@ def provenance_lines(vecs: ShiftVectors, path: str) -> list[str]:
         f"calibration: n={meta.get('n_samples', '?')} data_sha256={str(meta.get('data_sha256', '?'))[:16]} "
         f"created={meta.get('created', '?')} steer {meta.get('toolkit_version', '?')}",
     ]
+
+
+@dataclass(frozen=True)
+class VectorFileReport:
+    """What ``steer inspect`` shows of one vector file: where it came from and its per-layer statistics."""
+
+    path: str
+    vectors: ShiftVectors
+    layers: list[dict[str, Any]]  # :func:`layer_table`
+
+    def to_dict(self) -> dict[str, Any]:
+        """``steer inspect --json``: the file's metadata and the per-layer rows."""
+        return {"metadata": self.vectors.metadata, "layers": self.layers}
+
+    def lines(self) -> list[str]:
+        """The provenance lines above the table; the first starts with the path."""
+        return provenance_lines(self.vectors, self.path)
+
+    def rows(self) -> Grid:
+        """The per-layer table, header row first."""
+        return dict_grid(self.layers)
+
+
+def inspect_vectors(path: str | os.PathLike) -> VectorFileReport:
+    """``steer inspect``: read a vector file (refusing a damaged one) and compute its per-layer statistics."""
+    vecs = ShiftVectors.load(path)
+    return VectorFileReport(str(path), vecs, layer_table(vecs))
