@@ -18,9 +18,10 @@ from rich.table import Table
 from rich.text import Text
 
 from cli_options import (  # the option vocabulary shared by the commands (one declaration per flag)
-    DATA_HELP, AllowOtherPk, AllowOtherWeights, Alpha, BatchSize, DataDir, Device, DeviceMap, Dtype, FileMethod,
-    Force, Gate, ImageMode, IncludeAdvice, Judge, Label, LimitEach, MaxNewTokens, Model, Positions, ProcessorKwargs,
-    Projector, Resume, Schedule, ShowProgress, SteerFile, SteerLayers, Threshold, Variant, VectorsArg, data_options,
+    DATA_HELP, POSITION_NAMES, SCHEDULE_NAMES, AllowOtherPk, AllowOtherWeights, Alpha, BatchSize, DataDir, Device,
+    DeviceMap, Dtype, FileMethod, Force, Gate, ImageMode, IncludeAdvice, Judge, Label, LimitEach, MaxNewTokens,
+    Model, Positions, ProcessorKwargs, Projector, Resume, Schedule, ShowProgress, SteerFile, SteerLayers, Threshold,
+    Variant, VectorsArg, data_options,
 )
 from steer.errors import SteerError, SteerInputError
 from steer.layer_spec import parse_layers  # noqa: F401 (cli.parse_layers: the --layers syntax, kept importable here)
@@ -191,9 +192,8 @@ def calibrate(
         "prompt positions, incremental schedule, alpha 1; ShiftDC: sample level, alpha 1.5). paper: the "
         "paper-literal after_image + cumulative, alpha 1, for replication. --positions/--schedule/--alpha/--level "
         "override it (stored as recipe 'custom')."),
-    positions: Optional[str] = typer.Option(None, "--positions", help="Stored positions: all | image | text | "
-        "after_image | prompt | prompt_last | last."),
-    schedule: Optional[str] = typer.Option(None, "--schedule", help="Stored layer schedule: cumulative | incremental | single."),
+    positions: Optional[str] = typer.Option(None, "--positions", help=f"Stored positions: {POSITION_NAMES}."),
+    schedule: Optional[str] = typer.Option(None, "--schedule", help=f"Stored layer schedule: {SCHEDULE_NAMES}."),
     alpha: Optional[str] = typer.Option(None, "--alpha", help="Stored default alpha (steering strength)."),
     level: Optional[str] = typer.Option(None, "--level", help="Stored level: dataset (the stored shift) | sample (each query's own shift)."),
 ) -> None:

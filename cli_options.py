@@ -42,8 +42,10 @@ DATA_DIR_HELP = (
     "the fetch cache)."
 )
 STEER_HELP = "Vector file from `steer calibrate`, or 'sample' for sample-level CMRM (each query's own shift)."
-SCHEDULE_HELP = "cumulative | incremental | single (default: the file's)."
-POSITIONS_HELP = "all | image | text | after_image | prompt | prompt_last | last (default: the file's)."
+# the choices as help text (steer.positions / steer.schedule import torch, which --help must not wait for;
+# tests/test_cli.py checks these against them)
+POSITION_NAMES = "all | image | text | after_image | prompt | prompt_last | last"
+SCHEDULE_NAMES = "cumulative | incremental | single"
 
 # the model and where it runs
 Model = Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP)]
@@ -65,8 +67,8 @@ AllowOtherWeights = Annotated[bool, typer.Option("--allow-other-weights", help="
 SteerFile = Annotated[Optional[str], typer.Option("--steer", help=STEER_HELP)]
 Alpha = Annotated[Optional[str], typer.Option("--alpha", help="Steering strength (default: the vector file's).")]
 SteerLayers = Annotated[Optional[str], typer.Option("--layers", help="Layers to steer, e.g. '8-20' (default: the file's).")]
-Positions = Annotated[Optional[str], typer.Option("--positions", help=POSITIONS_HELP)]
-Schedule = Annotated[Optional[str], typer.Option("--schedule", help=SCHEDULE_HELP)]
+Positions = Annotated[Optional[str], typer.Option("--positions", help=f"{POSITION_NAMES} (default: the file's).")]
+Schedule = Annotated[Optional[str], typer.Option("--schedule", help=f"{SCHEDULE_NAMES} (default: the file's).")]
 FileMethod = Annotated[Optional[str], typer.Option("--method", help="cmrm | shiftdc (default: the file's).")]
 Gate = Annotated[Optional[Path], typer.Option("--gate", help="Probe file from `steer probe`: steer only prompts whose "
                                               "risk score exceeds the threshold (needs --steer).")]

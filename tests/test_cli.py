@@ -231,3 +231,13 @@ def test_options_are_checked_before_the_model_loads(args, needle, capsys, monkey
     monkeypatch.chdir(tmp_path)
     code, _, err = run_cli([args[0], "--model", "no/such-model", *args[1:]], capsys, monkeypatch)
     assert code == 2 and needle in err and "no/such-model" not in err, err
+
+
+def test_help_names_the_positions_and_schedules_the_code_accepts():
+    """cli_options spells the choices out (importing steer.positions would load torch for --help); keep them equal."""
+    import cli_options
+    from steer.positions import POSITIONS
+    from steer.schedule import SCHEDULES
+
+    assert cli_options.POSITION_NAMES == " | ".join(POSITIONS)
+    assert cli_options.SCHEDULE_NAMES == " | ".join(SCHEDULES)
