@@ -66,3 +66,20 @@ def test_evaluate_model_summary_lines_end_with_the_files(tmp_path):
     run = evaluate_model(str(ORGANISM_DIR), "organism:image-harmful-text", tmp_path / "r.jsonl", limit=4, progress=False)
     assert run.summary.n == 4 and run.summary_path.exists()
     assert run.lines()[-1] == f"results: {tmp_path / 'r.jsonl'}  summary: {run.summary_path}"
+
+
+def test_inspect_vectors_is_what_steer_inspect_prints(tmp_path, capsys, monkeypatch):
+    import json
+
+    from steer.inspection import inspect_vectors
+
+    path = calibrate_file(str(ORGANISM_DIR), "organism:anchors", tmp_path / "v.safetensors", layers="1-3",
+                          max_samples=16).out
+    report = inspect_vectors(path)
+    assert report.rows()[0][0] == "layer" and [row[0] for row in report.rows()[1:]] == ["1", "2", "3"]
+    assert report.lines()[0].startswith(str(path)) and report.to_dict()["metadata"] == ShiftVectors.load(path).metadata
+    code, out, err = run_cli(["inspect", path, "--json"], capsys, monkeypatch)
+    assert code == 0, err
+    assert json.loads(out) == json.loads(json.dumps(report.to_dict()))
+    with pytest.raises(SteerInputError):
+        inspect_vectors(tmp_path / "missing.safetensors")
