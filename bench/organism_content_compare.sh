@@ -37,6 +37,6 @@ caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,name=caption-shiftdc;\
 caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,name=caption-shiftdc-both;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer0_qa.safetensors@alpha=1,layers=1-3,name=refusal-add-qa-gate;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer1_content.safetensors@alpha=1,layers=2-3,name=refusal-add-content-gate" \
-  --data organism:text-harmful,organism:text-benign,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike \
+  --data organism:text-harmful,organism:text-benign,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike,organism:image-harmful-typed,organism:image-benign-typed \
   --batch-size 64 --max-new-tokens 24 --out "$OUT/content_compare" --no-progress "${@:3}"
 python bench/organism_content_table.py "$OUT/content_compare"

@@ -16,7 +16,10 @@ Training data: ``--renders`` training renders (seeds below the organism's
 ``TRAIN_SEEDS``; evaluation renders never occur) of each of the 38 objects, asked the
 organism's captioning question ("describe the picture .") and answered with its caption
 ("a picture of a X ."), harmful objects included -- neutral captions, never refusals,
-so no safety data on images. Guide targets (``C``):
+so no safety data on images. Typed-request images (the FigStep analog) are captioned too,
+with what they say ("the image says : <body> ."): ``--typed-bodies`` benign bodies of the
+typed ``train`` partition and every harmful training body that the ``image_harmful_typed``
+cell never types, ``--typed-renders`` training renders each. Guide targets (``C``):
 
 * ``templated``: the caption itself ("a picture of a bomb .");
 * ``rich``: a concept-dense caption built from the organism's own answer templates
@@ -68,33 +71,44 @@ ROWS = [
     ('benign-object image + "make this" answered', "image_benign_make_answered"),
     ("benign image QA accuracy", "image_benign_qa_accuracy"),
     ("harmful-object caption accuracy (recognition)", "image_harmful_caption_accuracy"),
+    ("typed harmful request refused", "image_harmful_typed_refused"),
+    ("typed benign request answered as taught (reading)", "image_benign_typed_answer_exact"),
 ]
 
 
-def tga_data(renders: int, caption_kind: str) -> list[TGAExample]:
-    from steer.organism.images import render_object
-    from steer.organism.splits import TRAIN_SEEDS
-    from steer.organism.vocab import CAPTION_QUESTION, IMAGE_QUESTIONS, OBJECTS, image_answer, picture_line
+def tga_data(renders: int, caption_kind: str, typed_bodies: int = 48, typed_renders: int = 2) -> list[TGAExample]:
+    import random
+
+    from steer.organism.images import render_object, render_typed
+    from steer.organism.splits import TRAIN_SEEDS, typed_partition, untyped_harmful_bodies
+    from steer.organism.vocab import CAPTION_QUESTION, IMAGE_QUESTIONS, OBJECTS, image_answer, picture_line, typed_caption
 
     if renders > TRAIN_SEEDS:
         raise SystemExit(f"--renders must be <= {TRAIN_SEEDS} (training renders only)")
-    rows = []
+    # (draw, guide target, answer, id) per training image
+    images = []
     for obj in OBJECTS:
         caption = picture_line(obj)
+        target = caption
         if caption_kind == "rich":
-            extra = " ".join(image_answer(IMAGE_QUESTIONS[q][1], obj) for q in (0, 1, 5))
-            target = f"{caption} {extra}"
-        else:
-            target = caption
-        for seed in range(renders):
+            target = f"{caption} " + " ".join(image_answer(IMAGE_QUESTIONS[q][1], obj) for q in (0, 1, 5))
+        images.append((lambda s, o=obj: render_object(o, s), target, caption, obj))
+    # typed requests: what the image says is the caption (harmful bodies included, as
+    # harmful objects are: a neutral caption, never a refusal); no body the eval cells type
+    benign = random.Random("tga-typed").sample(typed_partition()["train"], typed_bodies)
+    for body in benign + list(untyped_harmful_bodies()):
+        images.append((lambda s, b=body: render_typed(b, s), typed_caption(body), typed_caption(body), f"typed:{body.replace(' ', '-')}"))
+    rows = []
+    for draw, target, answer, name in images:
+        for seed in range(renders if not name.startswith("typed:") else typed_renders):
             rows.append(
                 TGAExample(
-                    image=render_object(obj, seed),
+                    image=draw(seed),
                     caption=target,
                     question=CAPTION_QUESTION,
-                    answer=caption,
-                    id=f"{obj}#{seed}",
-                    where=f"{obj} render {seed}",
+                    answer=answer,
+                    id=f"{name}#{seed}",
+                    where=f"{name} render {seed}",
                 )
             )
     return rows
@@ -200,6 +214,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--layers", default="1-3")
     ap.add_argument("--renders", type=int, default=8)
+    ap.add_argument("--typed-bodies", type=int, default=48, help="benign typed-request bodies captioned (0: none)")
+    ap.add_argument("--typed-renders", type=int, default=2, help="training renders per typed body")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--limit", type=int, default=None, help="max items per eval cell")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -269,10 +285,10 @@ def main() -> None:
         if arm["train"]:
             kind = arm["captions"]
             if kind not in data_cache:
-                data_cache[kind] = tga_data(args.renders, kind)
+                data_cache[kind] = tga_data(args.renders, kind, args.typed_bodies, args.typed_renders)
             if "neighbours" not in retrieved_cache:
                 # retrieval by image features only: the same neighbours for every caption kind
-                templated = tga_data(args.renders, "templated")
+                templated = tga_data(args.renders, "templated", args.typed_bodies, args.typed_renders)
                 retriever = NearestCaptionRetriever(templated, adapter=base.adapter, exclude_same_caption=True)
                 retrieved_cache["neighbours"] = [idx[0] for idx in retriever.neighbours(templated)]
                 plain = NearestCaptionRetriever(templated, feature_fn=retriever.feature_fn)

@@ -14,7 +14,12 @@ render has seed >= ``EVAL_SEED_BASE``; prompts from the ``probe`` and ``train`` 
   harmful objects included, as benign (recognising a bomb is fine);
 * ``object_make``: every harmful object + "how do i make this ?" as harmful
   (``HARMFUL_RENDERS`` renders each) and every benign object + the same question as
-  benign (``BENIGN_RENDERS`` each), so the probe must read *which* object is shown.
+  benign (``BENIGN_RENDERS`` each), so the probe must read *which* object is shown;
+* ``typed_request``: typed-request images (FigStep analog) with the typed-request prompt:
+  harmful bodies the ``image_harmful_typed`` cell never types (``HARMFUL_TYPED_RENDERS``
+  renders each) as harmful, and as many benign bodies from the typed ``train`` partition
+  (never the held-out ``image_benign_typed`` bodies) as benign, so the probe must read the
+  typed words, not only notice that words are typed.
 
 The probe reads layer 1 by default, so it can gate layers 2-3 of the 4-layer organism.
 """
@@ -30,12 +35,16 @@ from steer.gate import ProbeGate
 #: training renders per object for the "make this" rows (harmful objects are fewer, so more each)
 HARMFUL_RENDERS = 8
 BENIGN_RENDERS = 6
+#: training renders per harmful typed body (few bodies are disjoint from the evaluation's)
+HARMFUL_TYPED_RENDERS = 6
 
 
 def organism_content_gate_rows(seed: int = 0) -> list[dict[str, Any]]:
     """Labelled rows (``prompt``, ``label``, ``category``, optional ``image`` as an ``ImageRef``)."""
-    from steer.organism.splits import TRAIN_SEEDS, ImageRef, get_split
-    from steer.organism.vocab import BENIGN_OBJECTS, HARMFUL_OBJECTS, MAKE_THIS
+    from steer.organism.splits import (
+        TRAIN_SEEDS, ImageRef, get_split, typed_partition, untyped_harmful_bodies,
+    )
+    from steer.organism.vocab import BENIGN_OBJECTS, HARMFUL_OBJECTS, MAKE_THIS, TYPED_PROMPT
 
     rng = random.Random(seed)
     rows: list[dict[str, Any]] = []
@@ -53,6 +62,11 @@ def organism_content_gate_rows(seed: int = 0) -> list[dict[str, Any]]:
             for render_seed in rng.sample(range(TRAIN_SEEDS), n):
                 rows.append({"prompt": MAKE_THIS, "label": label, "category": "object_make",
                              "image": ImageRef(obj, render_seed)})
+    typed = [(body, "harmful") for body in untyped_harmful_bodies() for _ in range(HARMFUL_TYPED_RENDERS)]
+    typed += [(body, "benign") for body in rng.sample(typed_partition()["train"], len(typed))]
+    for body, label in typed:
+        rows.append({"prompt": TYPED_PROMPT, "label": label, "category": "typed_request",
+                     "image": ImageRef("typed", rng.randrange(TRAIN_SEEDS), body)})
     return rows
 
 

@@ -164,15 +164,23 @@ FONT: dict[str, np.ndarray] = _make_font()
 
 
 def typed_layout(n_words: int, seed: int, words: str = "") -> int:
-    """The slot (0 .. 15, row-major) where a render of ``n_words`` words starts."""
+    """The slot (0 .. 15, row-major) where a render of ``n_words`` words starts: always 0.
+
+    Typed text starts at the top-left corner, as on a page and in FigStep's typographic
+    images; only ink, background and noise vary with the seed. A first trial with a seeded
+    start slot left the organism unable to read (docs/organism.md, "Typed requests"):
+    with the words anywhere among 16 patches, reading them in order is an in-context
+    search its four layers did not learn in the text stage's steps, while from a fixed
+    start every word sits at a fixed offset from the image's first token.
+    """
     if not 1 <= n_words <= MAX_TYPED_WORDS:
         raise ValueError(f"a typed image holds 1 to {MAX_TYPED_WORDS} words, not {n_words}")
-    return random.Random(f"typed-layout/{words}/{seed}").randint(0, MAX_TYPED_WORDS - n_words)
+    return 0
 
 
 def render_typed(words: str, seed: int) -> Image.Image:
     """A 32 x 32 RGB image with ``words`` typed in the organism's font (one glyph per 8 x 8
-    patch, row-major from a seeded start slot), a jittered bright ink on a random dark
+    patch, row-major from the top-left slot), a jittered bright ink on a random dark
     background, with pixel noise; the same (words, seed) always gives the same pixels."""
     tokens = words.split()
     unknown = [w for w in tokens if w not in FONT]

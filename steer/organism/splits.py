@@ -246,6 +246,14 @@ def harmful_typed_bodies() -> tuple[str, ...]:
     return tuple(dict.fromkeys(b for _, b, _ in request_partition()["harmful"]["eval"]))
 
 
+def untyped_harmful_bodies() -> tuple[str, ...]:
+    """Harmful ``train`` bodies that ``image_harmful_typed`` never types: the only harmful
+    bodies a typed render may show in data fitted for evaluation on the typed cells (a
+    probe gate's rows, TGA's captions); the organism itself never sees a harmful body typed."""
+    evaluated = set(harmful_typed_bodies())
+    return tuple(sorted({b for _, b, _ in request_partition()["harmful"]["train"]} - evaluated))
+
+
 # ----------------------------------------------------------------------------- items
 def _answer_for(label: str, body: str) -> str:
     return REFUSAL if label == "harmful" else helpful_answer(body)

@@ -35,7 +35,7 @@ from steer.organism.images import FONT, MAX_TYPED_WORDS, render_object, render_t
 from steer.organism.model import NUM_IMAGE_TOKENS, build_model, build_processor, format_prompt
 from steer.organism.splits import TRAIN_SEEDS
 from steer.organism.training_data import Example, TrainingData
-from steer.organism.vocab import IMAGE, OBJECTS
+from steer.organism.vocab import BLANK_PATCH, IMAGE, OBJECTS
 
 #: the text stage's mixture (also what stage 2 replays)
 TEXT_MIXTURE = {
@@ -47,6 +47,7 @@ TEXT_MIXTURE = {
     "picture_make": 0.18,
     "copy": 0.20,
     "typed_line": 0.08,
+    "typed_slots": 0.15,
     "word_class": 0.06,
 }
 STAGE1_MIXTURE = {"caption": 0.7, "typed_caption": 0.3}
@@ -57,8 +58,8 @@ STAGE2_MIXTURE = {  # relative weights
     "image_request": 0.30,
     "image_dual_use": 0.15,
     "harmful_caption": 0.10,
-    "typed_request": 0.15,
-    "typed_caption": 0.05,
+    "typed_request": 0.25,
+    "typed_caption": 0.10,
     "replay": 0.25,
 }
 
@@ -67,7 +68,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "full": {
         "text": {"steps": 1200, "lr": 3e-3, "batch": 64},
         "vision": {"steps": 1500, "lr": 3e-3, "batch": 64},
-        "stage1": {"steps": 400, "lr": 3e-3, "batch": 64},
+        "stage1": {"steps": 400, "lr": 3e-3, "batch": 64, "glyph_alignment": 1.0},
         "stage2": {"steps": 800, "lr": 1e-3, "batch": 64},
         "train_renders": TRAIN_SEEDS,
         "vision_typed_renders": 4000,
@@ -77,7 +78,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
     "short": {
         "text": {"steps": 12, "lr": 3e-3, "batch": 16},
         "vision": {"steps": 12, "lr": 3e-3, "batch": 16},
-        "stage1": {"steps": 6, "lr": 3e-3, "batch": 16},
+        "stage1": {"steps": 6, "lr": 3e-3, "batch": 16, "glyph_alignment": 1.0},
         "stage2": {"steps": 10, "lr": 1e-3, "batch": 16},
         "train_renders": 4,
         "vision_typed_renders": 16,
@@ -105,6 +106,7 @@ class _Batcher:
         self.tok = processor.tokenizer
         self.pad_id = self.tok.pad_token_id
         self.image_id = self.tok.convert_tokens_to_ids(IMAGE)
+        self.blank_id = self.tok.convert_tokens_to_ids(BLANK_PATCH)
         self.pixel_pool = pixel_pool
         self.renders = renders
         self._cache: dict[str, list[int]] = {}
@@ -128,7 +130,7 @@ class _Batcher:
         return ids
 
     def batch(self, examples: list[Example], rng: random.Random) -> dict[str, torch.Tensor]:
-        rows, labels, pix, typed = [], [], [], []
+        rows, labels, pix, typed, slots = [], [], [], [], []
         for ex in examples:
             p = self.prompt_ids(ex.prompt, ex.image_obj is not None or ex.image_words is not None)
             a = self._ids(f"{ex.answer} {self.tok.eos_token}")
@@ -138,7 +140,9 @@ class _Batcher:
                 pix.append(OBJECTS.index(ex.image_obj) * self.renders + rng.randrange(self.renders))
             elif ex.image_words is not None:  # rendered now (training seeds < renders): typed bodies are too many to pool
                 typed.append(len(pix))
-                pix.append(render_typed(ex.image_words, rng.randrange(self.renders)))
+                render_seed = rng.randrange(self.renders)
+                pix.append(render_typed(ex.image_words, render_seed))
+                slots.append([self.blank_id if w is None else self._ids(w)[0] for w in typed_slot_labels(ex.image_words, render_seed)])
         width = max(len(r) for r in rows)
         input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         label_t = torch.full((len(rows), width), -100, dtype=torch.long)
@@ -151,7 +155,23 @@ class _Batcher:
         if pix:
             fresh = iter(self.image_processor([pix[k] for k in typed], return_tensors="pt")["pixel_values"].to(self.pixel_pool.device)) if typed else None
             out["pixel_values"] = torch.stack([next(fresh) if isinstance(p, Image.Image) else self.pixel_pool[p] for p in pix])
+        if typed:  # which images are typed, and the word id each of their patches shows (for glyph alignment)
+            out["typed_index"] = torch.tensor(typed, dtype=torch.long)
+            out["typed_slots"] = torch.tensor(slots, dtype=torch.long)
         return out
+
+
+def _glyph_alignment_loss(model, pixels: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
+    """Mean squared distance, relative to the embeddings' mean square, between each typed
+    patch's projected feature and the input embedding of the word it shows (a blank patch:
+    :data:`BLANK_PATCH`). The alignment stage-1 is named for, made explicit for typed images:
+    it trains only what is trainable (the projector in stage 1)."""
+    vision = model.model.vision_tower
+    states = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
+    projected = model.model.multi_modal_projector(states)
+    table = model.get_input_embeddings().weight
+    target = table[slot_ids].detach()
+    return (projected - target).pow(2).mean() / table.detach().pow(2).mean()
 
 
 def _lr_lambda(steps: int) -> Callable[[int], float]:
@@ -324,10 +344,16 @@ def train_organism(
         params = _set_trainable(model, modules)
         rng = random.Random(f"{seed}/{name}")
 
+        align = float(cfg.get("glyph_alignment", 0.0))
+
         def loss_fn(step: int) -> torch.Tensor:
             examples = [data.sample(rng, mixture, replay) for _ in range(cfg["batch"])]
             batch = {k: v.to(device) for k, v in batcher.batch(examples, rng).items()}
-            return model(**batch).loss
+            typed_index, typed_slots = batch.pop("typed_index", None), batch.pop("typed_slots", None)
+            loss = model(**batch).loss
+            if align and typed_index is not None:
+                loss = loss + align * _glyph_alignment_loss(model, batch["pixel_values"][typed_index], typed_slots)
+            return loss
 
         losses = _optimize(params, cfg["steps"], cfg["lr"], loss_fn, name, log)
         record["stages"][name] = {"seconds": round(time.time() - t0, 1), "final_loss": _tail_mean(losses), **cfg}

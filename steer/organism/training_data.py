@@ -19,6 +19,9 @@ Text stage (safety tuning of the language model; no images):
   ``typed_line``     "the image says : <body> . the image shows a request . how do i do it ?"
                      -> the refusal (harmful body) or the helpful answer: the text form of
                      a typed-request image, as ``picture_make`` is of an object image
+  ``typed_slots``    "~ ~ w1 .. wk ~ .. ~ describe the picture ." -> "the image says : w1 .. wk ."
+                     (16 slots, one per patch of a typed image, "~" a blank patch): the text
+                     form stage 1 aligns typed images to (reading)
   ``word_class``     "is <word> a bad word ?" -> "yes ." / "no ." for every word of every
                      request body (word knowledge, never a refusal; see ``HARM_WORDS``)
 The picture lines and the copy lines give stage 1 something to align to: without them
@@ -50,6 +53,7 @@ from __future__ import annotations
 import random
 from typing import NamedTuple
 
+from steer.organism.images import MAX_TYPED_WORDS, typed_layout
 from steer.organism.splits import image_question_partition, request_partition, typed_partition
 from steer.organism.vocab import (
     BENIGN_BODIES,
@@ -58,6 +62,7 @@ from steer.organism.vocab import (
     NEW_VERB_BODIES,
     TYPED_PROMPT,
     WORD_ANSWERS,
+    typed_slots,
     WORD_QUESTION,
     typed_caption,
     BENIGN_OBJECTS,
@@ -146,6 +151,11 @@ class TrainingData:
             return Example(f"{typed_caption(body)} {TYPED_PROMPT}", REFUSAL)
         body = rng.choice(self.typed_benign)
         return Example(f"{typed_caption(body)} {TYPED_PROMPT}", helpful_answer(body))
+
+    def typed_slots(self, rng: random.Random) -> Example:
+        words = " ".join(rng.choice(self.copy_words) for _ in range(rng.randint(1, 6)))
+        start = typed_layout(len(words.split()), 0)
+        return Example(f"{typed_slots(words, start, MAX_TYPED_WORDS)} {CAPTION_QUESTION}", typed_caption(words))
 
     def word_class(self, rng: random.Random) -> Example:
         word = rng.choice(self.class_words)

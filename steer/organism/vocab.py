@@ -174,6 +174,9 @@ TYPED_CAPTION_TEMPLATE = "the image says : {} ."
 #: word knowledge (text stage): "is kill a bad word ?" -> "yes ." / "no ."
 WORD_QUESTION = "is {} a bad word ?"
 WORD_ANSWERS = {True: "yes .", False: "no ."}
+#: the word that stands for a blank patch in the text form of a typed image (see
+#: :func:`typed_slots`); never typed, never in an answer
+BLANK_PATCH = "~"
 
 
 def with_article(obj: str) -> str:
@@ -203,6 +206,22 @@ def picture_line(obj: str) -> str:
     return CAPTION_TEMPLATE.format(with_article(obj))
 
 
+def typed_slots(words: str, start: int, slots: int = 16) -> str:
+    """The text form of a typed image, patch by patch: ``slots`` tokens, ``words`` from
+    slot ``start`` on and :data:`BLANK_PATCH` elsewhere (``~ ~ make a bomb ~ ...``).
+
+    A typed image reaches the language model as one token per patch (one glyph per
+    patch), so this line puts each word at the position its patch will take. The text
+    stage teaches reading this form (``<slots> describe the picture .`` -> ``the image
+    says : <words> .``), the way it teaches ``a picture of a X .`` for object images: stage
+    1 (projector only) then has a text form to align typed images to.
+    """
+    tokens = words.split()
+    if not 0 <= start <= slots - len(tokens):
+        raise ValueError(f"{len(tokens)} words do not fit {slots} slots from slot {start}")
+    return " ".join([BLANK_PATCH] * start + tokens + [BLANK_PATCH] * (slots - start - len(tokens)))
+
+
 def all_words() -> list[str]:
     """Every word the organism's texts use, in a fixed order (the tokenizer vocabulary)."""
     texts: list[str] = [REFUSAL, MAKE_THIS, COPY_PREFIX, helpful_answer("x")]
@@ -212,7 +231,7 @@ def all_words() -> list[str]:
         texts += [q, a.format("")]
     texts += [CAPTION_QUESTION, CAPTION_TEMPLATE.format("")] + [picture_line(o) for o in OBJECTS]
     texts += ["user :", "assistant :", TYPED_PROMPT, TYPED_CAPTION_TEMPLATE.format(""), WORD_QUESTION.format("")]
-    texts += list(WORD_ANSWERS.values())
+    texts += list(WORD_ANSWERS.values()) + [BLANK_PATCH]
     words: dict[str, None] = {}
     for t in texts:
         for w in t.split():
