@@ -80,6 +80,27 @@ def tiny_loaded(tiny_model_path):
     return get
 
 
+@pytest.fixture(scope="session")
+def cli_once(tmp_path_factory):
+    """Factory: ``cli_once(args, capsys, monkeypatch) -> (code, stdout, stderr, out_dir)`` of
+    ``steer ARGS --out OUT_DIR`` run in-process (``tests.cli_runner.run_cli``), once per distinct
+    ARGS in a session: tests that check different things about one command's run (the README's
+    ``steer demo`` and the demo table, ~4 s each) share it. Mark such tests with one
+    ``xdist_group`` so they also share a worker. Treat ``out_dir`` as read-only."""
+    from tests.cli_runner import run_cli
+
+    runs: dict[tuple[str, ...], tuple] = {}
+
+    def get(args, capsys, monkeypatch):
+        key = tuple(map(str, args))
+        if key not in runs:
+            out = tmp_path_factory.mktemp("cli_once")
+            runs[key] = (*run_cli([*key, "--out", out], capsys, monkeypatch), out)
+        return runs[key]
+
+    return get
+
+
 # ---------------------------------------------------------------------------- pytest-xdist
 #: most workers `-n auto` starts: each pays ~10 s of imports and collection, and the longest
 #: test groups (the demo run, the forked CLI) bound the wall time below anyway

@@ -52,10 +52,11 @@ def test_demo_shows_the_degradation_and_a_fix(demo_run):
     assert min(s["image_cmrm_unsafe_rate"], s["image_shiftdc_unsafe_rate"]) < s["image_unsafe_rate"]
 
 
-def test_demo_cli_prints_the_table(tmp_path, capsys, monkeypatch):
-    code, out, err = run_cli(["demo", "--out", tmp_path, "--limit", 4], capsys, monkeypatch)
+@pytest.mark.xdist_group("demo_cli")
+def test_demo_cli_prints_the_table(cli_once, capsys, monkeypatch):
+    code, out, err, folder = cli_once(["demo", "--limit", 4], capsys, monkeypatch)  # the README's run too
     assert code == 0, err
-    assert "unsafe, harmful text" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    assert "unsafe, harmful text" in out and "CMRM" in out and (folder / "demo.json").exists()
     # 80 columns: nothing cut; every rate with its n (4 per cell) and, n < 100, its 95% CI
     assert "…" not in out and max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80
     assert "n=4" in out and "[" in out
