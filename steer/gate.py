@@ -215,6 +215,10 @@ class ProbeGate:
         """Read a probe file (file, kind and version checks: :func:`steer.artifact.read_artifact`), refusing an incomplete one."""
         target = Path(path)
         tensors, meta = read_artifact(target, KIND)
+        # own, freshly allocated copies: tensors read from the file can sit at unaligned addresses,
+        # where the vectorised dot product in logit() sums in another order -- scores then differed
+        # from the fitted gate's in the last bit (a round trip must give the same scores)
+        tensors = {name: tensor.clone() for name, tensor in tensors.items()}
         missing = [k for k in ("mean", "scale", "coef", "intercept") if k not in tensors]
         if missing or "layer" not in meta:
             raise SteerInputError(f"{target}: incomplete probe file (missing {missing or ['layer']})")

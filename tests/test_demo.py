@@ -21,12 +21,17 @@ KEYS = (
 )
 
 
+#: the tests that read the one demo run share a pytest-xdist worker, so it is made once
+SHARES_DEMO_RUN = pytest.mark.xdist_group("demo_run")
+
+
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     return out, run_demo(out, limit=16)
 
 
+@SHARES_DEMO_RUN
 def test_demo_json_has_every_key_as_a_fraction(demo_run):
     out, summary = demo_run
     on_disk = json.loads((out / "demo.json").read_text())
@@ -39,6 +44,7 @@ def test_demo_json_has_every_key_as_a_fraction(demo_run):
     assert (out / "cmrm.safetensors").exists() and (out / "shiftdc.safetensors").exists()
 
 
+@SHARES_DEMO_RUN
 def test_demo_shows_the_degradation_and_a_fix(demo_run):
     _, s = demo_run
     assert s["text_unsafe_rate"] <= 0.1
@@ -46,16 +52,18 @@ def test_demo_shows_the_degradation_and_a_fix(demo_run):
     assert min(s["image_cmrm_unsafe_rate"], s["image_shiftdc_unsafe_rate"]) < s["image_unsafe_rate"]
 
 
-def test_demo_cli_prints_the_table(tmp_path, capsys, monkeypatch):
-    code, out, err = run_cli(["demo", "--out", tmp_path, "--limit", 4], capsys, monkeypatch)
+@pytest.mark.xdist_group("demo_cli")
+def test_demo_cli_prints_the_table(cli_once, capsys, monkeypatch):
+    code, out, err, folder = cli_once(["demo", "--limit", 4], capsys, monkeypatch)  # the README's run too
     assert code == 0, err
-    assert "unsafe, harmful text" in out and "CMRM" in out and (tmp_path / "demo.json").exists()
+    assert "unsafe, harmful text" in out and "CMRM" in out and (folder / "demo.json").exists()
     # 80 columns: nothing cut; every rate with its n (4 per cell) and, n < 100, its 95% CI
     assert "…" not in out and max(len(line) for line in out.splitlines() if line[:1] in "┏┃┡│└") <= 80
     assert "n=4" in out and "[" in out
     assert "recipe measured" in out
 
 
+@SHARES_DEMO_RUN
 def test_demo_files_store_the_demo_recipe(demo_run):
     """The saved vector files carry exactly the recipe the demo applied (level included)."""
     from calibration.demo import DEFAULT_SHIFTDC
@@ -69,6 +77,7 @@ def test_demo_files_store_the_demo_recipe(demo_run):
         assert summary[f"{name}_recipe"]["name"] == "measured"
 
 
+@SHARES_DEMO_RUN
 def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, capsys, monkeypatch):
     """`steer generate --steer runs/demo/X.safetensors` and ``sm.generate(steer=X)`` (no other
     option) answer as the demo did."""
@@ -122,6 +131,7 @@ def test_demo_table_rows_say_what_they_show():
     assert any("typed harmful" in label for label in labels)
 
 
+@SHARES_DEMO_RUN
 def test_demo_content_column_fixes_harm_in_the_image(demo_run):
     out, s = demo_run
     for key in ("object_image_unsafe_rate_content", "image_unsafe_rate_content", "benign_image_accuracy_content",

@@ -96,8 +96,10 @@ def test_readme_test_command_is_what_ci_runs() -> None:
     )
 
 
-def test_readme_demo_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The demo half of set-up command 1, run in-process on a few items per cell."""
+@pytest.mark.xdist_group("demo_cli")
+def test_readme_demo_command_runs(cli_once, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo half of set-up command 1, run in-process on a few items per cell, its --out
+    moved to a temporary folder (the run is shared with test_demo's table check)."""
     demo_command, _ = _setup_commands()
     parts = _and_parts(demo_command)
     assert len(parts) == 2, f"set-up command 1 should be `install && steer demo`, got {shlex.join(demo_command)!r}"
@@ -105,14 +107,11 @@ def test_readme_demo_command_runs(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert install[:4] == ["python", "-m", "pip", "install"] and "-e" in install, shlex.join(install)
     assert words[:2] == ["steer", "demo"], f"set-up command 1 should run `steer demo`, got {shlex.join(words)!r}"
     args = words[1:]
-    out = tmp_path / "demo"
-    if "--out" in args:
-        args[args.index("--out") + 1] = str(out)
-    else:
-        args += ["--out", str(out)]
+    if "--out" in args:  # cli_once gives the run its own folder
+        del args[args.index("--out") : args.index("--out") + 2]
     if "--limit" not in args:
         args += ["--limit", "4"]  # the README runs every item; 4 per cell keeps this test fast
-    code, stdout, stderr = run_cli(args, capsys, monkeypatch)
+    code, stdout, stderr, out = cli_once(args, capsys, monkeypatch)
     assert code == 0, stderr
     assert "unsafe, harmful text" in stdout
     summary = json.loads((out / "demo.json").read_text(encoding="utf-8"))

@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,14 +28,22 @@ def _env() -> dict[str, str]:
     return env
 
 
-def _start(args: list, cwd: Path) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-c", "import cli; cli.main()", *map(str, args)],
-        cwd=cwd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
+@pytest.fixture(scope="module")
+def forker(tmp_path_factory):
+    """One helper interpreter for this module's signal tests: each command is a real process
+    forked from it with torch already imported (tests.forked_cli), not a fresh start per case."""
+    from tests.forked_cli import CliForker
+
+    helper = CliForker(_env(), tmp_path_factory.mktemp("forked_cli_logs"))
+    yield helper
+    helper.close()
 
 
-def _wait_for(predicate, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+#: the signal tests share one worker's forking helper
+SHARES_FORKER = pytest.mark.xdist_group("forked_cli")
+
+
+def _wait_for(predicate, proc, timeout: float = 120.0) -> None:
     """Poll until ``predicate()`` (a progress marker on disk) or fail if the process ends first."""
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -72,10 +78,11 @@ def _jsonl_lines(path: Path) -> int:
 # ---------------------------------------------------------------------------- 1. interrupts
 
 
+@SHARES_FORKER
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
-def test_eval_interrupted_exits_nonzero_keeps_whole_rows_and_says_how_to_resume(tmp_path, sig, code):
+def test_eval_interrupted_exits_nonzero_keeps_whole_rows_and_says_how_to_resume(forker, tmp_path, sig, code):
     out = tmp_path / "res.jsonl"
-    proc = _start(["eval", "--model", ORGANISM_DIR, "--data", "organism", "--limit", 8, "--batch-size", 1,
+    proc = forker.start(["eval", "--model", ORGANISM_DIR, "--data", "organism", "--limit", 8, "--batch-size", 1,
                    "--out", out, "--no-progress"], tmp_path)
     _wait_for(lambda: _jsonl_lines(out) >= 1, proc)
     proc.send_signal(sig)
@@ -89,10 +96,11 @@ def test_eval_interrupted_exits_nonzero_keeps_whole_rows_and_says_how_to_resume(
     assert not out.with_name(out.stem + ".summary.json").exists()
 
 
-def test_calibrate_interrupted_keeps_its_checkpoint_and_writes_no_vector_file(tmp_path):
+@SHARES_FORKER
+def test_calibrate_interrupted_keeps_its_checkpoint_and_writes_no_vector_file(forker, tmp_path):
     out = tmp_path / "v.safetensors"
     ckpt = tmp_path / "v.safetensors.ckpt"
-    proc = _start(["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--out", out,
+    proc = forker.start(["calibrate", "--model", ORGANISM_DIR, "--data", "organism:text-harmful", "--out", out,
                    "--batch-size", 1, "--checkpoint-every", 1], tmp_path)
     _wait_for(ckpt.exists, proc)
     proc.send_signal(signal.SIGINT)

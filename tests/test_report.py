@@ -111,6 +111,10 @@ def data_file(tmp_path_factory) -> Path:
     return path
 
 
+#: the tests that read the one compare + sweep run share a pytest-xdist worker, so it is made once
+SHARES_SETUP = pytest.mark.xdist_group("report_setup")
+
+
 @pytest.fixture(scope="module")
 def setup(tiny_model_path, tiny_loaded, data_file, tmp_path_factory):
     """(model path, SteeredModel, cmrm file, shiftdc file, compare folder, sweep folder, data specs)."""
@@ -131,6 +135,7 @@ def setup(tiny_model_path, tiny_loaded, data_file, tmp_path_factory):
     return path, sm, cmrm, shiftdc, tmp / "cmp", tmp / "sweep", data_specs
 
 
+@SHARES_SETUP
 def test_report_is_self_contained_and_has_every_part(setup, tmp_path):
     _, _, cmrm, shiftdc, cmp, sweep_dir, data_specs = setup
     out = write_report(cmp, tmp_path / "r.html", sweep_dir=sweep_dir)
@@ -167,6 +172,7 @@ def test_report_is_self_contained_and_has_every_part(setup, tmp_path):
     assert out.stat().st_mode & 0o777 == 0o666 & ~mask  # the mode open() would give, not a temp file's 0600
 
 
+@SHARES_SETUP
 def test_samples_are_deterministic_and_spread(setup):
     cmp = setup[4]
     run = load_compare_dir(cmp)
@@ -180,6 +186,7 @@ def test_samples_are_deterministic_and_spread(setup):
         choose_samples(run, -1)
 
 
+@SHARES_SETUP
 def test_rows_outside_the_comparison_are_left_out(setup, tmp_path):
     """A resumed --out folder keeps rows of earlier runs and of dropped variants; the report shows only
     the items and variants the table counts."""
@@ -232,6 +239,7 @@ def test_text_is_escaped(tmp_path):
     assert text.count("data:image/png;base64,") == 1  # no vector files: the compare chart only
 
 
+@SHARES_SETUP
 def test_cli_report_equals_compare_html(setup, data_file, tmp_path, capsys, monkeypatch):
     path, _, cmrm, _, _, sweep_dir, _ = setup
     out = tmp_path / "cmp"
@@ -256,6 +264,7 @@ def test_cli_report_equals_compare_html(setup, data_file, tmp_path, capsys, monk
     assert "shiftdc.safetensors" in c
 
 
+@SHARES_SETUP
 def test_bad_input_names_problem_and_fix(setup, tmp_path, capsys, monkeypatch):
     cmp = setup[4]
     (tmp_path / "empty").mkdir()
@@ -371,6 +380,7 @@ def test_report_leads_with_the_verdict_and_splits_the_chart(tmp_path):
 
 
 # ---------------------------------------------------------------------------- template
+@SHARES_SETUP
 def test_templates_are_package_data_and_every_field_is_placed(setup, monkeypatch):
     """The page is ``templates/*.html`` read through importlib.resources (so an installed
     wheel finds it), pyproject ships every one of them, and render_report fills exactly the
