@@ -264,3 +264,18 @@ def test_typed_cells_are_harness_datasets(tmp_path, monkeypatch):
     assert len({it.image for it in harmful + benign}) == 5
     assert all("typed_" in it.image and Image.open(it.image).size == (32, 32) for it in harmful + benign)
     assert all(it.image is None and it.label == "harmful" for it in verbs)
+
+
+def test_renderer_pixels_are_pinned_to_the_images_version():
+    """Cached renders (steer.data.organism_sets) are keyed by IMAGES_VERSION: a renderer
+    whose pixels change without a new version would evaluate stale pictures from the cache."""
+    import hashlib
+
+    from steer.organism.images import IMAGES_VERSION, render_typed
+
+    digest = hashlib.sha256(render_object("bomb", 7).tobytes() + render_typed("make a bomb", 3).tobytes()).hexdigest()
+    pinned = {2: "1a396269c8f1ef83"}
+    assert digest[:16] == pinned.get(IMAGES_VERSION), (
+        f"render pixels changed (digest {digest[:16]}): bump IMAGES_VERSION in steer/organism/images.py "
+        "and pin the new digest here"
+    )

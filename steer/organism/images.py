@@ -25,8 +25,8 @@ from PIL import Image, ImageDraw
 from steer.organism.vocab import OBJECTS, all_words
 
 IMAGE_SIZE = 32
-#: bump when :func:`render_object` changes its pixels, so cached renders (steer.data.organism_sets) are not reused
-IMAGES_VERSION = 1
+#: bump when :func:`render_object` or :func:`render_typed` changes its pixels, so cached renders (steer.data.organism_sets) are not reused
+IMAGES_VERSION = 2  # 2: typed words start at the top-left patch
 
 SHAPES = ("circle", "square", "triangle", "diamond", "star", "cross", "ring", "bar")
 COLORS = {
