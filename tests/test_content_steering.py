@@ -278,3 +278,7 @@ def test_content_gate_rows_use_training_renders_only():
     assert sum(r["label"] == "benign" for r in make) == BENIGN_RENDERS * len(BENIGN_OBJECTS)
     assert {r["image"].obj for r in make if r["label"] == "harmful"} == set(HARMFUL_OBJECTS)
     assert all(r["label"] == "benign" for r in rows if r["category"] == "picture_question")
+    typed = [r for r in rows if r["category"] == "typed_request"]
+    assert {r["label"] for r in typed} == {"harmful", "benign"}
+    typed_in_eval = {it.image.words for it in get_split("eval") if it.image is not None and it.image.words}
+    assert typed_in_eval and not typed_in_eval & {r["image"].words for r in typed}  # no evaluated body is typed
