@@ -70,11 +70,12 @@ def content_generate_fn(
 ) -> Callable[[list[str], list[Any]], list[str]]:
     """A ``generate_fn`` for the content recipe: the same variant ``steer compare`` runs as
     ``caption-shiftdc:FILE@alpha=..,twin=both`` (one self-caption Steering per batch)."""
-    from steer.eval.variants import build_variant, text_fn
+    from steer.eval.variants import VariantSpec, build_variant, text_fn
 
-    layers = "" if recipe.layers is None else ",layers=" + "-".join(map(str, (recipe.layers[0], recipe.layers[-1])))
-    spec = (f"{recipe.method}:{shiftdc_path}@alpha={recipe.alpha},positions={recipe.positions},"
-            f"schedule={recipe.schedule},twin={CONTENT_TWIN}{layers},name=content")
+    spec = VariantSpec(
+        kind=recipe.method, path=str(shiftdc_path), alpha=recipe.alpha, layers=recipe.layers,
+        positions=recipe.positions, schedule=recipe.schedule, twin=CONTENT_TWIN, name="content",
+    )
     return text_fn(build_variant(spec, sm, max_new_tokens=max_new_tokens))
 
 
