@@ -84,8 +84,6 @@ def test_shipped_model_reads_typed_requests_and_degrades_on_them(organism):
     from steer.organism.cells import normalize
 
     model, processor = organism
-    if "shows" not in processor.tokenizer.get_vocab():
-        pytest.skip("the shipped weights predate the typed-request training (issue 16)")
     gen = hf_greedy_generate(model, processor)
     ev = get_split("eval")
     benign = _every([it for it in ev if it.cell == "image_benign_typed"], 12)
