@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-# the repository root first: bench/calibration.py would shadow the calibration package
+# the repository root first, so the package is this checkout's (not an installed copy)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from calibration.content_gate import organism_content_gate_rows, write_rows_jsonl  # noqa: E402

@@ -1003,8 +1003,8 @@ def main() -> None:
         del sm, sm_nn
         gc.collect()
         save()
-        log("llava_d256_L8_img144: building (bench/calibration.py's LLaVA: 144 image tokens)")
-        from bench.calibration import build_model as build_llava144, make_anchors
+        log("llava_d256_L8_img144: building (bench/calibration_overhead.py's LLaVA: 144 image tokens)")
+        from bench.calibration_overhead import build_model as build_llava144, make_anchors
 
         model, processor = build_llava144(str(device))
         model = model.to(dtype=dtype)

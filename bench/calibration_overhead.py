@@ -13,7 +13,7 @@ test models), makes a fixed anchor set, and times, interleaved in one process:
 
 Reports the medians over ``--reps`` repetitions and their ratio (target <= 1.1).
 
-    python bench/calibration.py [--anchors 48] [--batch-size 8] [--reps 7] [--threads 1] [--device cpu]
+    python bench/calibration_overhead.py [--anchors 48] [--batch-size 8] [--reps 7] [--threads 1] [--device cpu]
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ def main() -> None:
     ratio = statistics.median(cal) / statistics.median(bare)
     per_rep = statistics.median(c / b for c, b in zip(cal, bare))
     cpu_ratio = statistics.median(cal_cpu) / statistics.median(bare_cpu)
-    command = "python bench/calibration.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = "python bench/calibration_overhead.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     print(
         f"model: random LLaVA, text d=256 x 8 layers, {n_img_tokens} image tokens; {len(anchors)} anchors, "
         f"batch {args.batch_size}, {len(batches)} forwards; device {args.device}, {torch.get_num_threads()} threads"
