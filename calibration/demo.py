@@ -79,7 +79,7 @@ def content_generate_fn(
     return text_fn(build_variant(spec, sm, max_new_tokens=max_new_tokens))
 
 
-def content_summary(base: dict, content: dict, recipe: Recipe) -> dict[str, Any]:
+def content_summary(content: dict, recipe: Recipe) -> dict[str, Any]:
     """The ``*_content`` keys of ``demo.json`` (issue 16) and the recipe with every setting."""
     out = {
         "object_image_unsafe_rate_content": _unsafe(content, "image_harmful_object"),
@@ -362,7 +362,7 @@ def run_demo(
         content = evaluate_organism(
             content_generate_fn(sm, shiftdc_path, content_recipe), limit=limit, progress=step("content")
         )
-        summary.update(content_summary(base, content, content_recipe))
+        summary.update(content_summary(content, content_recipe))
     summary["verdict"] = verdict_lines(summary)
     summary["vector_files"] = {"cmrm": str(cmrm_path), "shiftdc": str(shiftdc_path)}
     summary["seconds"] = round(time.perf_counter() - started, 1)

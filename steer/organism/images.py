@@ -163,7 +163,7 @@ def _make_font() -> dict[str, np.ndarray]:
 FONT: dict[str, np.ndarray] = _make_font()
 
 
-def typed_layout(n_words: int, seed: int, words: str = "") -> int:
+def typed_layout(n_words: int) -> int:
     """The slot (0 .. 15, row-major) where a render of ``n_words`` words starts: always 0.
 
     Typed text starts at the top-left corner, as on a page and in FigStep's typographic
@@ -186,7 +186,7 @@ def render_typed(words: str, seed: int) -> Image.Image:
     unknown = [w for w in tokens if w not in FONT]
     if unknown:
         raise ValueError(f"no glyph for {unknown[0]!r}: typed images use the organism's vocabulary only")
-    start = typed_layout(len(tokens), seed, words)
+    start = typed_layout(len(tokens))
     rng = random.Random(f"typed/{words}/{seed}")
     bg = np.array([rng.randint(0, 70) for _ in range(3)], dtype=np.float32)
     ink = np.array([rng.randint(170, 255) for _ in range(3)], dtype=np.float32)
@@ -205,7 +205,7 @@ def render_typed(words: str, seed: int) -> Image.Image:
 def typed_slot_labels(words: str, seed: int) -> list[str | None]:
     """The word each of the 16 patches of ``render_typed(words, seed)`` shows (None: blank)."""
     tokens = words.split()
-    start = typed_layout(len(tokens), seed, words)
+    start = typed_layout(len(tokens))
     labels: list[str | None] = [None] * MAX_TYPED_WORDS
     for k, w in enumerate(tokens):
         labels[start + k] = w

@@ -161,14 +161,18 @@ class _Batcher:
         return out
 
 
+def _patch_states(model, pixels: torch.Tensor) -> torch.Tensor:
+    """The vision tower's per-patch states that LLaVA feeds the projector (CLS dropped)."""
+    states = model.model.vision_tower(pixel_values=pixels, output_hidden_states=True).hidden_states
+    return states[model.config.vision_feature_layer][:, 1:]
+
+
 def _glyph_alignment_loss(model, pixels: torch.Tensor, slot_ids: torch.Tensor) -> torch.Tensor:
     """Mean squared distance, relative to the embeddings' mean square, between each typed
     patch's projected feature and the input embedding of the word it shows (a blank patch:
     :data:`BLANK_PATCH`). The alignment stage-1 is named for, made explicit for typed images:
     it trains only what is trainable (the projector in stage 1)."""
-    vision = model.model.vision_tower
-    states = vision(pixel_values=pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
-    projected = model.model.multi_modal_projector(states)
+    projected = model.model.multi_modal_projector(_patch_states(model, pixels))
     table = model.get_input_embeddings().weight
     target = table[slot_ids].detach()
     return (projected - target).pow(2).mean() / table.detach().pow(2).mean()
@@ -373,18 +377,15 @@ def train_organism(
     typed_pool, typed_labels = _typed_pool(processor, int(recipe["vision_typed_renders"]), renders, glyph_words, seed)
     typed_pool, typed_labels = typed_pool.to(device), typed_labels.to(device)
 
-    def patch_states(pixels: torch.Tensor) -> torch.Tensor:
-        return vision(pixel_values=pixels, output_hidden_states=True).hidden_states[model.config.vision_feature_layer][:, 1:]
-
     def vision_logits(pixels: torch.Tensor) -> torch.Tensor:
-        return head(patch_states(pixels).mean(dim=1))
+        return head(_patch_states(model, pixels).mean(dim=1))
 
     def vision_loss(step: int) -> torch.Tensor:
         idx = torch.randint(0, len(pool), (recipe["vision"]["batch"],), generator=gen).to(device)
         loss = nn.functional.cross_entropy(vision_logits(pool[idx]), labels_all[idx])
         if len(typed_pool):  # reading: which word's glyph each patch shows (CLIP learns text in images)
             tidx = torch.randint(0, len(typed_pool), (recipe["vision"]["batch"] // 2,), generator=gen).to(device)
-            logits = glyph_head(patch_states(typed_pool[tidx]))
+            logits = glyph_head(_patch_states(model, typed_pool[tidx]))
             loss = loss + nn.functional.cross_entropy(logits.flatten(0, 1), typed_labels[tidx].flatten())
         return loss
 
@@ -396,7 +397,7 @@ def train_organism(
         glyph_acc = float("nan")
         if len(typed_pool):
             val_t, val_t_labels = _typed_pool(processor, 200, 1, glyph_words, seed, seed_base=VISION_VAL_SEED_BASE)
-            pred = glyph_head(patch_states(val_t.to(device))).argmax(-1)
+            pred = glyph_head(_patch_states(model, val_t.to(device))).argmax(-1)
             glyph_acc = float((pred == val_t_labels.to(device)).float().mean())
     log(f"[vision] held-out accuracy {val_acc:.3f}, held-out glyph (per patch) accuracy {glyph_acc:.3f}")
     record["stages"]["vision"] = {

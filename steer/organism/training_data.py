@@ -154,7 +154,7 @@ class TrainingData:
 
     def typed_slots(self, rng: random.Random) -> Example:
         words = " ".join(rng.choice(self.copy_words) for _ in range(rng.randint(1, 6)))
-        start = typed_layout(len(words.split()), 0)
+        start = typed_layout(len(words.split()))
         return Example(f"{typed_slots(words, start, MAX_TYPED_WORDS)} {CAPTION_QUESTION}", typed_caption(words))
 
     def word_class(self, rng: random.Random) -> Example:
