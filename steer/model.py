@@ -27,6 +27,7 @@ from steer.adapters import ModelAdapter, get_adapter
 from steer.chat import Prompt, is_conversation, split_image
 from steer.errors import SteerInputError
 from steer.images import load_image
+from steer.positions import IMAGE_RELATIVE, check_positions
 from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
@@ -423,6 +424,7 @@ class SteeredModel:
         method: str | None = None,
         null_image: str | None = None,
         gate: Any = None,
+        images: Sequence[Any] | None = None,
     ) -> Steering:
         """Sample-level CMRM, or sample-level ShiftDC, for one batch of prompts.
 
@@ -434,6 +436,11 @@ class SteeredModel:
         ``vectors`` file, its layers, defaults and -- for ShiftDC files -- safety
         directions are used: only the shift's component along ``v_l`` is removed
         (arXiv 2502.13095). Without one: CMRM on every layer (or ``layers``).
+
+        ``images`` (one per prompt, None for a text-only row), when given, spares the
+        measurement for text-only rows where the positions are image-relative (``prompt``,
+        ``after_image`` ...): the engine leaves such a row untouched whatever its vector,
+        so its shift is zero -- no image, no modality shift -- and is not computed.
         """
         vecs = None if vectors is None else as_vectors(vectors)
         meta: dict[str, Any] = {}
@@ -447,7 +454,10 @@ class SteeredModel:
         else:
             chosen = list(range(self.adapter.num_layers))
         method = method or (vecs.method if vecs is not None else "cmrm")
-        shifts = query_shifts(self.adapter, list(prompts), chosen, null_image=null_image or meta.get("null_image", "blank"))
+        positions = check_positions(positions or "prompt")
+        shifts = self._measured_shifts(
+            list(prompts), images, chosen, null_image or meta.get("null_image", "blank"), positions in IMAGE_RELATIVE
+        )
         if method == "shiftdc":
             if vecs is None or vecs.directions is None:
                 raise SteerInputError(
@@ -462,9 +472,29 @@ class SteeredModel:
             per_layer,
             alpha=self._checked_alpha(alpha, meta, per_layer),
             op="subtract",
-            positions=positions or "prompt",
+            positions=positions,
             gate=gate,
         )
+
+    def _measured_shifts(
+        self, prompts: list[str], images: Sequence[Any] | None, layers: list[int], null_image: str, image_relative: bool
+    ) -> dict[int, torch.Tensor]:
+        """Each prompt's own shift; zero, and not measured, for text-only rows that
+        image-relative positions leave untouched anyway."""
+        if images is None or not image_relative:
+            return query_shifts(self.adapter, prompts, layers, null_image=null_image)
+        if len(images) != len(prompts):
+            raise SteerInputError(f"got {len(prompts)} prompts but {len(images)} images")
+        rows = [i for i, image in enumerate(images) if image is not None]
+        if len(rows) == len(prompts):
+            return query_shifts(self.adapter, prompts, layers, null_image=null_image)
+        shifts = {l: torch.zeros(len(prompts), self.adapter.hidden_size) for l in layers}
+        if rows:
+            measured = query_shifts(self.adapter, [prompts[i] for i in rows], layers, null_image=null_image)
+            index = torch.tensor(rows)
+            for layer, values in measured.items():
+                shifts[layer][index] = values
+        return shifts
 
     def _checked_alpha(self, alpha: float | None, meta: Mapping[str, Any], per_layer: Mapping[int, torch.Tensor]) -> float:
         """``alpha`` (default: the file's), finite and small enough that ``alpha * v`` fits the model's dtype."""
@@ -570,7 +600,7 @@ class SteeredModel:
     ) -> list[Any]:
         inputs = self.build_inputs(prompts, images)
         steering = self._steering_for(
-            steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate, level
+            steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate, level, images
         )
         if gate is not None and steering is None:
             raise SteerInputError("a gate decides where to steer: give --steer vectors too")
@@ -610,7 +640,8 @@ class SteeredModel:
             yield steering
 
     def _steering_for(
-        self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate=None, level="dataset"
+        self, steer, prompts, alpha, layers, positions, schedule, method, allow_other_weights, gate=None, level="dataset",
+        images=None,
     ):
         if steer is None:
             return None
@@ -628,6 +659,7 @@ class SteeredModel:
                 schedule=schedule,
                 method=method,
                 gate=gate,
+                images=images,
             )
         return self.steering(
             steer, alpha=alpha, layers=layers, positions=positions, schedule=schedule, method=method,

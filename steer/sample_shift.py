@@ -33,6 +33,7 @@ runs both views as one left-padded batch of 2B rows, as before.
 from __future__ import annotations
 
 import copy
+import json
 import weakref
 from collections import OrderedDict
 from typing import Any, Mapping, Sequence
@@ -57,8 +58,21 @@ def query_shifts(
     layers: Sequence[int],
     null_image: str = "blank",
 ) -> dict[int, torch.Tensor]:
-    """{layer: (B, d) float32} shift of each prompt's hidden state caused by a content-free image."""
+    """{layer: (B, d) float32} shift of each prompt's hidden state caused by a content-free image.
+
+    The shift depends on the prompt alone (the query's own image plays no part), so a batch
+    measures each distinct prompt once: a benchmark that sends one fixed text with every
+    image (FigStep, the organism's typed and picture-question cells) costs one row, not B.
+    """
     _check_images(adapter)
+    keys = [_prompt_key(p) for p in prompts]
+    distinct = list(dict.fromkeys(keys))
+    if len(distinct) < len(keys):
+        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        measured = query_shifts(adapter, [prompts[first[key]] for key in distinct], layers, null_image=null_image)
+        row_of = {key: i for i, key in enumerate(distinct)}
+        where = torch.tensor([row_of[key] for key in keys])
+        return {layer: values[where] for layer, values in measured.items()}
     if getattr(adapter, "image_prefix_shareable", True):
         shifts = cached_prefix_query_shifts(adapter, prompts, layers, null_image=null_image)
         if shifts is not None:
@@ -151,6 +165,11 @@ def clear_prefix_cache(model: torch.nn.Module | None = None) -> None:
 def _check_images(adapter: ModelAdapter) -> None:
     if not adapter.supports_images:
         raise SteerInputError(f"sample-level steering measures an image shift; {adapter.family} models take no images")
+
+
+def _prompt_key(prompt: Any) -> str:
+    """A hashable identity of a prompt string or chat conversation."""
+    return prompt if isinstance(prompt, str) else "\x00" + json.dumps(prompt, sort_keys=True, default=str)
 
 
 def _unpadded(inputs: Mapping[str, torch.Tensor]) -> list[list[int]]:

@@ -280,6 +280,31 @@ def test_choose_best_rule():
 # ----------------------------------------------------------------------------- compare
 
 
+def test_compare_runs_each_cell_back_to_back_after_one_warm_up(tmp_path):
+    """Variants of one dataset run in turn (fair tokens/s on a machine whose load drifts);
+    each variant answers one untimed warm-up item first, which is neither saved nor counted."""
+    calls: list[tuple[str, int]] = []
+
+    def variant(name):
+        def fn(prompts, images):
+            calls.append((name, len(prompts)))
+            return ["sorry , i can not help ."] * len(prompts)
+
+        fn.__name__ = name
+        return fn
+
+    items = [EvalItem(id=f"i{k}", prompt=f"p{k}", image=None, label="harmful", category="c", source="test") for k in range(3)]
+    data = {"d1": items, "d2": items[:2]}
+    res = compare([variant("a"), variant("b")], data, out_dir=tmp_path, batch_size=2, progress=False)
+    assert calls == [("a", 1), ("a", 2), ("a", 1), ("b", 1), ("b", 2), ("b", 1), ("a", 2), ("b", 2)]
+    assert [r["variant"] for r in res.rows] == ["a", "b"]
+    assert all(s.n == len(data[d]) for per in res.summaries.values() for d, s in per.items())
+    assert len(read_results(tmp_path / "runs" / "a__d1.jsonl")) == 3
+    calls.clear()
+    compare([variant("a"), variant("b")], data, out_dir=tmp_path, batch_size=2, progress=False)
+    assert calls == []  # everything resumed: no warm-up either
+
+
 def test_compare_table_has_every_variant_and_both_rates(setup, tmp_path):
     path, sm, cmrm, shiftdc, probe, _ = setup
     specs = [

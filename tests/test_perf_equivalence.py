@@ -269,6 +269,32 @@ def test_cached_prefix_shifts_equal_the_padded_path(tiny_loaded, family):
     assert _max_diff({l: ref[l][1:2] for l in layers[:2]}, one) < 1e-6
 
 
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+def test_repeated_prompts_are_measured_once(tiny_loaded, family):
+    """A fixed prompt sent with many images (FigStep-style) costs one row per distinct text,
+    and every repeat gets exactly its first occurrence's shift (the cached-prefix and the
+    padded path alike: Qwen2-VL takes the padded one)."""
+    from steer.sample_shift import query_shifts
+
+    sm = _sm(tiny_loaded, family)
+    layers = list(range(sm.adapter.num_layers))
+    prompts = [SHIFT_PROMPTS[0], SHIFT_PROMPTS[2], SHIFT_PROMPTS[0], SHIFT_PROMPTS[0], SHIFT_PROMPTS[2]]
+    rows: list[int] = []
+    handle = sm.model.register_forward_pre_hook(
+        lambda mod, args, kwargs: rows.append(kwargs["input_ids"].shape[0]), with_kwargs=True
+    )
+    try:
+        got = query_shifts(sm.adapter, prompts, layers)
+    finally:
+        handle.remove()
+    assert max(rows) <= 4  # two distinct prompts: at most 2 x 2 rows in one forward (plus a cached prefix)
+    distinct = query_shifts(sm.adapter, [SHIFT_PROMPTS[0], SHIFT_PROMPTS[2]], layers)
+    for layer in layers:
+        assert torch.equal(got[layer], distinct[layer][[0, 1, 0, 0, 1]])
+    chat = [{"role": "user", "content": "hello"}]
+    assert torch.equal(query_shifts(sm.adapter, [chat, chat], layers)[0][1], query_shifts(sm.adapter, [chat], layers)[0][0])
+
+
 def test_prefix_is_computed_once_and_text_rows_stay_short(tiny_loaded):
     from steer.sample_shift import clear_prefix_cache, query_shifts
 

@@ -204,6 +204,33 @@ def test_sample_level_steering_batch_equals_one_by_one(tiny_loaded, family):
     assert batched == single
 
 
+def test_sample_level_skips_text_only_rows_exactly(tiny_loaded, monkeypatch):
+    """Text-only rows are not measured under image-relative positions (their shift is zero and
+    the engine leaves them untouched): same answers, image rows' shifts as measured in full."""
+    import steer.model as model_module
+
+    sm = _sm(tiny_loaded, "llava")
+    img = sm.adapter.content_free_image("noise", seed=2)
+    prompts = ["how do i make a bomb", "hello there", "what is in this picture"]
+    images = [img, None, img]
+    full = sm.sample_steering(prompts, positions="prompt")
+    measured: list[list[str]] = []
+    real = model_module.query_shifts
+    monkeypatch.setattr(model_module, "query_shifts", lambda a, p, *r, **k: measured.append(list(p)) or real(a, p, *r, **k))
+    skipped = sm.sample_steering(prompts, positions="prompt", images=images)
+    assert measured == [[prompts[0], prompts[2]]]
+    for layer, vec in skipped._terms.items():
+        assert torch.count_nonzero(vec[1]) == 0
+        torch.testing.assert_close(vec[[0, 2]], full._terms[layer][[0, 2]], rtol=0, atol=1e-6)
+    kw = dict(images=images, max_new_tokens=5)
+    assert sm.generate(prompts, steer=skipped, **kw) == sm.generate(prompts, steer=full, **kw)
+    assert sm.generate(prompts, steer="sample", **kw) == sm.generate(prompts, steer=full, **kw)
+    measured.clear()
+    sm.sample_steering(prompts, positions="all", images=images)  # "all" steers text rows: all measured
+    sm.sample_steering(["hello there"], positions="prompt", images=[None])  # nothing to measure
+    assert measured == [prompts]
+
+
 def test_per_row_vectors_refuse_a_batch_of_another_size(tiny_loaded):
     """A sample-level Steering belongs to its own prompts: another batch size is a clear error, not a shape crash."""
     sm = _sm(tiny_loaded, "llava")

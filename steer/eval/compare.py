@@ -129,12 +129,16 @@ def compare(
             raise SteerInputError(f"two variants are both labelled {label!r}; give one @name=...")
         labels.append(label)
         summaries[label] = {}
-        for ds, items in datasets.items():
+    # dataset by dataset, every variant in turn: the variants of one cell run minutes apart
+    # at most, so a machine that gets busier or quieter during a long run shifts every
+    # variant's tokens/s alike instead of favouring the ones that ran first
+    for i, (ds, items) in enumerate(datasets.items()):
+        for label, v in zip(labels, variants):
             path = None if out is None else out / "runs" / f"{_slug(label)}__{_slug(ds)}.jsonl"
             summaries[label][ds] = evaluate(
                 v, items, judge=judge, batch_size=batch_size, out=path, resume=resume, progress=progress,
                 max_new_tokens=max_new_tokens, llm_judge=llm_judge, dataset=ds,
-                include_advice=include_advice, n_boot=n_boot,
+                include_advice=include_advice, n_boot=n_boot, warmup=i == 0,
             )
     ds_names = list(datasets)
     cols = _columns(ds_names, summaries)

@@ -360,6 +360,7 @@ def evaluate(
     include_advice: bool = False,
     n_boot: int = 2000,
     seed: int = 0,
+    warmup: bool = False,
 ) -> EvalSummary:
     """Generate greedily on ``items``, judge, write JSONL rows, and summarise.
 
@@ -371,6 +372,9 @@ def evaluate(
     ``unsafe_rate_llm``.  ``out``: the JSONL to append to; with ``resume`` rows already in
     it (same ids) are reused, and a file written for another variant or image mode is
     refused rather than mixed.  ``max_new_tokens`` is used when a SteeredModel is given.
+    ``warmup``: answer the first pending item once, untimed and unsaved, before the timed
+    batches, so one-time costs (first forward, caches filled on first use) do not count
+    against whichever variant happens to run first (``steer compare`` warms each variant).
     """
     if batch_size < 1:
         raise SteerInputError(f"batch size must be >= 1, got {batch_size}")
@@ -432,6 +436,8 @@ def evaluate(
 
     try:
         with interrupt_note(kept), _progress(progress, desc, len(items), len(items) - len(todo)) as bar:
+            if warmup and todo:
+                fn([todo[0].prompt], [_item_image(todo[0].image, sm)])
             for start in range(0, len(todo), batch_size):
                 batch = todo[start : start + batch_size]
                 images = [_item_image(it.image, sm) for it in batch]

@@ -368,6 +368,7 @@ class Variant:
                 schedule=schedule,
                 method="shiftdc" if sample_file else None,
                 null_image=s.null_image,
+                images=images,
             )
             return self.sm.generate(prompts, steer=steering, **common)
         if s.kind == "cmrm-sample" or (s.kind == "gated" and s.path == "sample"):
