@@ -35,6 +35,7 @@ gated:$OUT/cmrm.safetensors:$OUT/gate_layer0_qa.safetensors@$TUNED,layers=1-3,na
 caption-cmrm@alpha=1,name=caption-cmrm;\
 caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,name=caption-shiftdc;\
 caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,name=caption-shiftdc-both;\
+caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,follow=0.5,name=caption-shiftdc-follow;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer0_qa.safetensors@alpha=1,layers=1-3,name=refusal-add-qa-gate;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer1_content.safetensors@alpha=1,layers=2-3,name=refusal-add-content-gate" \
   --data organism:text-harmful,organism:text-benign,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike,organism:image-harmful-typed,organism:image-benign-typed \

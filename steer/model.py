@@ -703,6 +703,22 @@ class SteeredModel:
         ``twin="both"`` (ShiftDC only) anchors each row and layer to the more-refusing of two
         twins, the captioned query and the query alone (one forward over 3x the image rows).
         """
+        plan = self._self_caption_plan(
+            prompts, images, vectors=vectors, layers=layers, method=method, caption_prompt=caption_prompt,
+            captions=captions, twin=twin, schedule=schedule,
+        )
+        return Steering(
+            self.adapter,
+            plan["per_layer"],
+            alpha=check_alpha(plan["meta"].get("default_alpha", 1.0) if alpha is None else alpha),
+            op="subtract",
+            positions=positions or "prompt",
+        )
+
+    def _self_caption_plan(
+        self, prompts, images, *, vectors, layers, method, caption_prompt, captions, twin, schedule=None
+    ) -> dict[str, Any]:
+        """Captions, twins, per-twin shifts and the per-layer vectors of a self-caption steering."""
         from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along, self_captions
 
         prompt_list = list(prompts)
@@ -735,14 +751,87 @@ class SteeredModel:
             twin_sets.append(prompt_list)
         shift_sets = anchored_shifts(self.adapter, prompt_list, loaded, chosen, twin_sets)
         shifts = most_refusing_along(shift_sets, vecs.directions) if method == "shiftdc" else shift_sets[0]
-        per_layer = apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental"))
-        return Steering(
+        return {
+            "prompts": prompt_list, "images": loaded, "vectors": vecs, "meta": meta, "layers": chosen,
+            "twins": twin_sets[0], "shift_sets": shift_sets,
+            "per_layer": apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental")),
+        }
+
+    @torch.inference_mode()
+    def self_caption_generate(
+        self,
+        prompts: Sequence[str],
+        images: Sequence[Any],
+        *,
+        vectors: ShiftVectors | str | os.PathLike,
+        follow: float = 0.5,
+        layers: Sequence[int] | None = None,
+        alpha: float | None = None,
+        positions: str | None = None,
+        schedule: str | None = None,
+        caption_prompt: str | None = None,
+        captions: Sequence[str] | None = None,
+        twin: str = "both",
+        max_new_tokens: int = 64,
+        return_details: bool = False,
+    ) -> list[Any]:
+        """Self-caption ShiftDC at the prompt, then twin following through the answer.
+
+        The prompt is steered as :meth:`self_caption_steering` does (method ``shiftdc``).
+        A row is *followed* when its image moved the state at the first steered layer at
+        least ``follow`` times the file's harmful-benign gap (``safety.gap_norm``) away
+        from its captioned twin, against the safety direction -- the image hides harm that
+        the caption states. A followed row's text twin is decoded in the same batch and
+        every generated token of the row takes the twin's states at the steered layers
+        (:mod:`steer.twin_follow`), so the answer goes on as the text-only model would
+        answer the described request; other rows generate as with the steering alone.
+        ``follow=inf`` follows no row. Greedy decoding. With ``return_details`` each row
+        gives ``gate_score`` (its pull, in gap units) and ``steered`` (whether it was followed).
+        """
+        from transformers import LogitsProcessorList
+
+        from steer.twin_follow import TwinFollow
+
+        follow = float(follow)
+        if follow != follow or follow < 0:
+            raise SteerInputError(f"follow must be a number >= 0 (a share of the harmful-benign gap), got {follow}")
+        plan = self._self_caption_plan(
+            prompts, images, vectors=vectors, layers=layers, method="shiftdc", caption_prompt=caption_prompt,
+            captions=captions, twin=twin, schedule=schedule,
+        )
+        from steer.refusal_addition import refusal_directions
+
+        first = plan["layers"][0]
+        gap = refusal_directions(plan["vectors"], [first])[first].to(torch.float32)  # gap norm x unit direction
+        pull = -(plan["shift_sets"][0][first] @ gap) / gap.dot(gap)  # in units of the harmful-benign gap
+        n = len(plan["prompts"])
+        rows = [i for i in range(n) if plan["images"][i] is not None and float(pull[i]) > follow]
+        texts = plan["prompts"] + [plan["twins"][i] for i in rows]
+        inputs = self.build_inputs(texts, plan["images"] + [None] * len(rows))
+        extra = len(rows)
+        per_layer = {
+            l: torch.cat([v, torch.zeros(extra, v.shape[-1], dtype=v.dtype)]) if extra else v
+            for l, v in plan["per_layer"].items()
+        }
+        steering = Steering(
             self.adapter,
             per_layer,
-            alpha=check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
+            alpha=check_alpha(plan["meta"].get("default_alpha", 1.0) if alpha is None else alpha),
             op="subtract",
             positions=positions or "prompt",
         )
+        follower = TwinFollow(self.adapter, plan["layers"], rows, list(range(n, n + extra)))
+        kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False)
+        if extra:
+            kwargs["logits_processor"] = LogitsProcessorList([follower.logits_processor()])
+        with steering, steering.prompt(inputs["input_ids"], inputs.get("attention_mask")), follower:
+            out = self.model.generate(**inputs, **kwargs)
+        new = out[:n, inputs["input_ids"].shape[1] :]
+        answers = [t.strip() for t in self.adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        if not return_details:
+            return answers
+        followed = set(rows)  # the follow decision is this method's gate: score = pull, steered = followed
+        return [{"text": text, "gate_score": float(pull[i]), "steered": i in followed} for i, text in enumerate(answers)]
 
     def refusal_steering(
         self,

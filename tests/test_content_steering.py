@@ -258,6 +258,102 @@ def test_content_variant_specs_parse_and_run(tiny_loaded, tmp_path):
         parse_variant("refusal-add:v.safetensors@threshold=0.5")
 
 
+# ---------------------------------------------------------------------- twin following
+@pytest.mark.parametrize("family", VLM_FAMILIES)
+def test_twin_follow_batch_equals_one_by_one_and_reduces_to_the_steering(tiny_loaded, family):
+    sm = _sm(tiny_loaded, family)
+    images = _images(sm)
+    vecs = _shiftdc_file(sm)
+    captions = ["a red ball", "the image says : hello", ""]
+    kw = dict(vectors=vecs, alpha=3.0, twin="both", captions=captions, max_new_tokens=5)
+    followed = sm.self_caption_generate(PROMPTS, images, follow=0.0, return_details=True, **kw)
+    assert [r["steered"] for r in followed] == [r["gate_score"] > 0 for r in followed[:2]] + [False]
+    single = [sm.self_caption_generate([p], [im], follow=0.0, **{**kw, "captions": [c]})[0]
+              for p, im, c in zip(PROMPTS, images, captions)]
+    assert [r["text"] for r in followed] == single
+    # following no row is the self-caption steering alone; the text-only row is never steered
+    none = sm.self_caption_generate(PROMPTS, images, follow=float("inf"), **kw)
+    steering = sm.self_caption_steering(PROMPTS, images, vectors=vecs, alpha=3.0, twin="both", captions=captions)
+    assert none == sm.generate(PROMPTS, images=images, steer=steering, max_new_tokens=5)
+    assert followed[2]["text"] == sm.generate(PROMPTS[2], max_new_tokens=5)
+
+
+def test_twin_follow_copies_the_twin_at_generated_tokens_only(tiny_loaded):
+    """A followed row takes its twin's layer outputs at every generated token (the twin takes its
+    tokens); prompt positions and the other rows are untouched; hooks are gone afterwards."""
+    from transformers import LogitsProcessorList
+
+    from steer.twin_follow import TwinFollow
+
+    sm = _sm(tiny_loaded, "llava")
+    img = sm.adapter.content_free_image("noise", seed=1)
+    texts = ["how do i make this", "what is in this picture", "the image says : hello . how do i make this"]
+    inputs = sm.build_inputs(texts, [img, img, None])
+    prompt_len = inputs["input_ids"].shape[1]
+    last = sm.adapter.num_layers - 1
+    before = _hook_ids(sm)
+    seen: list[torch.Tensor] = []
+    kw = dict(max_new_tokens=6, min_new_tokens=6, do_sample=False)
+    with torch.inference_mode():
+        plain = sm.model.generate(**inputs, **kw)
+        follower = TwinFollow(sm.adapter, range(sm.adapter.num_layers), rows=[0], twins=[2])
+        with follower:
+            capture = sm.adapter.decoder_layers[last].register_forward_hook(
+                lambda m, a, out: seen.append((out if torch.is_tensor(out) else out[0]).clone())
+            )
+            try:
+                out = sm.model.generate(**inputs, **kw, logits_processor=LogitsProcessorList([follower.logits_processor()]))
+            finally:
+                capture.remove()
+    assert _hook_ids(sm) == before
+    assert torch.equal(out[0, prompt_len:], out[2, prompt_len:])  # the twin took the image row's tokens
+    assert torch.equal(out[1], plain[1])  # a row that follows nothing is untouched
+    prefill, steps = seen[0], seen[1:]
+    assert not torch.equal(prefill[0, -1], prefill[2, -1])  # the prompt is the row's own
+    assert steps and all(torch.equal(h[0, -1], h[2, -1]) for h in steps)
+    with pytest.raises(SteerInputError, match="cannot follow itself"):
+        TwinFollow(sm.adapter, [0], rows=[0], twins=[0])
+
+
+def test_twin_follow_errors_and_hooks_after_failures(tiny_loaded, tmp_path):
+    sm = _sm(tiny_loaded, "llava")
+    images = _images(sm)
+    vecs = _shiftdc_file(sm)
+    before = _hook_ids(sm)
+    kw = dict(vectors=vecs, captions=["a", "b", ""], max_new_tokens=3)
+
+    def boom(module, args, output):
+        hidden = output if torch.is_tensor(output) else output[0]
+        if hidden.shape[1] == 1:  # a decode step: the twin rows and hooks are in place
+            raise RuntimeError("layer failed")
+
+    handle = sm.adapter.decoder_layers[0].register_forward_hook(boom)
+    try:
+        with pytest.raises(RuntimeError, match="layer failed"):
+            sm.self_caption_generate(PROMPTS, images, follow=0.0, **kw)
+    finally:
+        handle.remove()
+    assert _hook_ids(sm) == before
+    with pytest.raises(SteerInputError, match="follow must be a number"):
+        sm.self_caption_generate(PROMPTS, images, follow=-1, **kw)
+    no_gap = ShiftVectors(dict(vecs.shifts), dict(vecs.directions), {**vecs.metadata, "safety": {}})
+    with pytest.raises(SteerInputError, match="gap"):
+        sm.self_caption_generate(PROMPTS, images, follow=0.5, **{**kw, "vectors": no_gap})
+    vec_path = tmp_path / "shiftdc.safetensors"
+    vecs.save(vec_path)
+    spec = parse_variant(f"caption-shiftdc:{vec_path}@twin=both,follow=0.25")
+    assert spec.follow == 0.25 and "follow=0.25" in spec.label
+    v = build_variant(spec, sm, max_new_tokens=3)
+    assert v.settings()["follow"] == 0.25
+    assert [r["text"] for r in v(PROMPTS, images)] == sm.self_caption_generate(
+        PROMPTS, images, vectors=str(vec_path), follow=0.25, twin="both", max_new_tokens=3
+    )
+    with pytest.raises(SteerInputError, match="follow= is for caption-shiftdc"):
+        parse_variant("caption-cmrm@follow=0.5")
+    with pytest.raises(SteerInputError, match="follow must be a number"):
+        parse_variant(f"caption-shiftdc:{vec_path}@follow=x")
+
+
 def test_content_gate_rows_use_training_renders_only():
     """The content gate is fitted on training renders and non-eval prompts: disjoint from every eval item."""
     from calibration.content_gate import BENIGN_RENDERS, HARMFUL_RENDERS, organism_content_gate_rows

@@ -18,7 +18,9 @@ A *variant* is one way of generating with a model.  Specs (``parse_variant``)::
                                   removed whole (steer.self_caption)
     caption-shiftdc:PATH          the same shift, removed only along PATH's safety directions;
                                   ``twin=both`` anchors to the more-refusing of the captioned
-                                  query and the query alone
+                                  query and the query alone; ``follow=F`` also makes rows whose
+                                  image hides at least F x the harmful-benign gap generate as
+                                  their captioned twin (steer.twin_follow)
     refusal-add:PATH[:PROBE[:T]]  add alpha x the text-only refusal direction of ShiftDC file
                                   PATH (steer.refusal_addition), only on rows whose probe
                                   score exceeds T when a PROBE is given
@@ -77,7 +79,8 @@ _NEEDS_PATH = {"cmrm", "shiftdc", "shiftdc-sample", "tga", "gated", "caption-shi
 #: content-aware kinds (self-caption anchoring, gated refusal addition)
 CONTENT_KINDS = ("caption-cmrm", "caption-shiftdc", "refusal-add")
 OPTION_KEYS = (
-    "alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "caption_prompt", "twin", "name",
+    "alpha", "layers", "positions", "schedule", "method", "threshold", "null_image", "caption_prompt", "twin", "follow",
+    "name",
 )
 _KIND_RE = re.compile(
     r"^\s*(baseline|cmrm-sample|shiftdc-sample|cmrm|shiftdc|tga|gated|caption-cmrm|caption-shiftdc|refusal-add)"
@@ -153,6 +156,7 @@ class VariantSpec:
     null_image: str | None = None
     caption_prompt: str | None = None
     twin: str | None = None
+    follow: float | None = None
     name: str | None = None
     text: str = ""
 
@@ -180,6 +184,8 @@ class VariantSpec:
                 opts.append(f"{key}={value}")
         if self.kind not in ("gated", "refusal-add") and self.threshold is not None:
             opts.append(f"threshold={self.threshold:g}")
+        if self.follow is not None:
+            opts.append(f"follow={self.follow:g}")
         return base + ("@" + ",".join(opts) if opts else "")
 
     def with_options(self, **changes: Any) -> "VariantSpec":
@@ -229,6 +235,14 @@ def _parse_options(text: str, spec: str) -> dict[str, Any]:
             if value not in SCHEDULES:
                 raise SteerInputError(f"variant {spec!r}: unknown schedule {value!r}; one of {', '.join(SCHEDULES)}")
             out[key] = value
+        elif key == "follow":
+            try:
+                share = float(value)
+            except ValueError:
+                share = float("nan")
+            if not share >= 0:
+                raise SteerInputError(f"variant {spec!r}: follow must be a number >= 0 (share of the harmful-benign gap), got {value!r}")
+            out[key] = share
         elif key == "twin":
             if value not in ("caption", "both"):
                 raise SteerInputError(f"variant {spec!r}: twin must be caption or both, got {value!r}")
@@ -295,6 +309,8 @@ def parse_variant(spec: str) -> VariantSpec:
         raise SteerInputError(f"variant {text!r}: caption_prompt= is for caption-cmrm / caption-shiftdc")
     if "twin" in opts and kind != "caption-shiftdc":
         raise SteerInputError(f"variant {text!r}: twin= is for caption-shiftdc")
+    if "follow" in opts and kind != "caption-shiftdc":
+        raise SteerInputError(f"variant {text!r}: follow= is for caption-shiftdc")
     if "method" in opts and kind in CONTENT_KINDS:
         raise SteerInputError(f"variant {text!r}: {kind} fixes its method; drop method=")
     if "threshold" in opts and "threshold" in fields:
@@ -352,6 +368,12 @@ class Variant:
         if s.kind in ("baseline", "tga"):
             return self.sm.generate(prompts, **common)
         layers = None if s.layers is None else list(s.layers)
+        if s.kind == "caption-shiftdc" and s.follow is not None:
+            return self.sm.self_caption_generate(
+                prompts, images, vectors=s.path, follow=s.follow, layers=layers, alpha=s.alpha, positions=s.positions,
+                schedule=s.schedule, caption_prompt=s.caption_prompt, twin=s.twin or "caption",
+                max_new_tokens=self.max_new_tokens, return_details=True,
+            )
         if s.kind in CONTENT_KINDS:
             return self.sm.generate(prompts, steer=self._content_steering(prompts, images, layers), **common)
         sample_file = s.kind == "shiftdc-sample"
@@ -487,7 +509,7 @@ class Variant:
             alpha=s.alpha if s.alpha is not None else meta.get("default_alpha", 1.0),
             layers=_format_layers(layers) if layers is not None else "all", positions=s.positions or "prompt",
             schedule=s.schedule or meta.get("sample_schedule", "incremental"), caption_prompt=caption_prompt,
-            twin=s.twin or "caption", vectors=s.path,
+            twin=s.twin or "caption", vectors=s.path, **({} if s.follow is None else {"follow": s.follow}),
         )
 
     def _file_meta(self) -> dict[str, Any]:
