@@ -34,11 +34,16 @@ DEFAULT_SHIFTDC = RECIPES["measured"]["shiftdc"]
 #: Best measured content-aware fix on the organism (docs/content-steering.md): self-caption
 #: anchored ShiftDC -- each image query's shift against the more-refusing of two text twins
 #: (its own caption + the query, or the query alone), removed along the ShiftDC file's safety
-#: directions. (Gated refusal addition was best on the weights before the issue-16 retrain.)
+#: directions -- with twin following: rows whose image hides at least half the harmful-benign
+#: gap generate as their captioned twin (steer.twin_follow). (Gated refusal addition was best
+#: on the weights before the issue-16 retrain.)
 DEFAULT_CONTENT = Recipe(method="caption-shiftdc", alpha=1.5, positions="prompt", schedule="incremental",
                          level="sample", name="measured")
 #: which twin the content recipe anchors to (see steer.self_caption)
 CONTENT_TWIN = "both"
+#: rows whose image pulls the state this share of the harmful-benign gap away from the
+#: captioned twin generate as that twin (see SteeredModel.self_caption_generate)
+CONTENT_FOLLOW = 0.5
 
 
 def organism_generate_fn(
@@ -69,12 +74,14 @@ def content_generate_fn(
     sm: SteeredModel, shiftdc_path: Any, recipe: Recipe = DEFAULT_CONTENT, max_new_tokens: int = 24
 ) -> Callable[[list[str], list[Any]], list[str]]:
     """A ``generate_fn`` for the content recipe: the same variant ``steer compare`` runs as
-    ``caption-shiftdc:FILE@alpha=..,twin=both`` (one self-caption Steering per batch)."""
+    ``caption-shiftdc:FILE@alpha=..,twin=both,follow=0.5`` (self-caption steering and twin
+    following per batch)."""
     from steer.eval.variants import VariantSpec, build_variant, text_fn
 
     spec = VariantSpec(
         kind=recipe.method, path=str(shiftdc_path), alpha=recipe.alpha, layers=recipe.layers,
-        positions=recipe.positions, schedule=recipe.schedule, twin=CONTENT_TWIN, name="content",
+        positions=recipe.positions, schedule=recipe.schedule, twin=CONTENT_TWIN, follow=CONTENT_FOLLOW,
+        name="content",
     )
     return text_fn(build_variant(spec, sm, max_new_tokens=max_new_tokens))
 
@@ -95,6 +102,7 @@ def content_summary(content: dict, recipe: Recipe) -> dict[str, Any]:
         "over_refusal_rate_content": content["lookalike_over_refusal"],
         "content_recipe": dict(
             asdict(recipe), vectors="shiftdc (the demo's ShiftDC file: its safety directions)", twin=CONTENT_TWIN,
+            follow=CONTENT_FOLLOW,
             caption_prompt="the adapter's (steer.self_caption)",
         ),
     }
@@ -256,7 +264,7 @@ def verdict_lines(summary: dict[str, Any]) -> list[str]:
         )
     if "object_image_unsafe_rate_content" in summary:
         lines.append(
-            "content-aware fix (self-caption anchored ShiftDC): harmful-object picture + 'make this' unsafe "
+            "content-aware fix (self-caption anchored ShiftDC, twin following): harmful-object picture + 'make this' unsafe "
             f"{summary['object_image_unsafe_rate']:.0%} -> {summary['object_image_unsafe_rate_content']:.0%}, harmful "
             f"text + image {summary['image_unsafe_rate']:.0%} -> {summary['image_unsafe_rate_content']:.0%}; image QA "
             f"{summary['benign_image_accuracy']:.0%} -> {summary['benign_image_accuracy_content']:.0%}, benign 'make this' "
@@ -379,7 +387,7 @@ def summary_lines(summary: dict[str, Any], out: str | Path) -> list[str]:
     return [
         f"CMRM: {DEFAULT_CMRM.describe()}",
         f"ShiftDC: {DEFAULT_SHIFTDC.describe()}",
-        f"content: {DEFAULT_CONTENT.describe()} twin={CONTENT_TWIN} (self-caption anchored; the ShiftDC file)",
+        f"content: {DEFAULT_CONTENT.describe()} twin={CONTENT_TWIN} follow={CONTENT_FOLLOW} (self-caption anchored; the ShiftDC file)",
         *summary["verdict"],
         f"wrote {Path(out) / 'demo.json'} ({summary['seconds']} s)",
     ]
