@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import re
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -824,7 +824,9 @@ class SteeredModel:
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False)
         if extra:
             kwargs["logits_processor"] = LogitsProcessorList([follower.logits_processor()])
-        with steering, steering.prompt(inputs["input_ids"], inputs.get("attention_mask")), follower:
+        with steering, steering.prompt(inputs["input_ids"], inputs.get("attention_mask")), (
+            follower if extra else nullcontext()
+        ):
             out = self.model.generate(**inputs, **kwargs)
         new = out[:n, inputs["input_ids"].shape[1] :]
         answers = [t.strip() for t in self.adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
