@@ -659,7 +659,9 @@ def bench_sample_generation(sm: SM, rows_for_batch: Callable[[int], list[str]], 
     batch, new_tokens = s.compare_batch, s.compare_new_tokens
     rows = rows_for_batch(batch)
     inputs = sm.adapter.build_inputs(rows, [img] * batch)
-    kw = dict(max_new_tokens=new_tokens, do_sample=False, use_cache=True)
+    # EOS disabled: every contender generates exactly new_tokens per row, the count the
+    # tokens/s below assumes (steered rows may otherwise stop at another step than unsteered ones)
+    kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, use_cache=True)
 
     def run(make: Callable[[], Steering] | None) -> Callable[[], Any]:
         def call():
