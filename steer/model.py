@@ -705,20 +705,14 @@ class SteeredModel:
         """
         plan = self._self_caption_plan(
             prompts, images, vectors=vectors, layers=layers, method=method, caption_prompt=caption_prompt,
-            captions=captions, twin=twin, schedule=schedule,
+            captions=captions, twin=twin, schedule=schedule, alpha=alpha,
         )
-        return Steering(
-            self.adapter,
-            plan["per_layer"],
-            alpha=check_alpha(plan["meta"].get("default_alpha", 1.0) if alpha is None else alpha),
-            op="subtract",
-            positions=positions or "prompt",
-        )
+        return Steering(self.adapter, plan["per_layer"], alpha=plan["alpha"], op="subtract", positions=positions or "prompt")
 
     def _self_caption_plan(
-        self, prompts, images, *, vectors, layers, method, caption_prompt, captions, twin, schedule=None
+        self, prompts, images, *, vectors, layers, method, caption_prompt, captions, twin, schedule=None, alpha=None
     ) -> dict[str, Any]:
-        """Captions, twins, per-twin shifts and the per-layer vectors of a self-caption steering."""
+        """Captions, twins, per-twin shifts, the per-layer vectors and alpha of a self-caption steering."""
         from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along, self_captions
 
         prompt_list = list(prompts)
@@ -755,6 +749,7 @@ class SteeredModel:
             "prompts": prompt_list, "images": loaded, "vectors": vecs, "meta": meta, "layers": chosen,
             "twins": twin_sets[0], "shift_sets": shift_sets,
             "per_layer": apply_schedule(shifts, schedule or meta.get("sample_schedule", "incremental")),
+            "alpha": check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha),
         }
 
     @torch.inference_mode()
@@ -790,6 +785,7 @@ class SteeredModel:
         """
         from transformers import LogitsProcessorList
 
+        from steer.refusal_addition import refusal_directions
         from steer.twin_follow import TwinFollow
 
         follow = float(follow)
@@ -797,10 +793,8 @@ class SteeredModel:
             raise SteerInputError(f"follow must be a number >= 0 (a share of the harmful-benign gap), got {follow}")
         plan = self._self_caption_plan(
             prompts, images, vectors=vectors, layers=layers, method="shiftdc", caption_prompt=caption_prompt,
-            captions=captions, twin=twin, schedule=schedule,
+            captions=captions, twin=twin, schedule=schedule, alpha=alpha,
         )
-        from steer.refusal_addition import refusal_directions
-
         first = plan["layers"][0]
         gap = refusal_directions(plan["vectors"], [first])[first].to(torch.float32)  # gap norm x unit direction
         pull = -(plan["shift_sets"][0][first] @ gap) / gap.dot(gap)  # in units of the harmful-benign gap
@@ -813,13 +807,7 @@ class SteeredModel:
             l: torch.cat([v, torch.zeros(extra, v.shape[-1], dtype=v.dtype)]) if extra else v
             for l, v in plan["per_layer"].items()
         }
-        steering = Steering(
-            self.adapter,
-            per_layer,
-            alpha=check_alpha(plan["meta"].get("default_alpha", 1.0) if alpha is None else alpha),
-            op="subtract",
-            positions=positions or "prompt",
-        )
+        steering = Steering(self.adapter, per_layer, alpha=plan["alpha"], op="subtract", positions=positions or "prompt")
         follower = TwinFollow(self.adapter, plan["layers"], rows, list(range(n, n + extra)))
         kwargs = dict(max_new_tokens=max_new_tokens, do_sample=False)
         if extra:
