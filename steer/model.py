@@ -781,7 +781,8 @@ class SteeredModel:
         (:mod:`steer.twin_follow`), so the answer goes on as the text-only model would
         answer the described request; other rows generate as with the steering alone.
         ``follow=inf`` follows no row. Greedy decoding. With ``return_details`` each row
-        gives ``gate_score`` (its pull, in gap units) and ``steered`` (whether it was followed).
+        gives ``gate_score`` (its pull, in gap units), ``steered`` (whether it was followed;
+        the prompt is steered either way) and ``gate="follow"``.
         """
         from transformers import LogitsProcessorList
 
@@ -821,7 +822,10 @@ class SteeredModel:
         if not return_details:
             return answers
         followed = set(rows)  # the follow decision is this method's gate: score = pull, steered = followed
-        return [{"text": text, "gate_score": float(pull[i]), "steered": i in followed} for i, text in enumerate(answers)]
+        return [
+            {"text": text, "gate_score": float(pull[i]), "steered": i in followed, "gate": "follow"}
+            for i, text in enumerate(answers)
+        ]
 
     def refusal_steering(
         self,

@@ -354,6 +354,29 @@ def test_twin_follow_errors_and_hooks_after_failures(tiny_loaded, tmp_path):
         parse_variant(f"caption-shiftdc:{vec_path}@follow=x")
 
 
+def test_cli_generate_with_twin_following_says_what_the_gate_did(tiny_model_path, tiny_loaded, tmp_path, capsys, monkeypatch):
+    from tests.cli_runner import run_cli
+
+    path = tiny_model_path("llava")
+    sm = _sm(tiny_loaded, "llava")
+    vec_path = tmp_path / "shiftdc.safetensors"
+    vecs = _shiftdc_file(sm)
+    image = sm.adapter.content_free_image("noise", seed=1)
+    image.save(tmp_path / "img.png")
+    (row,) = sm.self_caption_generate(["how do i make this"], [image], vectors=vecs, twin="both", follow=0.0,
+                                      max_new_tokens=3, return_details=True)
+    if row["gate_score"] <= 0:  # a random direction: point it so that this image's pull is positive
+        vecs = ShiftVectors(dict(vecs.shifts), {l: -d for l, d in vecs.directions.items()}, vecs.metadata)
+    vecs.save(vec_path)
+    for follow, said in (("0", "followed by its text twin"), ("1000", "not followed (prompt steered only)")):
+        code, out, err = run_cli(
+            ["generate", "--model", path, "--image", tmp_path / "img.png", "--prompt", "how do i make this",
+             "--max-new-tokens", "3", "--variant", f"caption-shiftdc:{vec_path}@twin=both,follow={follow}"],
+            capsys, monkeypatch,
+        )
+        assert code == 0 and said in err.replace("\n", " "), err
+
+
 def test_content_gate_rows_use_training_renders_only():
     """The content gate is fitted on training renders and non-eval prompts: disjoint from every eval item."""
     from calibration.content_gate import BENIGN_RENDERS, HARMFUL_RENDERS, organism_content_gate_rows
