@@ -368,9 +368,10 @@ def sweep_cmd(
 @data_options
 def compare_cmd(
     model: Model,
-    variants: str = typer.Option(..., "--variants", help="Comma-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, "
-        "shiftdc-sample:V, tga:PROJECTOR, gated:V:PROBE[:T]; options after @, e.g. "
-        "cmrm:V@alpha=0.5,schedule=incremental."),
+    variants: str = typer.Option(..., "--variants", help="Comma- or ;-separated: baseline, cmrm:V, shiftdc:V, cmrm-sample, "
+        "shiftdc-sample:V, tga:PROJECTOR, gated:V:PROBE[:T], and the content-aware caption-cmrm, "
+        "caption-shiftdc:V (twin=both, follow=0.5 for twin following), refusal-add:V[:PROBE[:T]]; options after @, "
+        "e.g. cmrm:V@alpha=0.5,schedule=incremental (docs/content-steering.md for the content-aware ones)."),
     data: str = typer.Option(..., "--data", "-d", help="Comma-separated datasets. " + DATA_HELP),
     out: Path = typer.Option(Path("compare"), "--out", "-o", help="Output folder: compare.md, compare.json, compare.png, runs/."),
     image_mode: ImageMode = None,
