@@ -10,6 +10,7 @@
 set -euo pipefail
 OUT=${1:-runs/organism}
 ORG=${2:-$(steer organism path)}
+TGA=${TGA:-runs/tga_artifacts/tga_rich_captions_guide_0_3.safetensors}
 mkdir -p "$OUT"
 
 # 1. calibration and gates
@@ -25,6 +26,10 @@ mkdir -p "$OUT"
 [ -f "$OUT/gate_layer1_content.safetensors" ] || steer probe --model "$ORG" --data "$OUT/content_gate_data.jsonl" --layers 1 \
     --batch-size 32 --out "$OUT/gate_layer1_content.safetensors"
 
+# the training-time comparator (bench/tga_organism.py; about 15 min on 2 free cores when missing)
+[ -f "$TGA" ] || python bench/tga_organism.py --model "$ORG" --threads 1 --out runs/tga_organism.json \
+    --artifacts "$(dirname "$TGA")"
+
 # 2. one compare run
 TUNED="alpha=1,positions=prompt,schedule=incremental"
 steer compare --model "$ORG" \
@@ -37,7 +42,8 @@ caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,name=caption-shiftdc;\
 caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,name=caption-shiftdc-both;\
 caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,follow=0.5,name=caption-shiftdc-follow;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer0_qa.safetensors@alpha=1,layers=1-3,name=refusal-add-qa-gate;\
-refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer1_content.safetensors@alpha=1,layers=2-3,name=refusal-add-content-gate" \
+refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer1_content.safetensors@alpha=1,layers=2-3,name=refusal-add-content-gate;\
+tga:$TGA@name=tga" \
   --data organism:text-harmful,organism:text-benign,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike,organism:image-harmful-typed,organism:image-benign-typed \
   --batch-size 64 --max-new-tokens 24 --out "$OUT/content_compare" --no-progress "${@:3}"
 python bench/organism_content_table.py "$OUT/content_compare"
