@@ -34,7 +34,7 @@ DEFAULT_SHIFTDC = RECIPES["measured"]["shiftdc"]
 #: Best measured content-aware fix on the organism (docs/content-steering.md): self-caption
 #: anchored ShiftDC -- each image query's shift against the more-refusing of two text twins
 #: (its own caption + the query, or the query alone), removed along the ShiftDC file's safety
-#: directions -- with twin following: rows whose image hides at least half the harmful-benign
+#: directions -- with twin following: rows whose image hides more than half the harmful-benign
 #: gap generate as their captioned twin (steer.twin_follow). (Gated refusal addition was best
 #: on the weights before the issue-16 retrain.)
 DEFAULT_CONTENT = Recipe(method="caption-shiftdc", alpha=1.5, positions="prompt", schedule="incremental",

@@ -480,12 +480,15 @@ class SteeredModel:
         self, prompts: list[str], images: Sequence[Any] | None, layers: list[int], null_image: str, image_relative: bool
     ) -> dict[int, torch.Tensor]:
         """Each prompt's own shift; zero, and not measured, for text-only rows that
-        image-relative positions leave untouched anyway."""
-        if images is None or not image_relative:
+        image-relative positions leave untouched anyway (in a vision-language model; a
+        text-only model gets query_shifts' error). A conversation carrying its own picture
+        is an image row."""
+        if images is None or not image_relative or not self.adapter.supports_images:
             return query_shifts(self.adapter, prompts, layers, null_image=null_image)
         if len(images) != len(prompts):
             raise SteerInputError(f"got {len(prompts)} prompts but {len(images)} images")
-        rows = [i for i, image in enumerate(images) if image is not None]
+        _, pictures = self._chat_images(list(prompts), images)
+        rows = [i for i, image in enumerate(pictures) if image is not None]
         if len(rows) == len(prompts):
             return query_shifts(self.adapter, prompts, layers, null_image=null_image)
         shifts = {l: torch.zeros(len(prompts), self.adapter.hidden_size) for l in layers}
@@ -715,7 +718,7 @@ class SteeredModel:
         """Captions, twins, per-twin shifts, the per-layer vectors and alpha of a self-caption steering."""
         from steer.self_caption import anchored_shifts, described_prompts, most_refusing_along, self_captions
 
-        prompt_list = list(prompts)
+        prompt_list, images = self._chat_images(list(prompts), list(images))
         loaded = [None if im is None else load_image(im) for im in images]
         vecs = None if vectors is None else as_vectors(vectors)
         meta: dict[str, Any] = {}
@@ -766,20 +769,22 @@ class SteeredModel:
         schedule: str | None = None,
         caption_prompt: str | None = None,
         captions: Sequence[str] | None = None,
-        twin: str = "both",
+        twin: str = "caption",
         max_new_tokens: int = 64,
         return_details: bool = False,
     ) -> list[Any]:
         """Self-caption ShiftDC at the prompt, then twin following through the answer.
 
         The prompt is steered as :meth:`self_caption_steering` does (method ``shiftdc``).
-        A row is *followed* when its image moved the state at the first steered layer at
-        least ``follow`` times the file's harmful-benign gap (``safety.gap_norm``) away
+        A row is *followed* when its image moved the state at the first steered layer more
+        than ``follow`` times the file's harmful-benign gap (``safety.gap_norm``) away
         from its captioned twin, against the safety direction -- the image hides harm that
         the caption states. A followed row's text twin is decoded in the same batch and
         every generated token of the row takes the twin's states at the steered layers
         (:mod:`steer.twin_follow`), so the answer goes on as the text-only model would
-        answer the described request; other rows generate as with the steering alone.
+        answer the described request; other rows generate as with the steering alone (up
+        to float rounding: the twin rows widen the padded batch). ``twin="both"`` is the
+        recipe measured best (docs/content-steering.md). Native hooks, whatever the backend.
         ``follow=inf`` follows no row. Greedy decoding. With ``return_details`` each row
         gives ``gate_score`` (its pull, in gap units), ``steered`` (whether it was followed;
         the prompt is steered either way) and ``gate="follow"``.
@@ -787,25 +792,24 @@ class SteeredModel:
         from transformers import LogitsProcessorList
 
         from steer.refusal_addition import refusal_directions
-        from steer.twin_follow import TwinFollow
+        from steer.twin_follow import TwinFollow, check_follow
 
-        follow = float(follow)
-        if follow != follow or follow < 0:
-            raise SteerInputError(f"follow must be a number >= 0 (a share of the harmful-benign gap), got {follow}")
+        follow = check_follow(follow)
         plan = self._self_caption_plan(
             prompts, images, vectors=vectors, layers=layers, method="shiftdc", caption_prompt=caption_prompt,
             captions=captions, twin=twin, schedule=schedule, alpha=alpha,
         )
         first = plan["layers"][0]
-        gap = refusal_directions(plan["vectors"], [first])[first].to(torch.float32)  # gap norm x unit direction
-        pull = -(plan["shift_sets"][0][first] @ gap) / gap.dot(gap)  # in units of the harmful-benign gap
+        delta = plan["shift_sets"][0][first]
+        gap = refusal_directions(plan["vectors"], [first])[first].to(delta)  # gap norm x unit direction
+        pull = -(delta @ gap) / gap.dot(gap) + 0.0  # in units of the harmful-benign gap (+0.0: no -0.0)
         n = len(plan["prompts"])
         rows = [i for i in range(n) if plan["images"][i] is not None and float(pull[i]) > follow]
         texts = plan["prompts"] + [plan["twins"][i] for i in rows]
         inputs = self.build_inputs(texts, plan["images"] + [None] * len(rows))
         extra = len(rows)
         per_layer = {
-            l: torch.cat([v, torch.zeros(extra, v.shape[-1], dtype=v.dtype)]) if extra else v
+            l: torch.cat([v, v.new_zeros(extra, v.shape[-1])]) if extra else v
             for l, v in plan["per_layer"].items()
         }
         steering = Steering(self.adapter, per_layer, alpha=plan["alpha"], op="subtract", positions=positions or "prompt")

@@ -68,7 +68,9 @@ def query_shifts(
     keys = [_prompt_key(p) for p in prompts]
     distinct = list(dict.fromkeys(keys))
     if len(distinct) < len(keys):
-        first = {key: i for i, key in reversed(list(enumerate(keys)))}
+        first: dict[str, int] = {}
+        for i, key in enumerate(keys):
+            first.setdefault(key, i)
         measured = query_shifts(adapter, [prompts[first[key]] for key in distinct], layers, null_image=null_image)
         row_of = {key: i for i, key in enumerate(distinct)}
         where = torch.tensor([row_of[key] for key in keys])

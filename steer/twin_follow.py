@@ -9,8 +9,9 @@ each followed row's text twin (the query with the model's caption of the image) 
 decoded in the same batch, forced to take the image row's tokens, and at every generated
 position the image row's output of each chosen decoder layer is replaced by its twin's
 (activation patching from the twin, arXiv 2403.09572's "answer from the caption"
-carried out in hidden states). Rows not followed are untouched: the twin rows only add
-batch rows, and the engine never reads them for another row.
+carried out in hidden states). Rows not followed are not patched: the twin rows only add
+batch rows, never read for another row (the wider padded batch can move their numbers by
+float rounding).
 
 Greedy decoding only: the twin row must take exactly the token its image row takes.
 """
@@ -24,6 +25,17 @@ from transformers import LogitsProcessor
 
 from steer.adapters.base import ModelAdapter
 from steer.errors import SteerError, SteerInputError
+
+
+def check_follow(value: Any) -> float:
+    """A follow threshold: a number >= 0, in units of the harmful-benign gap (inf follows no row)."""
+    try:
+        share = float(value)
+    except (TypeError, ValueError):
+        share = float("nan")
+    if not share >= 0:
+        raise SteerInputError(f"follow must be a number >= 0 (a share of the harmful-benign gap), got {value!r}")
+    return share
 
 
 class FollowImageRows(LogitsProcessor):
@@ -63,6 +75,7 @@ class TwinFollow:
         self._handles: list[Any] = []
         self._prompt_len: int | None = None
         self._generated: torch.Tensor | None = None  # (chunk,) bool of the current forward
+        self._any_generated = False  # decided once per forward, on the host: no device sync per layer
 
     def logits_processor(self) -> FollowImageRows:
         return FollowImageRows(self.rows, self.twins)
@@ -82,6 +95,7 @@ class TwinFollow:
             self._handles.pop().remove()
         self._prompt_len = None
         self._generated = None
+        self._any_generated = False
 
     def _on_model_forward(self, module: Any, args: tuple, kwargs: dict) -> None:
         ids = kwargs.get("input_ids", args[0] if args else None)
@@ -95,9 +109,10 @@ class TwinFollow:
             raise SteerError("twin following saw a cached step without its prompt; start generation inside it")
         absolute = past + torch.arange(ids.shape[1], device=ids.device)
         self._generated = absolute >= self._prompt_len
+        self._any_generated = past + int(ids.shape[1]) > self._prompt_len
 
     def _on_layer(self, module: Any, args: tuple, output: Any) -> Any:
-        if self._generated is None or not bool(self._generated.any()):
+        if not self._any_generated:
             return output
         hidden = output if torch.is_tensor(output) else output[0]
         where = self._generated.to(hidden.device).nonzero().flatten()

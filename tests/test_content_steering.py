@@ -260,22 +260,47 @@ def test_content_variant_specs_parse_and_run(tiny_loaded, tmp_path):
 
 # ---------------------------------------------------------------------- twin following
 @pytest.mark.parametrize("family", VLM_FAMILIES)
+def _followable(sm: SteeredModel, images: list, captions: list[str]) -> tuple[ShiftVectors, list[int]]:
+    """A ShiftDC-shaped file and layers under which some image row of ``images`` has a positive
+    pull (random directions: flip the sign, or start at a later layer, until one has)."""
+    n = sm.adapter.num_layers
+    for start in range(n):
+        for sign in (1.0, -1.0):
+            vecs = _shiftdc_file(sm)
+            vecs = ShiftVectors(dict(vecs.shifts), {l: sign * d for l, d in vecs.directions.items()}, vecs.metadata)
+            rows = sm.self_caption_generate(PROMPTS, images, vectors=vecs, layers=list(range(start, n)), twin="both",
+                                            captions=captions, follow=0.0, max_new_tokens=1, return_details=True)
+            if any(r["steered"] for r in rows):
+                return vecs, list(range(start, n))
+    raise AssertionError("no layer and sign give an image row a positive pull")
+
+
+@pytest.mark.parametrize("family", VLM_FAMILIES)
 def test_twin_follow_batch_equals_one_by_one_and_reduces_to_the_steering(tiny_loaded, family):
     sm = _sm(tiny_loaded, family)
     images = _images(sm)
-    vecs = _shiftdc_file(sm)
     captions = ["a red ball", "the image says : hello", ""]
-    kw = dict(vectors=vecs, alpha=3.0, twin="both", captions=captions, max_new_tokens=5)
+    vecs, layers = _followable(sm, images, captions)
+    kw = dict(vectors=vecs, layers=layers, alpha=3.0, twin="both", captions=captions, max_new_tokens=5)
     followed = sm.self_caption_generate(PROMPTS, images, follow=0.0, return_details=True, **kw)
-    assert [r["steered"] for r in followed] == [r["gate_score"] > 0 for r in followed[:2]] + [False]
+    assert any(r["steered"] for r in followed) and not followed[2]["steered"]  # some image row followed, never text
     single = [sm.self_caption_generate([p], [im], follow=0.0, **{**kw, "captions": [c]})[0]
               for p, im, c in zip(PROMPTS, images, captions)]
     assert [r["text"] for r in followed] == single
     # following no row is the self-caption steering alone; the text-only row is never steered
     none = sm.self_caption_generate(PROMPTS, images, follow=float("inf"), **kw)
-    steering = sm.self_caption_steering(PROMPTS, images, vectors=vecs, alpha=3.0, twin="both", captions=captions)
-    assert none == sm.generate(PROMPTS, images=images, steer=steering, max_new_tokens=5)
+    steering = sm.self_caption_steering(PROMPTS, images, vectors=vecs, layers=layers, alpha=3.0, twin="both",
+                                        captions=captions)
+    alone = sm.generate(PROMPTS, images=images, steer=steering, max_new_tokens=5)
+    assert none == alone
     assert followed[2]["text"] == sm.generate(PROMPTS[2], max_new_tokens=5)
+    # rows not followed give the steering-alone tokens although twin rows (long captions) widen the batch
+    long = ["a red ball on a table next to a blue cup and a green lamp in a room"] * 2 + [""]
+    wide = sm.self_caption_generate(PROMPTS, images, follow=0.0, return_details=True, **{**kw, "captions": long})
+    steering = sm.self_caption_steering(PROMPTS, images, vectors=vecs, layers=layers, alpha=3.0, twin="both",
+                                        captions=long)
+    alone = sm.generate(PROMPTS, images=images, steer=steering, max_new_tokens=5)
+    assert [r["text"] for r in wide if not r["steered"]] == [a for a, r in zip(alone, wide) if not r["steered"]]
 
 
 def test_twin_follow_copies_the_twin_at_generated_tokens_only(tiny_loaded):
@@ -375,6 +400,11 @@ def test_cli_generate_with_twin_following_says_what_the_gate_did(tiny_model_path
             capsys, monkeypatch,
         )
         assert code == 0 and said in err.replace("\n", " "), err
+    code, out, err = run_cli(
+        ["generate", "--model", path, "--prompt", "hello there", "--max-new-tokens", "3",
+         "--variant", f"caption-shiftdc:{vec_path}@twin=both,follow=0"], capsys, monkeypatch,
+    )
+    assert code == 0 and "no image: not steered" in err, err
 
 
 def test_content_gate_rows_use_training_renders_only():

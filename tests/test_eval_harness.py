@@ -303,6 +303,9 @@ def test_compare_runs_each_cell_back_to_back_after_one_warm_up(tmp_path):
     calls.clear()
     compare([variant("a"), variant("b")], data, out_dir=tmp_path, batch_size=2, progress=False)
     assert calls == []  # everything resumed: no warm-up either
+    calls.clear()  # a new dataset after resumed ones: the variant still warms up before its first timed batch
+    compare([variant("a")], {**data, "d3": items[:1]}, out_dir=tmp_path, batch_size=2, progress=False)
+    assert calls == [("a", 1), ("a", 1)]
 
 
 def test_compare_table_has_every_variant_and_both_rates(setup, tmp_path):

@@ -229,6 +229,17 @@ def test_sample_level_skips_text_only_rows_exactly(tiny_loaded, monkeypatch):
     sm.sample_steering(prompts, positions="all", images=images)  # "all" steers text rows: all measured
     sm.sample_steering(["hello there"], positions="prompt", images=[None])  # nothing to measure
     assert measured == [prompts]
+    # a conversation that carries its own picture is an image row
+    chat = [{"role": "user", "content": [{"type": "image", "image": img}, {"type": "text", "text": "hello there"}]}]
+    measured.clear()
+    sm.sample_steering([chat, "hello there"], positions="prompt", images=[None, None])
+    assert len(measured) == 1 and len(measured[0]) == 1 and measured[0][0] is chat
+    # a text-only model has no modality shift to measure: still an error, not a silent zero
+    text_sm = _sm(tiny_loaded, "llama")
+    with pytest.raises(SteerInputError, match="take no images"):
+        text_sm.sample_steering(["hello there"], positions="prompt", images=[None])
+    with pytest.raises(SteerInputError, match="take no images"):
+        text_sm.generate("hello there", steer="sample", max_new_tokens=2)
 
 
 def test_per_row_vectors_refuse_a_batch_of_another_size(tiny_loaded):

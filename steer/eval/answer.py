@@ -128,8 +128,11 @@ def _answer_variant(spec, model, prompt, image, max_new_tokens, device, dtype, d
     (row,) = v([prompt], [img])
     if row.get("gate_score") is None:
         return Answer(row["text"])
-    if row.get("gate") == "follow":  # twin following: the prompt is steered either way
-        said = "followed by its text twin" if row["steered"] else "not followed (prompt steered only)"
+    if row.get("gate") == "follow":  # twin following: an image row's prompt is steered either way
+        if img is None:
+            said = "no image: not steered"
+        else:
+            said = "followed by its text twin" if row["steered"] else "not followed (prompt steered only)"
     else:
         said = "steered" if row["steered"] else "not steered"
     _say(note, f"gate score={row['gate_score']:.4f} -> {said}")

@@ -132,14 +132,17 @@ def compare(
     # dataset by dataset, every variant in turn: the variants of one cell run minutes apart
     # at most, so a machine that gets busier or quieter during a long run shifts every
     # variant's tokens/s alike instead of favouring the ones that ran first
-    for i, (ds, items) in enumerate(datasets.items()):
+    warmed: set[str] = set()  # variants that have generated in this run (a resumed cell warms nothing)
+    for ds, items in datasets.items():
         for label, v in zip(labels, variants):
             path = None if out is None else out / "runs" / f"{_slug(label)}__{_slug(ds)}.jsonl"
             summaries[label][ds] = evaluate(
                 v, items, judge=judge, batch_size=batch_size, out=path, resume=resume, progress=progress,
                 max_new_tokens=max_new_tokens, llm_judge=llm_judge, dataset=ds,
-                include_advice=include_advice, n_boot=n_boot, warmup=i == 0,
+                include_advice=include_advice, n_boot=n_boot, warmup=label not in warmed,
             )
+            if summaries[label][ds].n_new:
+                warmed.add(label)
     ds_names = list(datasets)
     cols = _columns(ds_names, summaries)
     rows = []

@@ -19,7 +19,7 @@ A *variant* is one way of generating with a model.  Specs (``parse_variant``)::
     caption-shiftdc:PATH          the same shift, removed only along PATH's safety directions;
                                   ``twin=both`` anchors to the more-refusing of the captioned
                                   query and the query alone; ``follow=F`` also makes rows whose
-                                  image hides at least F x the harmful-benign gap generate as
+                                  image hides more than F x the harmful-benign gap generate as
                                   their captioned twin (steer.twin_follow)
     refusal-add:PATH[:PROBE[:T]]  add alpha x the text-only refusal direction of ShiftDC file
                                   PATH (steer.refusal_addition), only on rows whose probe
@@ -236,13 +236,9 @@ def _parse_options(text: str, spec: str) -> dict[str, Any]:
                 raise SteerInputError(f"variant {spec!r}: unknown schedule {value!r}; one of {', '.join(SCHEDULES)}")
             out[key] = value
         elif key == "follow":
-            try:
-                share = float(value)
-            except ValueError:
-                share = float("nan")
-            if not share >= 0:
-                raise SteerInputError(f"variant {spec!r}: follow must be a number >= 0 (share of the harmful-benign gap), got {value!r}")
-            out[key] = share
+            from steer.twin_follow import check_follow
+
+            out[key] = check_follow(value)
         elif key == "twin":
             if value not in ("caption", "both"):
                 raise SteerInputError(f"variant {spec!r}: twin must be caption or both, got {value!r}")
