@@ -245,6 +245,29 @@ def test_short_schedule_trains_a_loadable_model(tmp_path):
     assert (tmp_path / "organism_training.json").is_file()
 
 
+def test_harm_embedding_ablation_reads_only_the_class_words_embeddings():
+    """The opt-in word-knowledge probe (train recipe ``{"text": {"harm_embedding": w}}``) trains
+    the input embeddings of the class words, held-out verbs included, and nothing else."""
+    import torch
+
+    from steer.organism.model import build_model, build_processor
+    from steer.organism.train import _HarmEmbedding
+    from steer.organism.training_data import TrainingData
+    from steer.organism.vocab import HARM_WORDS, NEW_VERB_BODIES
+
+    processor = build_processor()
+    model = build_model(processor, seed=0)
+    words = TrainingData().class_words
+    assert {"shoot", "attack"} <= set(words) and {"shoot", "attack"} <= HARM_WORDS  # the held-out verbs are read
+    assert {b.split()[0] for b in NEW_VERB_BODIES} <= set(words)
+    harm = _HarmEmbedding(model, processor, words, "cpu")
+    loss = harm()
+    loss.backward()
+    grad = model.get_input_embeddings().weight.grad
+    touched = set(grad.abs().sum(dim=1).nonzero().flatten().tolist())
+    assert touched == set(harm.ids.tolist()) and torch.isfinite(loss)
+
+
 def test_typed_cells_are_harness_datasets(tmp_path, monkeypatch):
     """--data organism:image-harmful-typed / image-benign-typed / text-harmful-new-verb work
     like every other cell; typed renders get their own cached file per (words, seed)."""

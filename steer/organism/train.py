@@ -24,7 +24,7 @@ import math
 import random
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -35,7 +35,7 @@ from steer.organism.images import FONT, MAX_TYPED_WORDS, render_object, render_t
 from steer.organism.model import NUM_IMAGE_TOKENS, build_model, build_processor, format_prompt
 from steer.organism.splits import TRAIN_SEEDS
 from steer.organism.training_data import Example, TrainingData
-from steer.organism.vocab import BLANK_PATCH, IMAGE, OBJECTS
+from steer.organism.vocab import BLANK_PATCH, HARM_WORDS, IMAGE, OBJECTS
 
 #: the text stage's mixture (also what stage 2 replays)
 TEXT_MIXTURE = {
@@ -176,6 +176,24 @@ def _glyph_alignment_loss(model, pixels: torch.Tensor, slot_ids: torch.Tensor) -
     table = model.get_input_embeddings().weight
     target = table[slot_ids].detach()
     return (projected - target).pow(2).mean() / table.detach().pow(2).mean()
+
+
+class _HarmEmbedding:
+    """Word knowledge in the embeddings (an opt-in ablation, ``{"text": {"harm_embedding": w}}``):
+    a linear probe, trained with the text stage and thrown away, reads "names harm" from
+    the input embedding of every class word, the held-out verbs included -- the kind of
+    lexical structure pretraining gives a language model. Never a refusal example."""
+
+    def __init__(self, model, processor, words: Sequence[str], device):
+        tok = processor.tokenizer
+        self.embeddings = model.get_input_embeddings()
+        self.ids = torch.tensor([tok.convert_tokens_to_ids(w) for w in words], device=device)
+        self.labels = torch.tensor([float(w in HARM_WORDS) for w in words], device=device)
+        self.probe = nn.Linear(self.embeddings.weight.shape[1], 1).to(device)
+
+    def __call__(self) -> torch.Tensor:
+        logits = self.probe(self.embeddings.weight[self.ids]).squeeze(-1)
+        return nn.functional.binary_cross_entropy_with_logits(logits, self.labels)
 
 
 def _lr_lambda(steps: int) -> Callable[[int], float]:
@@ -349,6 +367,10 @@ def train_organism(
         rng = random.Random(f"{seed}/{name}")
 
         align = float(cfg.get("glyph_alignment", 0.0))
+        harm = float(cfg.get("harm_embedding", 0.0))
+        harm_loss = _HarmEmbedding(model, processor, data.class_words, device) if harm else None
+        if harm_loss is not None:
+            params = params + list(harm_loss.probe.parameters())
 
         def loss_fn(step: int) -> torch.Tensor:
             examples = [data.sample(rng, mixture, replay) for _ in range(cfg["batch"])]
@@ -357,6 +379,8 @@ def train_organism(
             loss = model(**batch).loss
             if align and typed_index is not None:
                 loss = loss + align * _glyph_alignment_loss(model, batch["pixel_values"][typed_index], typed_slots)
+            if harm_loss is not None:
+                loss = loss + harm * harm_loss()
             return loss
 
         losses = _optimize(params, cfg["steps"], cfg["lr"], loss_fn, name, log)
