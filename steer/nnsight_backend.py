@@ -49,7 +49,7 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from steer.errors import SteerError, SteerInputError
-from steer.positions import PromptLayout
+from steer.positions import PromptLayout, cached_length
 from steer.steering import Steering
 
 #: nnsight warns when an open ``tracer.iter[:]`` loop outlives the run; that is how it ends.
@@ -128,10 +128,7 @@ def _mask(plan: _Plan, args: tuple, kwargs: Mapping[str, Any]) -> torch.Tensor:
         if embeds is None:
             raise SteerError("steering needs input_ids or inputs_embeds in the model call")
         chunk = embeds.shape[1]
-    cache = kwargs.get("cache", kwargs.get("past_key_values"))
-    past = 0
-    if cache is not None and hasattr(cache, "get_seq_length"):
-        past = int(cache.get_seq_length())
+    past = cached_length(kwargs)
     mask = plan.layout.chunk_mask(plan.positions, past, chunk, kwargs.get("attention_mask"))
     return mask.unsqueeze(-1).to(plan.dtype)
 

@@ -38,6 +38,15 @@ POSITIONS = ("all", "image", "text", "after_image", "prompt", "prompt_last", "la
 IMAGE_RELATIVE = frozenset({"image", "after_image", "prompt", "prompt_last"})
 
 
+def cached_length(call_kwargs: dict) -> int:
+    """Tokens already in the KV cache of a model call (0 for a prefill or a no-cache call):
+    the offset that turns a chunk's positions into absolute ones."""
+    cache = call_kwargs.get("cache", call_kwargs.get("past_key_values"))
+    if cache is not None and hasattr(cache, "get_seq_length"):
+        return int(cache.get_seq_length())
+    return 0
+
+
 def check_positions(kind: str) -> str:
     if kind not in POSITIONS:
         raise SteerInputError(f"unknown positions {kind!r}; choose one of: {', '.join(POSITIONS)}")

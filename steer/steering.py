@@ -49,7 +49,7 @@ from torch.utils.hooks import RemovableHandle
 
 from steer.adapters.base import ModelAdapter
 from steer.errors import SteerError, SteerInputError
-from steer.positions import PromptLayout, check_positions
+from steer.positions import PromptLayout, cached_length, check_positions
 
 OPS = ("subtract", "add", "project_out")
 
@@ -266,10 +266,7 @@ class Steering:
         input_ids = kwargs.get("input_ids")
         if input_ids is None and args:
             input_ids = args[0]
-        cache = kwargs.get("cache", kwargs.get("past_key_values"))
-        past = 0
-        if cache is not None and hasattr(cache, "get_seq_length"):
-            past = int(cache.get_seq_length())
+        past = cached_length(kwargs)
         if input_ids is None:
             embeds = kwargs.get("inputs_embeds")
             if embeds is None:

@@ -25,6 +25,7 @@ from transformers import LogitsProcessor
 
 from steer.adapters.base import ModelAdapter
 from steer.errors import SteerError, SteerInputError
+from steer.positions import cached_length
 
 
 def check_follow(value: Any) -> float:
@@ -101,8 +102,7 @@ class TwinFollow:
         ids = kwargs.get("input_ids", args[0] if args else None)
         if ids is None:
             raise SteerError("twin following needs input_ids in the model call")
-        cache = kwargs.get("past_key_values", kwargs.get("cache"))
-        past = int(cache.get_seq_length()) if cache is not None and hasattr(cache, "get_seq_length") else 0
+        past = cached_length(kwargs)
         if past == 0 and self._prompt_len is None:
             self._prompt_len = int(ids.shape[1])
         if self._prompt_len is None:
