@@ -34,27 +34,13 @@ import torch  # noqa: E402
 
 
 def build_model(device: str):
-    from transformers import (
-        CLIPImageProcessor,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-    )
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-    from tests.tiny_models import build_tokenizer, chat_template
+    from tests.tiny_models import build_tokenizer, llava_processor
 
     tok = build_tokenizer("llava")
     size, patch = 168, 14
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
-        tokenizer=tok,
-        patch_size=patch,
-        vision_feature_select_strategy="default",
-        num_additional_image_tokens=1,
-        chat_template=chat_template("llava"),
-    )
+    processor = llava_processor(tok, size, patch)
     config = LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,

@@ -252,19 +252,26 @@ def _clip_vision_config(image_size: int, patch_size: int):
     return CLIPVisionConfig(**TINY_VISION, image_size=image_size, patch_size=patch_size, projection_dim=32)
 
 
-def _build_llava(tok):
-    from transformers import CLIPImageProcessor, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+def llava_processor(tok, size: int, patch: int):
+    """A LLaVA-1.5-style processor (CLS + one token per patch, square crop) over ``tok``;
+    the tiny test model's and bench/calibration_overhead.py's larger one."""
+    from transformers import CLIPImageProcessor, LlavaProcessor
 
-    size, patch = 16, 4
-    image_processor = CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size})
-    processor = LlavaProcessor(
-        image_processor=image_processor,
+    return LlavaProcessor(
+        image_processor=CLIPImageProcessor(size={"shortest_edge": size}, crop_size={"height": size, "width": size}),
         tokenizer=tok,
         patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,
         chat_template=chat_template("llava"),
     )
+
+
+def _build_llava(tok):
+    from transformers import LlavaConfig, LlavaForConditionalGeneration
+
+    size, patch = 16, 4
+    processor = llava_processor(tok, size, patch)
     config = LlavaConfig(
         vision_config=_clip_vision_config(size, patch),
         text_config=_llama_config(tok),
