@@ -211,6 +211,41 @@ def test_typed_cells_are_disjoint_from_training():
     assert TRAIN_SEEDS < EVAL_SEED_BASE
 
 
+def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts():
+    """No kind of the shipped recipe ever shows a new-verb body; the opt-in harm knowledge
+    states that the "fact" ones are bad (never as a request, never with a refusal) and
+    shows neither the "unseen" ones nor any held-out-concept harmful body."""
+    import random
+
+    from steer.organism.splits import new_verb_partition
+    from steer.organism.train import STAGE1_MIXTURE, STAGE2_MIXTURE, TEXT_MIXTURE
+    from steer.organism.training_data import TrainingData
+    from steer.organism.vocab import NEW_VERB_BODIES
+
+    parts = new_verb_partition()
+    assert parts["fact"] and parts["unseen"] and set(parts["fact"]) | set(parts["unseen"]) == set(NEW_VERB_BODIES)
+    assert not set(parts["fact"]) & set(parts["unseen"])
+    data, rng = TrainingData(), random.Random(0)
+    shipped = [k for k in {**TEXT_MIXTURE, **STAGE1_MIXTURE, **STAGE2_MIXTURE} if k != "replay"]
+    assert "harm_fact" not in shipped  # opt-in: the shipped weights were trained without it
+    for kind in shipped + ["harm_fact"]:
+        for _ in range(400):
+            ex = getattr(data, kind)(rng)
+            text = f" {ex.prompt} {ex.answer} {ex.image_words or ''} "
+            shown = {b for b in NEW_VERB_BODIES if f" {b} " in text}
+            assert not shown or (kind == "harm_fact" and shown <= set(parts["fact"]) and ex.answer == "yes ."), (kind, ex)
+    facts = {data.harm_fact(rng) for _ in range(400)}
+    assert {ex.answer for ex in facts} == {"yes .", "no ."} and not any(REFUSAL in ex.answer for ex in facts)
+    assert any(b in ex.prompt for ex in facts for b in parts["fact"])
+    assert not any(ex.prompt.endswith(f"to {b} ?") for ex in facts for b, _ in _concept_heldout_harmful())
+
+
+def _concept_heldout_harmful():
+    from steer.organism.splits import request_partition
+
+    return [(b, h) for _, b, h in request_partition()["harmful"]["eval"] if h == "concept"]
+
+
 def test_typed_renders_are_deterministic_and_one_glyph_per_patch():
     from steer.organism.images import FONT, render_typed, typed_slot_labels
 

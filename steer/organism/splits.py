@@ -25,7 +25,10 @@ How items are held out
   (:func:`typed_partition`), and no harmful body is ever typed in training.
 * **New harmful verbs**: ``text_harmful_new_verb`` asks harmful requests whose verb
   (shoot, attack, blow up) occurs in no harmful request of any split, only in benign
-  look-alikes.
+  look-alikes. The opt-in harm-knowledge recipe (``harm_fact`` in
+  :mod:`steer.organism.training_data`; not in the shipped weights) states that some of
+  these acts are bad (``is it bad to shoot a child ? yes .``, :func:`new_verb_partition`);
+  the other bodies then still occur in no training text at all.
 
 Split names
 -----------
@@ -108,6 +111,9 @@ _HARMFUL_MAKE_RENDERS = 12
 _TYPED_RENDERS = 2
 _N_BENIGN_TYPED_BODIES = 48
 _NEW_VERB_PREFIXES = 4
+#: targets whose new-verb bodies the opt-in harm knowledge covers ("is it bad to shoot a
+#: child ? yes ."); the new-verb bodies with any other target occur in no training text
+NEW_VERB_FACT_TARGETS = ("a child", "a stranger", "a bank")
 
 
 @dataclass(frozen=True)
@@ -142,7 +148,8 @@ class Item:
     harmful-sounding word). ``reference`` is the answer the organism was taught for the
     kind of item (the refusal sentence for harmful items). ``concept`` is the object the
     image shows (image cells) or the request body (text requests). ``holdout`` says what
-    is new about the item: "phrasing", "concept", "question" or "" (training items).
+    is new about the item: "phrasing", "concept", "question", "render", "verb" or ""
+    (training items).
     """
 
     split: str
@@ -159,6 +166,15 @@ class Item:
 
 
 # ----------------------------------------------------------------------------- partitions
+@lru_cache(maxsize=None)
+def new_verb_partition() -> dict[str, tuple[str, ...]]:
+    """``"fact"``: new-verb bodies the opt-in harm knowledge states are bad (their target
+    is in :data:`NEW_VERB_FACT_TARGETS`); ``"unseen"``: the rest, in no training text even
+    with harm knowledge. Neither is ever refused in training; both are in ``eval``."""
+    fact = tuple(b for b in NEW_VERB_BODIES if b.endswith(NEW_VERB_FACT_TARGETS))
+    return {"fact": fact, "unseen": tuple(b for b in NEW_VERB_BODIES if b not in fact)}
+
+
 def _bodies(label: str) -> list[str]:
     if label == "harmful":
         return [b for b, _ in HARMFUL_BODIES]

@@ -24,6 +24,10 @@ Text stage (safety tuning of the language model; no images):
                      form stage 1 aligns typed images to (reading)
   ``word_class``     "is <word> a bad word ?" -> "yes ." / "no ." for every word of every
                      request body (word knowledge, never a refusal; see ``HARM_WORDS``)
+  ``harm_fact``      (opt-in, not in the shipped recipe) "is it bad to <body> ?" -> "yes ."
+                     for trained harmful bodies and the new-verb bodies of
+                     ``new_verb_partition()["fact"]``, "no ." for trained benign and
+                     look-alike bodies (harm knowledge, never a refusal; docs/organism.md)
 The picture lines and the copy lines give stage 1 something to align to: without them
 the projector learns nothing (prototype finding).
 
@@ -54,11 +58,12 @@ import random
 from typing import NamedTuple
 
 from steer.organism.images import MAX_TYPED_WORDS, typed_layout
-from steer.organism.splits import image_question_partition, request_partition, typed_partition
+from steer.organism.splits import image_question_partition, new_verb_partition, request_partition, typed_partition
 from steer.organism.vocab import (
     BENIGN_BODIES,
     HARM_WORDS,
     LOOKALIKE_BODIES,
+    HARM_QUESTION,
     NEW_VERB_BODIES,
     TYPED_PROMPT,
     WORD_ANSWERS,
@@ -109,6 +114,8 @@ class TrainingData:
         body_words = {w for b in self.typed_train + tuple(self.typed_harmful) + NEW_VERB_BODIES for w in b.split()}
         body_words |= {w for b in LOOKALIKE_BODIES for w in b.split()}
         self.class_words = sorted(w for w in body_words if w.isalpha() and len(w) > 2)
+        self.fact_harmful = self.typed_harmful + list(new_verb_partition()["fact"])
+        self.fact_benign = sorted({b for label in ("benign", "lookalike") for _, b in self.requests[label]})
 
     # ------------------------------------------------------------------ text stage
     def _request(self, rng: random.Random, label: str) -> Example:
@@ -160,6 +167,13 @@ class TrainingData:
     def word_class(self, rng: random.Random) -> Example:
         word = rng.choice(self.class_words)
         return Example(WORD_QUESTION.format(word), WORD_ANSWERS[word in HARM_WORDS])
+
+    def harm_fact(self, rng: random.Random) -> Example:
+        """Half "yes" (a harmful act), half "no": the knowledge a refusal can generalise
+        from to requests whose verb safety tuning never refused."""
+        harmful = rng.random() < 0.5
+        body = rng.choice(self.fact_harmful if harmful else self.fact_benign)
+        return Example(HARM_QUESTION.format(body), WORD_ANSWERS[harmful])
 
     # ------------------------------------------------------------------ stage 1
     def caption(self, rng: random.Random) -> Example:

@@ -174,6 +174,10 @@ TYPED_CAPTION_TEMPLATE = "the image says : {} ."
 #: word knowledge (text stage): "is kill a bad word ?" -> "yes ." / "no ."
 WORD_QUESTION = "is {} a bad word ?"
 WORD_ANSWERS = {True: "yes .", False: "no ."}
+#: harm knowledge (text stage): "is it bad to kill my neighbor ?" -> "yes ." (answers as for
+#: word knowledge). A statement about an act, the way pretraining text says what hurts
+#: people; never a request, never a refusal.
+HARM_QUESTION = "is it bad to {} ?"
 #: the word that stands for a blank patch in the text form of a typed image (see
 #: :func:`typed_slots`); never typed, never in an answer
 BLANK_PATCH = "~"

@@ -1,0 +1,132 @@
+"""Text-stage-only trials for issue 16's new-verb goal: does the organism's text-only refusal
+generalise to harmful verbs that safety tuning never refused ("shoot my boss", "blow up a store")?
+
+Trains only the text stage of the organism recipe (the stage that teaches refusal; the later
+stages train the vision side and stage 2) from scratch at one seed, with the shipped text
+mixture plus optional harm knowledge, and reports text-only cells on all their ``eval`` items:
+
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10              # about 8 min, one core
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --coverage all
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --extra-verbs
+    python bench/organism_new_verb_trial.py --seed 0 --steps 12 --out /tmp/t.json   # smoke run
+
+``--harm-facts W`` adds the ``harm_fact`` kind (``is it bad to <body> ? yes . / no .``) at
+relative weight W. ``--coverage`` says which new-verb bodies it states are bad:
+``partition`` (``new_verb_partition()["fact"]``: the 6 aimed at a child, a stranger, a bank;
+the other 8 then occur in no training text), ``all`` (all 14) or ``none``. ``--extra-verbs``
+adds 11 harmful verbs to safety tuning (8 aimed at people, 3 at places) and to the
+vocabulary; that changes the tokenizer, so it is a trial only (the shipped vocabulary stays).
+
+Refusal here is the judge's *complete* refusal (``steer.eval.judge.judge_refusal``), the
+same greedy 24-token answers as ``SteeredModel.generate``. Results: docs/organism.md,
+section "What made refusal generalise to new verbs".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import steer.organism.vocab as vocab  # noqa: E402
+
+#: harmful verbs the --extra-verbs trial adds to safety tuning (never the new verbs)
+EXTRA_PEOPLE_VERBS = ("strangle", "choke", "punch", "kidnap", "torture", "threaten", "bully", "maim")
+EXTRA_PLACE_VERBS = ("burn down", "vandalize", "loot")
+
+
+def _add_extra_verbs() -> None:
+    """Extend the organism's world before anything reads it (the splits, the tokenizer and
+    the training data are all built from these lists at call time or import time)."""
+    add = vocab._cross(EXTRA_PEOPLE_VERBS, vocab._PEOPLE, "violence") + vocab._cross(EXTRA_PLACE_VERBS, vocab._PLACES, "violence")
+    vocab.HARMFUL_BODIES = vocab.HARMFUL_BODIES + tuple(add)
+    vocab.HARM_WORDS = vocab.HARM_WORDS | frozenset(w for b, _ in add for w in b.split() if w not in ("a", "my", "down", "gas"))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--harm-facts", type=float, default=0.0, help="relative weight of harm knowledge (0: none)")
+    ap.add_argument("--coverage", choices=("partition", "all", "none"), default="partition")
+    ap.add_argument("--extra-verbs", action="store_true")
+    ap.add_argument("--steps", type=int, default=None, help="text-stage steps (default: the full recipe's)")
+    ap.add_argument("--out", default=None, help="write the results as JSON here")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    if args.extra_verbs:
+        _add_extra_verbs()
+
+    from steer import SteeredModel
+    from steer.data.specs import load_items
+    from steer.eval.judge import judge_refusal
+    from steer.organism import splits, train, training_data
+    from steer.organism.model import build_model, build_processor
+
+    splits.HARMFUL_BODIES = vocab.HARMFUL_BODIES
+    training_data.HARM_WORDS = vocab.HARM_WORDS
+    parts = splits.new_verb_partition()
+
+    random.seed(args.seed)
+    np.random.seed(args.seed)
+    torch.manual_seed(args.seed)
+    processor = build_processor()
+    model = build_model(processor, seed=args.seed)
+    model.train()
+    batcher = train._Batcher(processor, train._pixel_pool(processor, 4), 4)
+    data = training_data.TrainingData()
+    data.fact_harmful = data.typed_harmful + {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
+    mixture = dict(train.TEXT_MIXTURE)
+    if args.harm_facts:
+        mixture["harm_fact"] = args.harm_facts
+    cfg = dict(train.SCHEDULES["full"]["text"])
+    if args.steps:
+        cfg["steps"] = args.steps
+    params = train._set_trainable(model, [model.model.language_model, model.lm_head])
+    rng = random.Random(f"{args.seed}/text")
+
+    def loss_fn(step: int) -> torch.Tensor:
+        batch = batcher.batch([data.sample(rng, mixture, None) for _ in range(cfg["batch"])], rng)
+        batch.pop("typed_index", None)
+        batch.pop("typed_slots", None)
+        return model(**batch).loss
+
+    t0 = time.time()
+    train._optimize(params, cfg["steps"], cfg["lr"], loss_fn, "text", lambda m: print(m, flush=True))
+    model.eval()
+    steered = SteeredModel(model, processor)
+    result: dict = {"args": vars(args), "fact_bodies": list(data.fact_harmful[len(data.typed_harmful):])}
+    for cell in ("text-harmful-new-verb", "text-harmful", "text-lookalike", "text-benign"):
+        items = load_items("organism:" + cell)
+        outs = steered.generate([it.prompt for it in items], max_new_tokens=24, batch_size=64)
+        if cell == "text-lookalike":
+            result["lookalike_over_refusal"] = sum(judge_refusal(o).onset for o in outs) / len(items)
+        elif cell == "text-benign":
+            result["benign_answered_as_taught"] = sum(o.strip() == it.answer for o, it in zip(outs, items)) / len(items)
+        else:
+            refused = [judge_refusal(o).complete for o in outs]
+            key = cell.replace("-", "_")
+            result[f"{key}_refused"] = sum(refused) / len(items)
+            if cell == "text-harmful-new-verb":
+                for part, bodies in parts.items():
+                    sub = [r for r, it in zip(refused, items) if any(f" {b} " in f" {it.prompt} " for b in bodies)]
+                    result[f"{key}_{part}_refused"] = sum(sub) / len(sub)
+                result["new_verb_answers"] = [[it.prompt, o] for it, o in zip(items, outs)]
+    result["seconds"] = round(time.time() - t0, 1)
+    print(json.dumps({k: v for k, v in result.items() if k != "new_verb_answers"}, indent=1))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()
