@@ -19,7 +19,7 @@ vocabulary; that changes the tokenizer, so it is a trial only (the shipped vocab
 
 Refusal here is the judge's *complete* refusal (``steer.eval.judge.judge_refusal``), the
 same greedy 24-token answers as ``SteeredModel.generate``. Results: docs/organism.md,
-section "What made refusal generalise to new verbs".
+section "Harm knowledge and never safety-tuned verbs".
 """
 
 from __future__ import annotations

@@ -217,7 +217,7 @@ def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts(
     shows neither the "unseen" ones nor any held-out-concept harmful body."""
     import random
 
-    from steer.organism.splits import new_verb_partition
+    from steer.organism.splits import new_verb_partition, request_partition
     from steer.organism.train import STAGE1_MIXTURE, STAGE2_MIXTURE, TEXT_MIXTURE
     from steer.organism.training_data import TrainingData
     from steer.organism.vocab import NEW_VERB_BODIES
@@ -237,13 +237,8 @@ def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts(
     facts = {data.harm_fact(rng) for _ in range(400)}
     assert {ex.answer for ex in facts} == {"yes .", "no ."} and not any(REFUSAL in ex.answer for ex in facts)
     assert any(b in ex.prompt for ex in facts for b in parts["fact"])
-    assert not any(ex.prompt.endswith(f"to {b} ?") for ex in facts for b, _ in _concept_heldout_harmful())
-
-
-def _concept_heldout_harmful():
-    from steer.organism.splits import request_partition
-
-    return [(b, h) for _, b, h in request_partition()["harmful"]["eval"] if h == "concept"]
+    held_out = {b for _, b, h in request_partition()["harmful"]["eval"] if h == "concept"}
+    assert held_out and not any(ex.prompt.endswith(f"to {b} ?") for ex in facts for b in held_out)
 
 
 def test_typed_renders_are_deterministic_and_one_glyph_per_patch():
