@@ -619,8 +619,7 @@ class SteeredModel:
         else:
             with self._applied(steering), steering.prompt(inputs["input_ids"], inputs.get("attention_mask")):
                 out = self.model.generate(**inputs, **gen_kwargs)
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        texts = [t.strip() for t in self.adapter.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = self.adapter.decode_answers(out, inputs["input_ids"].shape[1])
         if not return_details:
             return texts
         scores = steering.gate_scores.tolist() if steering is not None and steering.gate_scores is not None else None
@@ -821,8 +820,7 @@ class SteeredModel:
             follower if extra else nullcontext()
         ):
             out = self.model.generate(**inputs, **kwargs)
-        new = out[:n, inputs["input_ids"].shape[1] :]
-        answers = [t.strip() for t in self.adapter.tokenizer.batch_decode(new, skip_special_tokens=True)]
+        answers = self.adapter.decode_answers(out[:n], inputs["input_ids"].shape[1])
         if not return_details:
             return answers
         followed = set(rows)  # the follow decision is this method's gate: score = pull, steered = followed

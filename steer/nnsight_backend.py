@@ -245,8 +245,7 @@ def nnsight_generate(
     inputs = sm.build_inputs(list(prompts), None if images is None else list(images))
     steering = _steering(sm, vectors, alpha, positions, op)
     out = run_generate(sm, inputs, steering, max_new_tokens=max_new_tokens, use_cache=use_cache)
-    new_tokens = out[:, inputs["input_ids"].shape[1] :]
-    return [t.strip() for t in sm.adapter.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+    return sm.adapter.decode_answers(out, inputs["input_ids"].shape[1])
 
 
 __all__ = ["nnsight_generate", "nnsight_logits", "nnsight_root", "run_forward", "run_generate"]

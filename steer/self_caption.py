@@ -64,8 +64,7 @@ def self_captions(
         return out
     inputs = adapter.build_inputs([question] * len(rows), [images[i] for i in rows])
     generated = adapter.model.generate(**inputs, max_new_tokens=budget, do_sample=False)
-    texts = adapter.tokenizer.batch_decode(generated[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    for i, text in zip(rows, texts):
+    for i, text in zip(rows, adapter.decode_answers(generated, inputs["input_ids"].shape[1])):
         out[i] = " ".join(text.split())  # one line: the twin puts the caption before the query
     return out
 

@@ -120,6 +120,14 @@ class ModelAdapter:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def decode_answers(self, generated: torch.Tensor, prompt_length: int) -> list[str]:
+        """The new tokens of each ``generate`` row (those after ``prompt_length``) as text,
+        special tokens dropped and outer whitespace stripped: the one way every generation
+        path (hooks, nnsight, twin following, captions) turns tokens into an answer, so
+        their answers compare equal string for string."""
+        texts = self.tokenizer.batch_decode(generated[:, prompt_length:], skip_special_tokens=True)
+        return [t.strip() for t in texts]
+
     # ------------------------------------------------------------------ positions
     def image_token_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Boolean mask (same shape as ``input_ids``) of positions holding image tokens."""
