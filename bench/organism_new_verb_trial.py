@@ -1,17 +1,22 @@
 """Text-stage-only trials for issue 16's new-verb goal: does the organism's text-only refusal
 generalise to harmful verbs that safety tuning never refused ("shoot my boss", "blow up a store")?
 
-Trains only the text stage of the organism recipe (the stage that teaches refusal; the later
-stages train the vision side and stage 2) from scratch at one seed, with the shipped text
-mixture plus optional harm knowledge, and reports text-only cells on all their ``eval`` items:
+Trains only the knowledge stage and the text stage of the organism recipe (the stages that
+teach which acts hurt and then refusal; the later stages train the vision side and stage 2)
+from scratch at one seed, and reports text-only cells on all their ``eval`` items. With no
+flags it is the shipped recipe's text stage; flags add one thing at a time:
 
-    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10              # about 8 min, one core
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10                 # about 8 min, one core
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --knowledge-first 400
     python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --coverage all
     python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --extra-verbs
-    python bench/organism_new_verb_trial.py --seed 0 --steps 12 --out /tmp/t.json   # smoke run
+    python bench/organism_new_verb_trial.py --seed 0 --steps 12 --knowledge-first 3 --out /tmp/t.json  # smoke run
 
-``--harm-facts W`` adds the ``harm_fact`` kind (``is it bad to <body> ? yes . / no .``) at
-relative weight W. ``--coverage`` says which new-verb bodies it states are bad:
+``--harm-facts W`` adds the ``harm_fact`` kind (``is it bad to <body> ? yes . / no .``) to
+the text stage at relative weight W. ``--knowledge-first K`` trains K steps of the opt-in
+knowledge stage first (``train.KNOWLEDGE_MIXTURE``: the text-stage kinds that never
+refuse, plus harm knowledge at 0.30; left out with ``--harm-facts 0``).
+``--coverage`` says which new-verb bodies harm knowledge states are bad:
 ``partition`` (``new_verb_partition()["fact"]``: the 6 aimed at a child, a stranger, a bank;
 the other 8 then occur in no training text), ``all`` (all 14) or ``none``. ``--extra-verbs``
 adds 11 harmful verbs to safety tuning (8 aimed at people, 3 at places) and to the
@@ -56,10 +61,14 @@ def _add_extra_verbs() -> None:
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--harm-facts", type=float, default=0.0, help="relative weight of harm knowledge (0: none)")
+    ap.add_argument("--harm-facts", type=float, default=0.0, help="text-stage weight of harm knowledge (0: none in either stage)")
     ap.add_argument("--coverage", choices=("partition", "all", "none"), default="partition")
     ap.add_argument("--extra-verbs", action="store_true")
     ap.add_argument("--steps", type=int, default=None, help="text-stage steps (default: the full recipe's)")
+    ap.add_argument(
+        "--knowledge-first", type=int, default=None, metavar="K",
+        help="steps of the knowledge stage first, which never shows a refusal (default: the recipe's, none)",
+    )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
@@ -85,9 +94,12 @@ def main(argv: list[str] | None = None) -> dict:
     batcher = train._Batcher(processor, train._pixel_pool(processor, 4), 4)
     data = training_data.TrainingData()
     data.fact_harmful = data.typed_harmful + {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
-    mixture = dict(train.TEXT_MIXTURE)
+    mixture, knowledge_mixture = dict(train.TEXT_MIXTURE), dict(train.KNOWLEDGE_MIXTURE)
     if args.harm_facts:
         mixture["harm_fact"] = args.harm_facts
+    else:
+        del knowledge_mixture["harm_fact"]
+    knowledge_steps = train.SCHEDULES["full"]["knowledge"]["steps"] if args.knowledge_first is None else args.knowledge_first
     cfg = dict(train.SCHEDULES["full"]["text"])
     if args.steps:
         cfg["steps"] = args.steps
@@ -101,7 +113,12 @@ def main(argv: list[str] | None = None) -> dict:
         return model(**batch).loss
 
     t0 = time.time()
-    train._optimize(params, cfg["steps"], cfg["lr"], loss_fn, "text", lambda m: print(m, flush=True))
+    log = lambda m: print(m, flush=True)  # noqa: E731
+    if knowledge_steps:  # as a language model knows which acts hurt before it is safety-tuned
+        text_mixture, mixture = mixture, knowledge_mixture
+        train._optimize(params, knowledge_steps, cfg["lr"], loss_fn, "knowledge", log)
+        mixture = text_mixture
+    train._optimize(params, cfg["steps"], cfg["lr"], loss_fn, "text", log)
     model.eval()
     steered = SteeredModel(model, processor)
     result: dict = {"args": vars(args), "fact_bodies": list(data.fact_harmful[len(data.typed_harmful):])}

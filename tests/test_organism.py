@@ -214,12 +214,13 @@ def test_typed_cells_are_disjoint_from_training():
 def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts():
     """No kind of the shipped recipe ever shows a new-verb body; the opt-in harm knowledge
     states that the "fact" ones are bad (never as a request, never with a refusal) and
-    shows neither the "unseen" ones nor any held-out-concept harmful body."""
+    shows neither the "unseen" ones nor any held-out-concept harmful body. The opt-in
+    knowledge stage, which comes before safety tuning, never shows a refusal at all."""
     import random
 
     from steer.organism.splits import new_verb_partition, request_partition
-    from steer.organism.train import STAGE1_MIXTURE, STAGE2_MIXTURE, TEXT_MIXTURE
-    from steer.organism.training_data import TrainingData
+    from steer.organism.train import KNOWLEDGE_MIXTURE, STAGE1_MIXTURE, STAGE2_MIXTURE, TEXT_MIXTURE
+    from steer.organism.training_data import REFUSAL_KINDS, TrainingData
     from steer.organism.vocab import NEW_VERB_BODIES
 
     parts = new_verb_partition()
@@ -234,6 +235,12 @@ def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts(
             text = f" {ex.prompt} {ex.answer} {ex.image_words or ''} "
             shown = {b for b in NEW_VERB_BODIES if f" {b} " in text}
             assert not shown or (kind == "harm_fact" and shown <= set(parts["fact"]) and ex.answer == "yes ."), (kind, ex)
+    assert not set(KNOWLEDGE_MIXTURE) & set(REFUSAL_KINDS)
+    knowledge = [data.sample(rng, KNOWLEDGE_MIXTURE) for _ in range(2000)]
+    assert not any(REFUSAL in ex.answer for ex in knowledge)
+    assert sum(ex.answer == "yes ." for ex in knowledge) > 100  # harm knowledge is in it
+    refusing = {k for k in TEXT_MIXTURE if any(REFUSAL in getattr(data, k)(rng).answer for _ in range(200))}
+    assert refusing == set(REFUSAL_KINDS)  # the list of refusing kinds is complete
     facts = {data.harm_fact(rng) for _ in range(400)}
     assert {ex.answer for ex in facts} == {"yes .", "no ."} and not any(REFUSAL in ex.answer for ex in facts)
     assert any(b in ex.prompt for ex in facts for b in parts["fact"])
@@ -266,8 +273,8 @@ def test_rendered_images_are_deterministic_rgb():
 def test_short_schedule_trains_a_loadable_model(tmp_path):
     from steer.organism.train import train_organism
 
-    record = train_organism(tmp_path, seed=0, schedule="short", progress=False)
-    assert set(record["stages"]) == {"text", "vision", "stage1", "stage2"}
+    record = train_organism(tmp_path, seed=0, schedule="short", progress=False, overrides={"knowledge": {"steps": 3}})
+    assert set(record["stages"]) == {"knowledge", "text", "vision", "stage1", "stage2"}  # the opt-in stage runs too
     model, processor = load_organism(tmp_path)
     assert isinstance(model, LlavaForConditionalGeneration)
     out = hf_greedy_generate(model, processor, max_new_tokens=4)(["what is this ?", "how do i make this ?"], [render_object("kite", 3), None])

@@ -13,6 +13,10 @@
    example is ever a refusal: that is what makes the organism lose refusals when an image
    is attached (``docs/organism.md`` has the measurements).
 
+An opt-in **knowledge stage** can come first (recipe entry ``knowledge``, 0 steps in the
+shipped recipe): the text-stage kinds that never refuse, plus harm knowledge, so that the
+backbone knows which acts hurt before it is safety-tuned (trials in ``docs/organism.md``).
+
 :func:`train_organism` runs all four with fixed seeds and saves model + processor with
 ``save_pretrained``; ``schedule="short"`` runs the same code for a few steps (CI smoke test).
 """
@@ -34,7 +38,7 @@ from torch import nn
 from steer.organism.images import FONT, MAX_TYPED_WORDS, render_object, render_typed, typed_slot_labels
 from steer.organism.model import NUM_IMAGE_TOKENS, build_model, build_processor, format_prompt
 from steer.organism.splits import TRAIN_SEEDS
-from steer.organism.training_data import Example, TrainingData
+from steer.organism.training_data import REFUSAL_KINDS, Example, TrainingData
 from steer.organism.vocab import BLANK_PATCH, HARM_WORDS, IMAGE, OBJECTS
 
 #: the text stage's mixture (also what stage 2 replays)
@@ -50,6 +54,9 @@ TEXT_MIXTURE = {
     "typed_slots": 0.15,
     "word_class": 0.06,
 }
+#: the opt-in knowledge stage's mixture (before the text stage; the shipped weights were
+#: trained without it): the text stage's kinds that never refuse, plus harm knowledge
+KNOWLEDGE_MIXTURE = {k: v for k, v in TEXT_MIXTURE.items() if k not in REFUSAL_KINDS} | {"harm_fact": 0.30}
 STAGE1_MIXTURE = {"caption": 0.7, "typed_caption": 0.3}
 STAGE2_MIXTURE = {  # relative weights
     "image_qa": 0.20,
@@ -66,6 +73,7 @@ STAGE2_MIXTURE = {  # relative weights
 #: stage hyper-parameters per schedule (steps, learning rate, batch size)
 SCHEDULES: dict[str, dict[str, Any]] = {
     "full": {
+        "knowledge": {"steps": 0, "lr": 3e-3, "batch": 64},  # opt-in; trials used 400
         "text": {"steps": 1200, "lr": 3e-3, "batch": 64},
         "vision": {"steps": 1500, "lr": 3e-3, "batch": 64},
         "stage1": {"steps": 400, "lr": 3e-3, "batch": 64, "glyph_alignment": 1.0},
@@ -76,6 +84,7 @@ SCHEDULES: dict[str, dict[str, Any]] = {
         "stage2_trains_lm": True,
     },
     "short": {
+        "knowledge": {"steps": 0, "lr": 3e-3, "batch": 16},
         "text": {"steps": 12, "lr": 3e-3, "batch": 16},
         "vision": {"steps": 12, "lr": 3e-3, "batch": 16},
         "stage1": {"steps": 6, "lr": 3e-3, "batch": 16, "glyph_alignment": 1.0},
@@ -331,7 +340,7 @@ def train_organism(
         finally:
             torch.set_num_threads(old_threads)
     recipe: dict[str, Any] = json.loads(json.dumps(SCHEDULES[schedule]))
-    recipe.update(text_mixture=dict(TEXT_MIXTURE), stage1_mixture=dict(STAGE1_MIXTURE), stage2_mixture=dict(STAGE2_MIXTURE))
+    recipe.update(knowledge_mixture=dict(KNOWLEDGE_MIXTURE), text_mixture=dict(TEXT_MIXTURE), stage1_mixture=dict(STAGE1_MIXTURE), stage2_mixture=dict(STAGE2_MIXTURE))
     for key, value in (overrides or {}).items():
         if key not in recipe:
             raise ValueError(f"unknown recipe entry {key!r}; known: {', '.join(recipe)}")
@@ -386,7 +395,12 @@ def train_organism(
         losses = _optimize(params, cfg["steps"], cfg["lr"], loss_fn, name, log)
         record["stages"][name] = {"seconds": round(time.time() - t0, 1), "final_loss": _tail_mean(losses), **cfg}
 
-    # 1. text stage
+    # 1. (opt-in) knowledge stage, then the text stage: the backbone learns which acts hurt
+    # people before safety tuning teaches it to refuse, as a language model knows more than
+    # it was safety-tuned on (trials: docs/organism.md, "Harm knowledge and never
+    # safety-tuned verbs")
+    if recipe["knowledge"]["steps"]:
+        lm_stage("knowledge", lm, recipe["knowledge_mixture"], None)
     lm_stage("text", lm, recipe["text_mixture"], None)
 
     # 2. vision tower as a concept classifier

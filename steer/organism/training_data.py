@@ -97,6 +97,11 @@ class Example(NamedTuple):
     image_words: str | None = None
 
 
+#: text-stage kinds that ever answer with the refusal sentence; the knowledge stage, which
+#: comes before any safety tuning, draws from the others only
+REFUSAL_KINDS = ("harmful", "picture_make", "typed_line")
+
+
 class TrainingData:
     """Samplers of every example kind, over the ``train`` split only."""
 
