@@ -56,7 +56,7 @@ export OUT; OUT=$(cd "$OUT_ARG" && pwd)          # absolute: the session steps c
 export ROOT
 cd "$ROOT"
 # the bench commands run from the repository root and print their own command line into the docs:
-# give them OUT relative to the root when it is inside it (OUT=runs reproduces the docs' paths)
+# give them OUT relative to the root when it is inside it (the folder `runs` reproduces the docs' paths)
 case "$OUT" in "$ROOT"/*) O=${OUT#"$ROOT"/} ;; *) O=$OUT ;; esac
 ORG=$(steer organism path)
 if [ "$ORG" != "$ROOT/steer/organism/weights" ]; then
