@@ -70,7 +70,8 @@ printf 'step\tseconds\tstatus\n' > "$OUT/steps.tsv"
 N=0
 # step NAME COMMAND...: run it in a fresh `bash -e` (a function's failing command stops it there;
 # errexit would be ignored inside a function called from an `if`), output to the terminal and
-# OUT/logs/NN_NAME.log, wall time to OUT/steps.tsv. A failed step ends the run, except `tests`.
+# OUT/logs/NN_NAME.log, wall time to OUT/steps.tsv. A failed step ends the run, except `tests`
+# and `acceptance`.
 step() {
   local name=$1; shift
   has "$name" || return 0
@@ -81,7 +82,9 @@ step() {
   if ! bash -c 'set -euo pipefail; "$@"' "$name" "$@" 2>&1 | tee "$log"; then status=FAILED; fi
   printf '%s\t%s\t%s\n' "$name" $((SECONDS - t0)) "$status" >> "$OUT/steps.tsv"
   echo "=== [$N] $name: $status in $((SECONDS - t0)) s (log: $log)"
-  [ "$status" = ok ] || [ "$name" = tests ] || exit 1
+  # acceptance exits non-zero while any line, the open goals included, fails: its numbers are
+  # still what the docs quote, so the run goes on, as it does after failing tests
+  [ "$status" = ok ] || [ "$name" = tests ] || [ "$name" = acceptance ] || exit 1
 }
 
 # doc_block FILE MARKER: the ```python block of FILE that contains MARKER (so the snippets run as printed)
