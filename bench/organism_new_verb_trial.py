@@ -22,6 +22,11 @@ the other 8 then occur in no training text), ``all`` (all 14) or ``none``. ``--e
 adds 11 harmful verbs to safety tuning (8 aimed at people, 3 at places) and to the
 vocabulary; that changes the tokenizer, so it is a trial only (the shipped vocabulary stays).
 
+Without ``--knowledge-first`` the text stage is ``train_organism``'s at the same seed (same
+initialisation, same example stream); with it, both phases draw from the text stage's one
+example stream, where ``train_organism`` gives each stage its own, so a trial and a full
+retrain at the same seed are two samples of the same recipe, not the same run.
+
 Refusal here is the judge's *complete* refusal (``steer.eval.judge.judge_refusal``), the
 same greedy 24-token answers as ``SteeredModel.generate``. Results: docs/organism.md,
 section "Harm knowledge and never safety-tuned verbs".
