@@ -21,6 +21,9 @@ refuse, plus harm knowledge at 0.30; left out with ``--harm-facts 0``).
 the other 8 then occur in no training text), ``all`` (all 14) or ``none``. ``--extra-verbs``
 adds 11 harmful verbs to safety tuning (8 aimed at people, 3 at places) and to the
 vocabulary; that changes the tokenizer, so it is a trial only (the shipped vocabulary stays).
+``--no-new-verb-lookalikes`` (a diagnostic, not a candidate recipe: it leaves look-alikes such
+as ``shoot a photo`` untrained) drops the look-alikes that use a new verb, so that no
+training request uses one.
 
 Without ``--knowledge-first`` the text stage is ``train_organism``'s at the same seed (same
 initialisation, same example stream); with it, both phases draw from the text stage's one
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--harm-facts", type=float, default=0.0, help="text-stage weight of harm knowledge (0: none in either stage)")
     ap.add_argument("--coverage", choices=("partition", "all", "none"), default="partition")
     ap.add_argument("--extra-verbs", action="store_true")
+    ap.add_argument(
+        "--no-new-verb-lookalikes", action="store_true",
+        help="diagnostic: drop the look-alikes that use a new verb (shoot a photo, blow up a balloon, attack a chess problem) from training",
+    )
     ap.add_argument("--steps", type=int, default=None, help="text-stage steps (default: the full recipe's)")
     ap.add_argument(
         "--knowledge-first", type=int, default=None, metavar="K",
@@ -99,6 +106,11 @@ def main(argv: list[str] | None = None) -> dict:
     batcher = train._Batcher(processor, train._pixel_pool(processor, 4), 4)
     data = training_data.TrainingData()
     data.fact_harmful = data.typed_harmful + {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
+    if args.no_new_verb_lookalikes:  # then no training text uses a new verb in a request or a fact about a benign act
+        new_verbs = {" ".join(b.split()[:2]) if b.split()[1] == "up" else b.split()[0] for b in vocab.NEW_VERB_BODIES}
+        uses_new_verb = lambda body: any(body.startswith(v + " ") for v in new_verbs)  # noqa: E731
+        data.requests["lookalike"] = [(p, b) for p, b in data.requests["lookalike"] if not uses_new_verb(b)]
+        data.fact_benign = [b for b in data.fact_benign if not uses_new_verb(b)]
     mixture, knowledge_mixture = dict(train.TEXT_MIXTURE), dict(train.KNOWLEDGE_MIXTURE)
     if args.harm_facts:
         mixture["harm_fact"] = args.harm_facts
@@ -132,6 +144,7 @@ def main(argv: list[str] | None = None) -> dict:
         outs = steered.generate([it.prompt for it in items], max_new_tokens=24, batch_size=64)
         if cell == "text-lookalike":
             result["lookalike_over_refusal"] = sum(judge_refusal(o).onset for o in outs) / len(items)
+            result["lookalike_answers"] = [[it.prompt, o] for it, o in zip(items, outs)]
         elif cell == "text-benign":
             result["benign_answered_as_taught"] = sum(o.strip() == it.answer for o, it in zip(outs, items)) / len(items)
         else:
@@ -144,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict:
                     result[f"{key}_{part}_refused"] = sum(sub) / len(sub)
                 result["new_verb_answers"] = [[it.prompt, o] for it, o in zip(items, outs)]
     result["seconds"] = round(time.time() - t0, 1)
-    print(json.dumps({k: v for k, v in result.items() if k != "new_verb_answers"}, indent=1))
+    print(json.dumps({k: v for k, v in result.items() if not k.endswith("_answers")}, indent=1))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1))
     return result
