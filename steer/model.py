@@ -409,7 +409,7 @@ class SteeredModel:
             alpha=self._checked_alpha(alpha, meta, per_layer),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
-            gate=gate,
+            gate=self._probe_gate(gate),
         )
 
     def sample_steering(
@@ -473,8 +473,15 @@ class SteeredModel:
             alpha=self._checked_alpha(alpha, meta, per_layer),
             op="subtract",
             positions=positions,
-            gate=gate,
+            gate=self._probe_gate(gate),
         )
+
+    def _probe_gate(self, gate: Any) -> Any:
+        """A probe file loaded and a :class:`~steer.gate.ProbeGate` checked against this model, as
+        ``generate(gate=)`` does; any other gate object (the engine's ``RowGate``) is used as is."""
+        from steer.gate import ProbeGate
+
+        return self._gate_for(gate, None) if isinstance(gate, (str, os.PathLike, ProbeGate)) else gate
 
     def _measured_shifts(
         self, prompts: list[str], images: Sequence[Any] | None, layers: list[int], null_image: str, image_relative: bool
