@@ -128,7 +128,11 @@ class Steering:
         self.positions = check_positions(positions)
         if self.positions == "image" and not adapter.supports_images:
             raise SteerInputError(f"positions 'image' need a vision-language model; {adapter.family} has no images")
-        dtype = next(adapter.model.parameters()).dtype
+        # the residual stream's dtype is the token embeddings' (not the first parameter's, which
+        # may be a float32 vision tower's beside a bfloat16 language model)
+        embeddings = adapter.model.get_input_embeddings()
+        weight = getattr(embeddings, "weight", None)
+        dtype = weight.dtype if torch.is_tensor(weight) else next(adapter.model.parameters()).dtype
         self._dtype = dtype
         self._terms: dict[int, torch.Tensor] = {}
         for layer, vec in vectors.items():

@@ -292,6 +292,29 @@ def test_gate_steers_exactly_the_flagged_rows(tiny_loaded, use_cache):
     assert mixed == [always[0], base[1], always[2]]
 
 
+def test_steering_follows_the_decoder_dtype_not_the_vision_towers(tiny_model_path):
+    """A VLM whose vision tower and projector stay in float32 while the language model runs in
+    bfloat16 generates unsteered; steering must too (its deltas and masks were cast to the
+    dtype of the model's *first* parameter, the vision tower's, and the float32 residual
+    stream then met bfloat16 weights). alpha 0 stays bit-identical to unsteered."""
+    from tests.conftest import load_tiny
+
+    model, processor = load_tiny(tiny_model_path("llava"), "llava")  # a private copy: its dtypes change
+    model.to(torch.bfloat16)
+    model.model.vision_tower.float()
+    model.model.multi_modal_projector.float()
+    sm = SteeredModel(model, processor)
+    img = sm.adapter.content_free_image("noise", seed=1)
+    kw = dict(images=[img, None], max_new_tokens=4)
+    vecs = {l: v for l, v in _vectors(sm, scale=3.0).items() if l >= 1}
+    base = sm.generate(PROMPTS, **kw)
+    assert sm.generate(PROMPTS, steer=vecs, alpha=0.0, positions="all", **kw) == base
+    assert sm.generate(PROMPTS, steer=vecs, alpha=1.0, positions="all", **kw) != base
+    gate = _FixedGate(0, [0.9, 0.1], threshold=0.5)
+    steering = Steering(sm.adapter, vecs, alpha=1.0, positions="all", gate=gate)
+    assert len(sm.generate(PROMPTS, steer=steering, **kw)) == 2
+
+
 def test_gate_must_precede_steered_layers(tiny_loaded):
     sm = _sm(tiny_loaded, "llava")
     with pytest.raises(SteerInputError, match="gate reads layer 1"):
