@@ -135,11 +135,19 @@ class Steering:
         dtype = weight.dtype if torch.is_tensor(weight) else next(adapter.model.parameters()).dtype
         self._dtype = dtype
         self._terms: dict[int, torch.Tensor] = {}
+        per_row: dict[int, int] = {}  # layer -> rows of its (B, d) vector
         for layer, vec in vectors.items():
             idx = normalize_layer(layer, adapter.num_layers)
             if idx in self._terms:
                 raise SteerInputError(f"layer {idx} given twice")
             self._terms[idx] = self._prepare(idx, vec)
+            if torch.as_tensor(vec).dim() == 2:
+                per_row[idx] = self._terms[idx].shape[0]
+        if len(set(per_row.values())) > 1:
+            raise SteerInputError(
+                "per-row (batch, d) vectors must have one row per prompt at every layer, but they have "
+                + ", ".join(f"{rows} rows at layer {idx}" for idx, rows in sorted(per_row.items()))
+            )
         self.gate = gate
         if gate is not None:
             gate_layer = normalize_layer(gate.layer, adapter.num_layers)
@@ -161,7 +169,7 @@ class Steering:
         self._idle = False
         self._decode_idle: bool | None = None  # per prompt: do cached decode steps steer nothing?
         #: rows of per-row (sample-level) ``(B, d)`` vectors, B = 1 included; None when every vector is ``(d,)``
-        self._rows = next((torch.as_tensor(v).shape[0] for v in vectors.values() if torch.as_tensor(v).dim() == 2), None)
+        self._rows = next(iter(per_row.values()), None)
         #: (B,) gate scores of the last prefill (None without a gate)
         self.gate_scores: torch.Tensor | None = None
 

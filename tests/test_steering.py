@@ -255,6 +255,18 @@ def test_per_row_vectors_refuse_a_batch_of_another_size(tiny_loaded):
     assert len(sm.generate(prompts, images=[img] * 3, steer=steering, max_new_tokens=2)) == 3
 
 
+def test_per_row_vectors_of_different_batch_sizes_are_refused_up_front(tiny_loaded):
+    """Per-row (B, d) vectors must agree on B across layers: a (3, d) and a (2, d) layer is a
+    clear error when the Steering is made, not a broadcast crash inside the model's forward."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    with pytest.raises(SteerInputError, match="rows"):
+        Steering(sm.adapter, {1: torch.randn(3, d), 2: torch.randn(2, d)})
+    with pytest.raises(SteerInputError, match="rows"):
+        Steering(sm.adapter, {1: torch.randn(2, d), 2: torch.randn(3, d)})
+    Steering(sm.adapter, {1: torch.randn(3, d), 2: torch.randn(d)})  # (d,) layers go with any batch
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 
