@@ -657,6 +657,17 @@ class SteeredModel:
         if isinstance(steer, Steering):
             if gate is not None:
                 raise SteerInputError("give the gate to the Steering itself, not to generate, when passing a Steering")
+            ignored = [
+                name
+                for name, value in (("alpha", alpha), ("layers", layers), ("positions", positions), ("schedule", schedule),
+                                    ("method", method), ("level", "sample" if level == "sample" else None))
+                if value is not None
+            ]
+            if ignored:
+                raise SteerInputError(
+                    f"{', '.join(ignored)} would be ignored: a ready Steering carries its own; make the Steering "
+                    "with them, or pass the vectors as steer= instead"
+                )
             return steer
         if level == "sample" or (isinstance(steer, str) and steer == "sample"):
             return self.sample_steering(

@@ -267,6 +267,21 @@ def test_per_row_vectors_of_different_batch_sizes_are_refused_up_front(tiny_load
     Steering(sm.adapter, {1: torch.randn(3, d), 2: torch.randn(d)})  # (d,) layers go with any batch
 
 
+@pytest.mark.parametrize(
+    "option", [dict(alpha=2.0), dict(layers=[1]), dict(positions="all"), dict(schedule="incremental"),
+               dict(method="cmrm"), dict(level="sample")]
+)
+def test_options_a_ready_steering_would_ignore_are_refused(tiny_loaded, option):
+    """A ready Steering carries its own alpha, layers, positions, schedule, method and level:
+    giving one of them to generate next to it was silently ignored (alpha=2.0 ran at the
+    Steering's alpha), so it is a clear error, as a gate next to a Steering already is."""
+    sm = _sm(tiny_loaded, "llava")
+    steering = Steering(sm.adapter, {1: torch.ones(sm.adapter.hidden_size)}, alpha=1.0, positions="prompt")
+    with pytest.raises(SteerInputError, match=f"{next(iter(option))}.*Steering"):
+        sm.generate("hello there", steer=steering, max_new_tokens=2, **option)
+    assert sm.generate("hello there", steer=steering, max_new_tokens=2, level="dataset")  # what it is: fine
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 
