@@ -176,11 +176,13 @@ class Steering:
     # ------------------------------------------------------------------ set-up
     def _prepare(self, layer: int, vec: torch.Tensor) -> torch.Tensor:
         vec = torch.as_tensor(vec)
-        if vec.shape[-1] != self.adapter.hidden_size or vec.dim() not in (1, 2):
+        if vec.dim() not in (1, 2) or vec.shape[-1] != self.adapter.hidden_size:
             raise SteerInputError(
                 f"layer {layer}: vector of shape {tuple(vec.shape)} does not fit hidden size "
                 f"{self.adapter.hidden_size} (expected (d,) or (batch, d))"
             )
+        if vec.is_floating_point() and not bool(torch.isfinite(vec).all()):
+            raise SteerInputError(f"layer {layer}: the vector is not finite (it holds NaN or inf values)")
         device = self.adapter.decoder_layers[layer].parameters().__next__().device
         vec = vec.to(device=device, dtype=self._dtype)
         if self.op == "project_out":

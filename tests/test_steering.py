@@ -282,6 +282,23 @@ def test_options_a_ready_steering_would_ignore_are_refused(tiny_loaded, option):
     assert sm.generate("hello there", steer=steering, max_new_tokens=2, level="dataset")  # what it is: fine
 
 
+def test_vectors_that_are_no_vectors_or_not_finite_are_clear_errors(tiny_loaded):
+    """A number instead of a vector was an IndexError from the shape check, and a vector with
+    NaN/inf was accepted and turned every steered state into NaN (the alpha range check lets NaN
+    through): both are one-line SteerInputErrors naming the layer."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    with pytest.raises(SteerInputError, match="layer 1: vector of shape"):
+        Steering(sm.adapter, {1: 3.0})
+    for bad in (float("nan"), float("inf")):
+        vec = torch.ones(d)
+        vec[3] = bad
+        with pytest.raises(SteerInputError, match="layer 1.*not finite"):
+            Steering(sm.adapter, {1: vec})
+        with pytest.raises(SteerInputError, match="layer 1.*not finite|out of range"):  # inf: the alpha range check
+            sm.generate("hello there", steer={1: vec}, alpha=1.0, max_new_tokens=2)
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 
