@@ -31,7 +31,7 @@ from steer.positions import IMAGE_RELATIVE, check_positions
 from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
-from steer.steering import Steering, check_alpha, normalize_layers
+from steer.steering import Steering, check_alpha, normalize_layers, residual_dtype
 from steer.stored_recipe import LEVELS, sample_settings, stored_level
 from steer.vectors import ShiftVectors, as_vectors, check_alpha_range
 
@@ -509,7 +509,7 @@ class SteeredModel:
     def _checked_alpha(self, alpha: float | None, meta: Mapping[str, Any], per_layer: Mapping[int, torch.Tensor]) -> float:
         """``alpha`` (default: the file's), finite and small enough that ``alpha * v`` fits the model's dtype."""
         value = check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha)
-        return check_alpha_range(value, per_layer, next(self.adapter.model.parameters()).dtype)
+        return check_alpha_range(value, per_layer, residual_dtype(self.adapter.model))
 
     def _layers(self, layers: Sequence[int] | None) -> list[int] | None:
         """Chosen layers as sorted 0-based indices (None = the vector file's own)."""

@@ -75,6 +75,13 @@ def check_alpha(alpha: Any) -> float:
     return value
 
 
+def residual_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the hidden states steering touches: the token embeddings' (not the first
+    parameter's, which may be a float32 vision tower's beside a bfloat16 language model)."""
+    weight = getattr(model.get_input_embeddings(), "weight", None)
+    return weight.dtype if torch.is_tensor(weight) else next(model.parameters()).dtype
+
+
 def normalize_layer(layer: int, num_layers: int) -> int:
     """0-based layer index; negative counts from the end (-1 = last layer)."""
     idx = int(layer)
@@ -128,11 +135,7 @@ class Steering:
         self.positions = check_positions(positions)
         if self.positions == "image" and not adapter.supports_images:
             raise SteerInputError(f"positions 'image' need a vision-language model; {adapter.family} has no images")
-        # the residual stream's dtype is the token embeddings' (not the first parameter's, which
-        # may be a float32 vision tower's beside a bfloat16 language model)
-        embeddings = adapter.model.get_input_embeddings()
-        weight = getattr(embeddings, "weight", None)
-        dtype = weight.dtype if torch.is_tensor(weight) else next(adapter.model.parameters()).dtype
+        dtype = residual_dtype(adapter.model)
         self._dtype = dtype
         self._terms: dict[int, torch.Tensor] = {}
         per_row: dict[int, int] = {}  # layer -> rows of its (B, d) vector

@@ -359,6 +359,21 @@ def test_steering_follows_the_decoder_dtype_not_the_vision_towers(tiny_model_pat
     assert len(sm.generate(PROMPTS, steer=steering, **kw)) == 2
 
 
+def test_alpha_range_is_checked_against_the_language_models_dtype(tiny_model_path):
+    """The alpha range check read the dtype of the model's first parameter: a float32 vision
+    tower let an alpha through that overflows the float16 language model (inf states, empty answers)."""
+    from tests.conftest import load_tiny
+
+    model, processor = load_tiny(tiny_model_path("llava"), "llava")  # a private copy: its dtypes change
+    model.to(torch.float16)
+    model.model.vision_tower.float()
+    model.model.multi_modal_projector.float()
+    sm = SteeredModel(model, processor)
+    vecs = {1: torch.ones(sm.adapter.hidden_size)}
+    with pytest.raises(SteerInputError, match="out of range for the model's float16"):
+        sm.steering(vecs, alpha=1e6)
+
+
 def test_gate_must_precede_steered_layers(tiny_loaded):
     sm = _sm(tiny_loaded, "llava")
     with pytest.raises(SteerInputError, match="gate reads layer 1"):
