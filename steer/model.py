@@ -184,8 +184,10 @@ def check_generation_kwargs(kwargs: dict[str, Any], *, steered: bool) -> dict[st
     given = [k for k in _SAMPLING_ONLY if options.get(k) is not None]
     if given and not options.get("do_sample", False) and "generation_config" not in options:
         raise SteerInputError(f"{', '.join(given)} only apply when sampling: add do_sample=True")
+    config = options.get("generation_config")
     for key, allowed in _ROW_CHANGING.items():
-        value = options.get(key, allowed)
+        # an explicit option wins; else what a generation_config given here sets
+        value = options.get(key, getattr(config, key, allowed) if config is not None else allowed)
         if value in (None, allowed):
             continue
         if key == "num_beams" and not steered:
