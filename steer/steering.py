@@ -195,6 +195,13 @@ class Steering:
             term = -(self.alpha * vec)
         else:
             term = self.alpha * vec
+        if not bool(torch.isfinite(term).all()) or (
+            self._dtype.is_floating_point and abs(self.alpha) > torch.finfo(self._dtype).max
+        ):
+            raise SteerInputError(
+                f"layer {layer}: alpha {self.alpha:g} x this vector overflows the model's "
+                f"{str(self._dtype).replace('torch.', '')}; use a smaller alpha"
+            )
         return term.reshape(-1, 1, vec.shape[-1])  # (1 or B, 1, d)
 
     @property

@@ -299,6 +299,18 @@ def test_vectors_that_are_no_vectors_or_not_finite_are_clear_errors(tiny_loaded)
             sm.generate("hello there", steer={1: vec}, alpha=1.0, max_new_tokens=2)
 
 
+def test_alpha_that_overflows_the_model_dtype_is_refused_by_the_engine_itself(tiny_loaded):
+    """sm.steering checks alpha x v against the model's dtype, but a Steering made directly (and
+    refusal_steering / self_caption_steering, which make one) did not: alpha 1e39 gave inf deltas,
+    NaN states and empty answers without a word."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    for op in ("subtract", "add", "project_out"):
+        with pytest.raises(SteerInputError, match="layer 1.*overflow"):
+            Steering(sm.adapter, {1: torch.ones(d)}, alpha=1e39, op=op)
+        Steering(sm.adapter, {1: torch.ones(d)}, alpha=1e30, op=op)
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 
