@@ -15,6 +15,7 @@ alpha, method), so a file calibrated with a recipe reproduces it.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from contextlib import contextmanager, nullcontext
@@ -580,7 +581,11 @@ class SteeredModel:
             level = "dataset"  # steer="sample" already means sample-level CMRM
         loaded = [None if im is None else load_image(im) for im in images]
         gate_obj = self._gate_for(gate, threshold)
-        size = batch_size or len(prompt_list)
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1
+        ):
+            raise SteerInputError(f"batch_size must be a whole number >= 1 (or None: one batch), got {batch_size!r}")
+        size = int(batch_size or len(prompt_list) or 1)
         answers: list[Any] = []
         if seed is not None:
             torch.manual_seed(int(seed))

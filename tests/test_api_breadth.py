@@ -116,6 +116,17 @@ def test_row_changing_options_inside_a_generation_config_are_refused_too(tiny_lo
                            num_return_sequences=1, max_new_tokens=3)) == 2
 
 
+def test_batch_size_must_be_a_whole_number_of_one_or_more(tiny_loaded):
+    """batch_size=-1 returned no answers at all for two prompts (a negative range step), and an
+    empty prompt list crashed in range(); a bad batch_size is a clear error, no prompts give no answers."""
+    sm = _sm(tiny_loaded)
+    for bad in (-1, 0, 1.5, "2", True):
+        with pytest.raises(SteerInputError, match="batch_size"):
+            sm.generate(["hi", "hello"], batch_size=bad, max_new_tokens=2)
+    assert sm.generate([], max_new_tokens=2) == []
+    assert sm.generate(["hi", "hello"], batch_size=1, max_new_tokens=2) == sm.generate(["hi", "hello"], max_new_tokens=2)
+
+
 # ---------------------------------------------------------------------------- chat messages
 @pytest.mark.parametrize("family", VLM_FAMILIES)
 def test_chat_messages_equal_the_plain_prompt(tiny_loaded, family):
