@@ -15,6 +15,7 @@ alpha, method), so a file calibrated with a recipe reproduces it.
 
 from __future__ import annotations
 
+import numbers
 import os
 import re
 from contextlib import contextmanager, nullcontext
@@ -31,7 +32,7 @@ from steer.positions import IMAGE_RELATIVE, check_positions
 from steer.processor_options import check_known_options, parse_processor_kwargs
 from steer.sample_shift import query_shifts
 from steer.schedule import apply_schedule
-from steer.steering import Steering, check_alpha, normalize_layers
+from steer.steering import Steering, check_alpha, normalize_layers, residual_dtype
 from steer.stored_recipe import LEVELS, sample_settings, stored_level
 from steer.vectors import ShiftVectors, as_vectors, check_alpha_range
 
@@ -184,8 +185,10 @@ def check_generation_kwargs(kwargs: dict[str, Any], *, steered: bool) -> dict[st
     given = [k for k in _SAMPLING_ONLY if options.get(k) is not None]
     if given and not options.get("do_sample", False) and "generation_config" not in options:
         raise SteerInputError(f"{', '.join(given)} only apply when sampling: add do_sample=True")
+    config = options.get("generation_config")
     for key, allowed in _ROW_CHANGING.items():
-        value = options.get(key, allowed)
+        # an explicit option wins; else what a generation_config given here sets
+        value = options.get(key, getattr(config, key, allowed) if config is not None else allowed)
         if value in (None, allowed):
             continue
         if key == "num_beams" and not steered:
@@ -409,7 +412,7 @@ class SteeredModel:
             alpha=self._checked_alpha(alpha, meta, per_layer),
             op=op,
             positions=positions or meta.get("positions", "after_image"),
-            gate=gate,
+            gate=self._probe_gate(gate),
         )
 
     def sample_steering(
@@ -473,8 +476,15 @@ class SteeredModel:
             alpha=self._checked_alpha(alpha, meta, per_layer),
             op="subtract",
             positions=positions,
-            gate=gate,
+            gate=self._probe_gate(gate),
         )
+
+    def _probe_gate(self, gate: Any) -> Any:
+        """A probe file loaded and a :class:`~steer.gate.ProbeGate` checked against this model, as
+        ``generate(gate=)`` does; any other gate object (the engine's ``RowGate``) is used as is."""
+        from steer.gate import ProbeGate
+
+        return self._gate_for(gate, None) if isinstance(gate, (str, os.PathLike, ProbeGate)) else gate
 
     def _measured_shifts(
         self, prompts: list[str], images: Sequence[Any] | None, layers: list[int], null_image: str, image_relative: bool
@@ -502,7 +512,7 @@ class SteeredModel:
     def _checked_alpha(self, alpha: float | None, meta: Mapping[str, Any], per_layer: Mapping[int, torch.Tensor]) -> float:
         """``alpha`` (default: the file's), finite and small enough that ``alpha * v`` fits the model's dtype."""
         value = check_alpha(meta.get("default_alpha", 1.0) if alpha is None else alpha)
-        return check_alpha_range(value, per_layer, next(self.adapter.model.parameters()).dtype)
+        return check_alpha_range(value, per_layer, residual_dtype(self.adapter.model))
 
     def _layers(self, layers: Sequence[int] | None) -> list[int] | None:
         """Chosen layers as sorted 0-based indices (None = the vector file's own)."""
@@ -571,7 +581,11 @@ class SteeredModel:
             level = "dataset"  # steer="sample" already means sample-level CMRM
         loaded = [None if im is None else load_image(im) for im in images]
         gate_obj = self._gate_for(gate, threshold)
-        size = batch_size or len(prompt_list)
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) or batch_size < 1
+        ):
+            raise SteerInputError(f"batch_size must be a whole number >= 1 (or None: one batch), got {batch_size!r}")
+        size = int(batch_size or len(prompt_list) or 1)
         answers: list[Any] = []
         if seed is not None:
             torch.manual_seed(int(seed))
@@ -650,6 +664,17 @@ class SteeredModel:
         if isinstance(steer, Steering):
             if gate is not None:
                 raise SteerInputError("give the gate to the Steering itself, not to generate, when passing a Steering")
+            ignored = [
+                name
+                for name, value in (("alpha", alpha), ("layers", layers), ("positions", positions), ("schedule", schedule),
+                                    ("method", method), ("level", "sample" if level == "sample" else None))
+                if value is not None
+            ]
+            if ignored:
+                raise SteerInputError(
+                    f"{', '.join(ignored)} would be ignored: a ready Steering carries its own; make the Steering "
+                    "with them, or pass the vectors as steer= instead"
+                )
             return steer
         if level == "sample" or (isinstance(steer, str) and steer == "sample"):
             return self.sample_steering(

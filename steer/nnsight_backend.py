@@ -50,7 +50,7 @@ import torch
 
 from steer.errors import SteerError, SteerInputError
 from steer.positions import PromptLayout, cached_length
-from steer.steering import Steering
+from steer.steering import Steering, residual_dtype
 
 #: nnsight warns when an open ``tracer.iter[:]`` loop outlives the run; that is how it ends.
 _OPEN_LOOP_END = r".*was never reached: the loop asked for a step the run did not make.*"
@@ -111,7 +111,7 @@ def _plan(sm: Any, root: Any, steering: Steering, input_ids: torch.Tensor) -> _P
         project=steering.op == "project_out",
         alpha=steering.alpha,
         positions=steering.positions,
-        dtype=next(adapter.model.parameters()).dtype,
+        dtype=residual_dtype(adapter.model),
         layout=layout,
     )
 

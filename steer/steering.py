@@ -75,6 +75,13 @@ def check_alpha(alpha: Any) -> float:
     return value
 
 
+def residual_dtype(model: torch.nn.Module) -> torch.dtype:
+    """The dtype of the hidden states steering touches: the token embeddings' (not the first
+    parameter's, which may be a float32 vision tower's beside a bfloat16 language model)."""
+    weight = getattr(model.get_input_embeddings(), "weight", None)
+    return weight.dtype if torch.is_tensor(weight) else next(model.parameters()).dtype
+
+
 def normalize_layer(layer: int, num_layers: int) -> int:
     """0-based layer index; negative counts from the end (-1 = last layer)."""
     idx = int(layer)
@@ -128,14 +135,22 @@ class Steering:
         self.positions = check_positions(positions)
         if self.positions == "image" and not adapter.supports_images:
             raise SteerInputError(f"positions 'image' need a vision-language model; {adapter.family} has no images")
-        dtype = next(adapter.model.parameters()).dtype
+        dtype = residual_dtype(adapter.model)
         self._dtype = dtype
         self._terms: dict[int, torch.Tensor] = {}
+        per_row: dict[int, int] = {}  # layer -> rows of its (B, d) vector
         for layer, vec in vectors.items():
             idx = normalize_layer(layer, adapter.num_layers)
             if idx in self._terms:
                 raise SteerInputError(f"layer {idx} given twice")
             self._terms[idx] = self._prepare(idx, vec)
+            if torch.as_tensor(vec).dim() == 2:
+                per_row[idx] = self._terms[idx].shape[0]
+        if len(set(per_row.values())) > 1:
+            raise SteerInputError(
+                "per-row (batch, d) vectors must have one row per prompt at every layer, but they have "
+                + ", ".join(f"{rows} rows at layer {idx}" for idx, rows in sorted(per_row.items()))
+            )
         self.gate = gate
         if gate is not None:
             gate_layer = normalize_layer(gate.layer, adapter.num_layers)
@@ -157,18 +172,20 @@ class Steering:
         self._idle = False
         self._decode_idle: bool | None = None  # per prompt: do cached decode steps steer nothing?
         #: rows of per-row (sample-level) ``(B, d)`` vectors, B = 1 included; None when every vector is ``(d,)``
-        self._rows = next((torch.as_tensor(v).shape[0] for v in vectors.values() if torch.as_tensor(v).dim() == 2), None)
+        self._rows = next(iter(per_row.values()), None)
         #: (B,) gate scores of the last prefill (None without a gate)
         self.gate_scores: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ set-up
     def _prepare(self, layer: int, vec: torch.Tensor) -> torch.Tensor:
         vec = torch.as_tensor(vec)
-        if vec.shape[-1] != self.adapter.hidden_size or vec.dim() not in (1, 2):
+        if vec.dim() not in (1, 2) or vec.shape[-1] != self.adapter.hidden_size:
             raise SteerInputError(
                 f"layer {layer}: vector of shape {tuple(vec.shape)} does not fit hidden size "
                 f"{self.adapter.hidden_size} (expected (d,) or (batch, d))"
             )
+        if vec.is_floating_point() and not bool(torch.isfinite(vec).all()):
+            raise SteerInputError(f"layer {layer}: the vector is not finite (it holds NaN or inf values)")
         device = self.adapter.decoder_layers[layer].parameters().__next__().device
         vec = vec.to(device=device, dtype=self._dtype)
         if self.op == "project_out":
@@ -178,6 +195,13 @@ class Steering:
             term = -(self.alpha * vec)
         else:
             term = self.alpha * vec
+        if not bool(torch.isfinite(term).all()) or (
+            self._dtype.is_floating_point and abs(self.alpha) > torch.finfo(self._dtype).max
+        ):
+            raise SteerInputError(
+                f"layer {layer}: alpha {self.alpha:g} x this vector overflows the model's "
+                f"{str(self._dtype).replace('torch.', '')}; use a smaller alpha"
+            )
         return term.reshape(-1, 1, vec.shape[-1])  # (1 or B, 1, d)
 
     @property

@@ -96,6 +96,37 @@ def test_bad_generation_options_are_clear_errors(tiny_loaded):
         sm.generate("hi", input_ids=torch.ones(1, 2, dtype=torch.long))
 
 
+def test_row_changing_options_inside_a_generation_config_are_refused_too(tiny_loaded):
+    """num_return_sequences / num_beams / return_dict_in_generate given through generation_config
+    passed the check: 2 prompts came back as 4 answers (each prompt's answers no longer one per row),
+    and beam search under steering failed inside the forward with a batch-size error."""
+    from transformers import GenerationConfig
+
+    sm = _sm(tiny_loaded)
+    prompts = ["hi", "how do i make a bomb"]
+    with pytest.raises(SteerInputError, match="num_return_sequences"):
+        sm.generate(prompts, generation_config=GenerationConfig(num_beams=2, num_return_sequences=2), max_new_tokens=3)
+    with pytest.raises(SteerInputError, match="return_dict_in_generate"):
+        sm.generate(prompts, generation_config=GenerationConfig(return_dict_in_generate=True), max_new_tokens=3)
+    with pytest.raises(SteerInputError, match="num_beams"):
+        sm.generate(prompts, steer=_vectors(sm), generation_config=GenerationConfig(num_beams=2), max_new_tokens=3)
+    # unsteered beam search stays allowed; an explicit option overrides the config's
+    assert len(sm.generate(prompts, generation_config=GenerationConfig(num_beams=2), max_new_tokens=3)) == 2
+    assert len(sm.generate(prompts, generation_config=GenerationConfig(num_beams=2, num_return_sequences=2),
+                           num_return_sequences=1, max_new_tokens=3)) == 2
+
+
+def test_batch_size_must_be_a_whole_number_of_one_or_more(tiny_loaded):
+    """batch_size=-1 returned no answers at all for two prompts (a negative range step), and an
+    empty prompt list crashed in range(); a bad batch_size is a clear error, no prompts give no answers."""
+    sm = _sm(tiny_loaded)
+    for bad in (-1, 0, 1.5, "2", True):
+        with pytest.raises(SteerInputError, match="batch_size"):
+            sm.generate(["hi", "hello"], batch_size=bad, max_new_tokens=2)
+    assert sm.generate([], max_new_tokens=2) == []
+    assert sm.generate(["hi", "hello"], batch_size=1, max_new_tokens=2) == sm.generate(["hi", "hello"], max_new_tokens=2)
+
+
 # ---------------------------------------------------------------------------- chat messages
 @pytest.mark.parametrize("family", VLM_FAMILIES)
 def test_chat_messages_equal_the_plain_prompt(tiny_loaded, family):

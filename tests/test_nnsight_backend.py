@@ -174,3 +174,18 @@ def test_steered_model_backend_nnsight_matches_native(fresh_sm, use_cache):
     assert nn_sm.generate(PROMPTS, **kw) == native_sm.generate(PROMPTS, **kw)
     with pytest.raises(SteerInputError, match="backend"):
         SteeredModel(native_sm.model, native_sm.processor, backend="vllm")
+
+
+def test_nnsight_backend_follows_the_language_models_dtype(tiny_model_path):
+    """As the native engine: masks in the residual stream's dtype (the token embeddings'), not the
+    first parameter's -- a float32 vision tower beside a bfloat16 language model promoted the
+    steered states to float32 and the next layer failed."""
+    model, processor = load_tiny(tiny_model_path("llava"), "llava")  # a private copy: its dtypes change
+    model.to(torch.bfloat16)
+    model.model.vision_tower.float()
+    model.model.multi_modal_projector.float()
+    native_sm = SteeredModel(model, processor)
+    nn_sm = SteeredModel(model, processor, backend="nnsight")
+    kw = dict(images=_images(native_sm), steer=_vectors(native_sm, [1, 2]), alpha=1.0, positions="after_image",
+              max_new_tokens=4)
+    assert nn_sm.generate(PROMPTS, **kw) == native_sm.generate(PROMPTS, **kw)

@@ -356,6 +356,25 @@ def test_prefix_cache_follows_weight_edits(tiny_loaded):
     assert _max_diff(after, before) > 1e-4
 
 
+def test_shifts_measured_under_a_live_steering_leave_the_prefix_cache_clean(tiny_loaded):
+    """Measuring sample-level shifts while another steering is applied (``with sm.steering(A):
+    sm.generate(..., steer="sample")``) measures them under that steering, as the padded path
+    does, and never leaves a steered prefix in the cache: later unsteered measurements stay exact."""
+    from steer.sample_shift import clear_prefix_cache, padded_query_shifts, query_shifts
+
+    sm = _sm(tiny_loaded, "llava")
+    layers = list(range(sm.adapter.num_layers))
+    clear_prefix_cache(sm.model)
+    ref = padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+    scale = max(float(v.abs().max()) for v in ref.values())
+    with Steering(sm.adapter, {0: 5.0 * torch.ones(sm.adapter.hidden_size)}, positions="all"):
+        steered_ref = padded_query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+        steered = query_shifts(sm.adapter, SHIFT_PROMPTS, layers)
+    assert _max_diff(steered, steered_ref) < 1e-5 * scale + 1e-7
+    assert _max_diff(steered_ref, ref) > 1e-3  # the live steering does change what is measured
+    assert _max_diff(query_shifts(sm.adapter, SHIFT_PROMPTS, layers), ref) < 1e-5 * scale + 1e-7
+
+
 def test_qwen2_vl_falls_back_to_the_padded_path(tiny_loaded):
     from steer.sample_shift import padded_query_shifts, query_shifts
 

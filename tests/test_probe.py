@@ -236,6 +236,30 @@ def test_probe_for_another_model_is_refused(llava, fitted, tiny_loaded, tmp_path
     assert gate.metadata["model"]["name_or_path"] in message and llama.adapter.fingerprint()["name_or_path"] in message
 
 
+def test_steering_and_sample_steering_take_a_probe_file_and_check_its_model(llava, fitted, tmp_path):
+    """``sm.steering(..., gate=)`` and ``sm.sample_steering(..., gate=)`` take what ``generate(gate=)``
+    takes: a probe file is loaded (not an AttributeError on a str) and a probe of another model is refused."""
+    _, gate = fitted
+    sm = llava
+    path = gate.save(tmp_path / "probe.safetensors")
+    img = sm.adapter.content_free_image("noise", seed=11)
+    prompts, images = ["how do i make a bomb", "what is in this picture"], [img, None]
+    kw = dict(images=images, max_new_tokens=4)
+    steering = sm.steering(_vectors(sm), gate=path, alpha=1.0, positions="prompt")
+    assert sm.generate(prompts, steer=steering, **kw) == sm.generate(
+        prompts, steer=_vectors(sm), gate=path, alpha=1.0, positions="prompt", **kw
+    )
+    assert sm.sample_steering(prompts, layers=[1, 2], gate=path).gate == gate
+    other = gate.with_threshold(0.5)
+    other.metadata["model"] = dict(gate.metadata["model"], weights_sha256="0" * 16, name_or_path="other/llava")
+    other_path = other.save(tmp_path / "other.safetensors")
+    for source in (other_path, other):
+        with pytest.raises(ModelMismatchError, match="other/llava"):
+            sm.steering(_vectors(sm), gate=source)
+        with pytest.raises(ModelMismatchError, match="other/llava"):
+            sm.sample_steering(prompts, layers=[1, 2], gate=source)
+
+
 def test_probe_file_round_trip_and_load_errors(fitted, tmp_path):
     _, gate = fitted
     path = gate.save(tmp_path / "p.safetensors")

@@ -255,6 +255,62 @@ def test_per_row_vectors_refuse_a_batch_of_another_size(tiny_loaded):
     assert len(sm.generate(prompts, images=[img] * 3, steer=steering, max_new_tokens=2)) == 3
 
 
+def test_per_row_vectors_of_different_batch_sizes_are_refused_up_front(tiny_loaded):
+    """Per-row (B, d) vectors must agree on B across layers: a (3, d) and a (2, d) layer is a
+    clear error when the Steering is made, not a broadcast crash inside the model's forward."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    with pytest.raises(SteerInputError, match="rows"):
+        Steering(sm.adapter, {1: torch.randn(3, d), 2: torch.randn(2, d)})
+    with pytest.raises(SteerInputError, match="rows"):
+        Steering(sm.adapter, {1: torch.randn(2, d), 2: torch.randn(3, d)})
+    Steering(sm.adapter, {1: torch.randn(3, d), 2: torch.randn(d)})  # (d,) layers go with any batch
+
+
+@pytest.mark.parametrize(
+    "option", [dict(alpha=2.0), dict(layers=[1]), dict(positions="all"), dict(schedule="incremental"),
+               dict(method="cmrm"), dict(level="sample")]
+)
+def test_options_a_ready_steering_would_ignore_are_refused(tiny_loaded, option):
+    """A ready Steering carries its own alpha, layers, positions, schedule, method and level:
+    giving one of them to generate next to it was silently ignored (alpha=2.0 ran at the
+    Steering's alpha), so it is a clear error, as a gate next to a Steering already is."""
+    sm = _sm(tiny_loaded, "llava")
+    steering = Steering(sm.adapter, {1: torch.ones(sm.adapter.hidden_size)}, alpha=1.0, positions="prompt")
+    with pytest.raises(SteerInputError, match=f"{next(iter(option))}.*Steering"):
+        sm.generate("hello there", steer=steering, max_new_tokens=2, **option)
+    assert sm.generate("hello there", steer=steering, max_new_tokens=2, level="dataset")  # what it is: fine
+
+
+def test_vectors_that_are_no_vectors_or_not_finite_are_clear_errors(tiny_loaded):
+    """A number instead of a vector was an IndexError from the shape check, and a vector with
+    NaN/inf was accepted and turned every steered state into NaN (the alpha range check lets NaN
+    through): both are one-line SteerInputErrors naming the layer."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    with pytest.raises(SteerInputError, match="layer 1: vector of shape"):
+        Steering(sm.adapter, {1: 3.0})
+    for bad in (float("nan"), float("inf")):
+        vec = torch.ones(d)
+        vec[3] = bad
+        with pytest.raises(SteerInputError, match="layer 1.*not finite"):
+            Steering(sm.adapter, {1: vec})
+        with pytest.raises(SteerInputError, match="layer 1.*not finite|out of range"):  # inf: the alpha range check
+            sm.generate("hello there", steer={1: vec}, alpha=1.0, max_new_tokens=2)
+
+
+def test_alpha_that_overflows_the_model_dtype_is_refused_by_the_engine_itself(tiny_loaded):
+    """sm.steering checks alpha x v against the model's dtype, but a Steering made directly (and
+    refusal_steering / self_caption_steering, which make one) did not: alpha 1e39 gave inf deltas,
+    NaN states and empty answers without a word."""
+    sm = _sm(tiny_loaded, "llava")
+    d = sm.adapter.hidden_size
+    for op in ("subtract", "add", "project_out"):
+        with pytest.raises(SteerInputError, match="layer 1.*overflow"):
+            Steering(sm.adapter, {1: torch.ones(d)}, alpha=1e39, op=op)
+        Steering(sm.adapter, {1: torch.ones(d)}, alpha=1e30, op=op)
+
+
 class _FixedGate:
     """A gate whose scores are given per row, to test the engine's gating alone."""
 
@@ -290,6 +346,44 @@ def test_gate_steers_exactly_the_flagged_rows(tiny_loaded, use_cache):
     assert below == always
     mixed, steering = gated([0.9, 0.1, 0.8], threshold=0.5)
     assert mixed == [always[0], base[1], always[2]]
+
+
+def test_steering_follows_the_decoder_dtype_not_the_vision_towers(tiny_model_path):
+    """A VLM whose vision tower and projector stay in float32 while the language model runs in
+    bfloat16 generates unsteered; steering must too (its deltas and masks were cast to the
+    dtype of the model's *first* parameter, the vision tower's, and the float32 residual
+    stream then met bfloat16 weights). alpha 0 stays bit-identical to unsteered."""
+    from tests.conftest import load_tiny
+
+    model, processor = load_tiny(tiny_model_path("llava"), "llava")  # a private copy: its dtypes change
+    model.to(torch.bfloat16)
+    model.model.vision_tower.float()
+    model.model.multi_modal_projector.float()
+    sm = SteeredModel(model, processor)
+    img = sm.adapter.content_free_image("noise", seed=1)
+    kw = dict(images=[img, None], max_new_tokens=4)
+    vecs = {l: v for l, v in _vectors(sm, scale=3.0).items() if l >= 1}
+    base = sm.generate(PROMPTS, **kw)
+    assert sm.generate(PROMPTS, steer=vecs, alpha=0.0, positions="all", **kw) == base
+    assert sm.generate(PROMPTS, steer=vecs, alpha=1.0, positions="all", **kw) != base
+    gate = _FixedGate(0, [0.9, 0.1], threshold=0.5)
+    steering = Steering(sm.adapter, vecs, alpha=1.0, positions="all", gate=gate)
+    assert len(sm.generate(PROMPTS, steer=steering, **kw)) == 2
+
+
+def test_alpha_range_is_checked_against_the_language_models_dtype(tiny_model_path):
+    """The alpha range check read the dtype of the model's first parameter: a float32 vision
+    tower let an alpha through that overflows the float16 language model (inf states, empty answers)."""
+    from tests.conftest import load_tiny
+
+    model, processor = load_tiny(tiny_model_path("llava"), "llava")  # a private copy: its dtypes change
+    model.to(torch.float16)
+    model.model.vision_tower.float()
+    model.model.multi_modal_projector.float()
+    sm = SteeredModel(model, processor)
+    vecs = {1: torch.ones(sm.adapter.hidden_size)}
+    with pytest.raises(SteerInputError, match="out of range for the model's float16"):
+        sm.steering(vecs, alpha=1e6)
 
 
 def test_gate_must_precede_steered_layers(tiny_loaded):
