@@ -19,11 +19,10 @@
 # silently. Threads: OMP_NUM_THREADS=1 unless set (the steer commands still choose their own
 # thread count from the load; STEER_THREADS=1 pins it).
 #
-# Wall times on the shared 2-core CPU, as the docs quote them (demo 35 s, probe transfer 9 s, sweep
-# 681 s, TGA about 15 min on 2 free cores -- its four trained arms took 286-414 s each on a loaded
-# machine --, compare about 2 min with calibration and gates) or estimated from them (~): acceptance
-# ~15 s, quickstart session ~2 min, layers-and-alpha session ~3 min, content compare and twins a few
-# minutes, tests a few minutes; about 40-50 min in all.
+# Wall times of the full run on the shipped weights (2026-12-05, shared 2-core CPU, one thread):
+# acceptance 11 s, demo 29 s, quickstart 67 s, readme_tour 39 s, layers_alpha 80 s, probe_transfer
+# 7 s, sweep 518 s, tga 487 s, compare 73 s, content_compare 100 s, content_twins 24 s,
+# content_follow03 14 s, tests 42 s: about 25 min in all.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
