@@ -50,6 +50,7 @@ from torch.utils.hooks import RemovableHandle
 from steer.adapters.base import ModelAdapter
 from steer.errors import SteerError, SteerInputError
 from steer.positions import PromptLayout, cached_length, check_positions
+from steer.vectors import check_alpha_range
 
 OPS = ("subtract", "add", "project_out")
 
@@ -191,17 +192,14 @@ class Steering:
         if self.op == "project_out":
             norm = vec.float().norm(dim=-1, keepdim=True).clamp_min(1e-12)
             term = (vec.float() / norm).to(self._dtype)
-        elif self.op == "subtract":
-            term = -(self.alpha * vec)
+            scaled = term  # alpha multiplies the unit direction's component
         else:
-            term = self.alpha * vec
-        if not bool(torch.isfinite(term).all()) or (
-            self._dtype.is_floating_point and abs(self.alpha) > torch.finfo(self._dtype).max
-        ):
-            raise SteerInputError(
-                f"layer {layer}: alpha {self.alpha:g} x this vector overflows the model's "
-                f"{str(self._dtype).replace('torch.', '')}; use a smaller alpha"
-            )
+            scaled = vec
+            term = -(self.alpha * vec) if self.op == "subtract" else self.alpha * vec
+        try:  # the one alpha-range rule (steer.vectors), here for every way a Steering is made
+            check_alpha_range(self.alpha, {layer: scaled}, self._dtype)
+        except SteerInputError as err:
+            raise SteerInputError(f"layer {layer}: {err}") from None
         return term.reshape(-1, 1, vec.shape[-1])  # (1 or B, 1, d)
 
     @property
