@@ -42,7 +42,7 @@ from steer.adapters import ModelAdapter
 from steer.capture import POOLS, capture_pooled, text_tail_lengths
 from steer.errors import SteerInputError
 from steer.model import as_adapter
-from steer.steering import normalize_layers
+from steer.steering import normalize_layers, residual_dtype
 from steer.gate import ProbeGate, check_threshold
 
 VIEWS = ("as_given", "text_only")
@@ -670,7 +670,7 @@ def gate_scores(
     adapter = as_adapter(model_or_sm, "probe")
     gate.check_model(adapter)
     states = collect_states(adapter, items, layers=[gate.layer], view=view, batch_size=batch_size)[gate.layer]
-    hidden = torch.from_numpy(states).to(device=adapter.device, dtype=next(adapter.model.parameters()).dtype)
+    hidden = torch.from_numpy(states).to(device=adapter.device, dtype=residual_dtype(adapter.model))
     return gate.score(hidden).cpu().numpy()
 
 
