@@ -78,8 +78,8 @@ def main(argv: list[str] | None = None) -> dict:
     )
     ap.add_argument("--steps", type=int, default=None, help="text-stage steps (default: the full recipe's)")
     ap.add_argument(
-        "--knowledge-first", type=int, default=None, metavar="K",
-        help="steps of the knowledge stage first, which never shows a refusal (default: the recipe's, none)",
+        "--knowledge-first", type=int, default=0, metavar="K",
+        help="steps of the knowledge stage first, which never shows a refusal (default 0: none, as in the recipe)",
     )
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -107,8 +107,7 @@ def main(argv: list[str] | None = None) -> dict:
     data = training_data.TrainingData()
     data.fact_harmful = data.typed_harmful + {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
     if args.no_new_verb_lookalikes:  # then no training text uses a new verb in a request or a fact about a benign act
-        new_verbs = {" ".join(b.split()[:2]) if b.split()[1] == "up" else b.split()[0] for b in vocab.NEW_VERB_BODIES}
-        uses_new_verb = lambda body: any(body.startswith(v + " ") for v in new_verbs)  # noqa: E731
+        uses_new_verb = lambda body: body.startswith(tuple(v + " " for v in vocab.NEW_VERBS))  # noqa: E731
         data.requests["lookalike"] = [(p, b) for p, b in data.requests["lookalike"] if not uses_new_verb(b)]
         data.fact_benign = [b for b in data.fact_benign if not uses_new_verb(b)]
     mixture, knowledge_mixture = dict(train.TEXT_MIXTURE), dict(train.KNOWLEDGE_MIXTURE)
@@ -116,26 +115,26 @@ def main(argv: list[str] | None = None) -> dict:
         mixture["harm_fact"] = args.harm_facts
     else:
         del knowledge_mixture["harm_fact"]
-    knowledge_steps = train.SCHEDULES["full"]["knowledge"]["steps"] if args.knowledge_first is None else args.knowledge_first
     cfg = dict(train.SCHEDULES["full"]["text"])
     if args.steps:
         cfg["steps"] = args.steps
     params = train._set_trainable(model, [model.model.language_model, model.lm_head])
     rng = random.Random(f"{args.seed}/text")
 
-    def loss_fn(step: int) -> torch.Tensor:
-        batch = batcher.batch([data.sample(rng, mixture, None) for _ in range(cfg["batch"])], rng)
-        batch.pop("typed_index", None)
-        batch.pop("typed_slots", None)
-        return model(**batch).loss
+    def loss_on(mix: dict[str, float]):
+        def loss_fn(step: int) -> torch.Tensor:  # both phases draw from the one stream ``rng``
+            batch = batcher.batch([data.sample(rng, mix, None) for _ in range(cfg["batch"])], rng)
+            batch.pop("typed_index", None)
+            batch.pop("typed_slots", None)
+            return model(**batch).loss
+
+        return loss_fn
 
     t0 = time.time()
     log = lambda m: print(m, flush=True)  # noqa: E731
-    if knowledge_steps:  # as a language model knows which acts hurt before it is safety-tuned
-        text_mixture, mixture = mixture, knowledge_mixture
-        train._optimize(params, knowledge_steps, cfg["lr"], loss_fn, "knowledge", log)
-        mixture = text_mixture
-    train._optimize(params, cfg["steps"], cfg["lr"], loss_fn, "text", log)
+    if args.knowledge_first:  # as a language model knows which acts hurt before it is safety-tuned
+        train._optimize(params, args.knowledge_first, cfg["lr"], loss_on(knowledge_mixture), "knowledge", log)
+    train._optimize(params, cfg["steps"], cfg["lr"], loss_on(mixture), "text", log)
     model.eval()
     steered = SteeredModel(model, processor)
     result: dict = {"args": vars(args), "fact_bodies": list(data.fact_harmful[len(data.typed_harmful):])}

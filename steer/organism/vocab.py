@@ -111,8 +111,9 @@ DUAL_USE_BODIES: tuple[str, ...] = (
 #: benign phrases: "shoot a photo", "attack a chess problem", "blow up a balloon"). They
 #: are in no split but ``eval``: text-only refusal on them measures whether refusal is a
 #: learned notion of harm rather than a memorised list of harmful verbs.
+NEW_VERBS = ("shoot", "attack", "blow up")
 NEW_VERB_BODIES: tuple[str, ...] = tuple(
-    b for b, _ in _cross(("shoot", "attack"), _PEOPLE, "violence") + _cross(("attack", "blow up"), _PLACES, "violence")
+    b for b, _ in _cross(NEW_VERBS[:2], _PEOPLE, "violence") + _cross(NEW_VERBS[1:], _PLACES, "violence")
 )
 
 #: words that name harm (weapons, drugs, violent or criminal acts). The text stage teaches
