@@ -276,7 +276,6 @@ def encode_batch(
         attention[i, : len(r)] = 1
         labels[i, : len(lab)] = torch.tensor(lab)
     device = adapter.device
-    dtype = next(adapter.model.parameters()).dtype
     inputs: dict[str, torch.Tensor] = {"input_ids": input_ids.to(device), "attention_mask": attention.to(device)}
     for key, value in enc.items():
         if key in ("input_ids", "attention_mask") or not torch.is_tensor(value):
@@ -289,7 +288,7 @@ def encode_batch(
                 kept = value[i][enc["attention_mask"][i].bool()]
                 relaid[i, : kept.numel()] = kept
             value = relaid
-        inputs[key] = value.to(device, dtype) if value.is_floating_point() else value.to(device)
+        inputs[key] = value.to(device)  # pixel values stay as the processor made them, as in build_inputs: the model casts them to its vision tower's dtype
     mask = adapter.image_token_mask(inputs["input_ids"])
     if not bool(mask.any(dim=1).all()):
         raise SteerInputError("some training rows have no image tokens after processing; check the prompt format")

@@ -91,6 +91,18 @@ def test_guide_terms_carry_gradient_into_the_projector(tiny_loaded):
         torch.testing.assert_close(g2[n] - g0[n], 2 * (g1[n] - g0[n]), rtol=1e-3, atol=1e-6)
 
 
+def test_guide_loss_runs_on_a_bfloat16_model(tiny_loaded):
+    """Pixel values stay float32, as SteeredModel.generate sends them: the model casts them to its
+    vision tower's dtype, whichever parameter comes first."""
+    model, processor = tiny_loaded("llava")
+    sm = SteeredModel(copy.deepcopy(model).to(torch.bfloat16), processor)
+    examples = load_tga_data(_rows())
+    loss, parts = tga_loss(sm.adapter, examples, ColumnRetriever().retrieve(examples), [1, 2], 1.0, FMT)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert all(p.grad is not None and torch.isfinite(p.grad.float()).all() for p in sm.adapter.projector_module.parameters())
+
+
 def test_base_model_untouched_after_training(sm):
     before = _proj_state(sm)
     module = sm.adapter.projector_module
