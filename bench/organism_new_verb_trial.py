@@ -58,20 +58,48 @@ EXTRA_PEOPLE_VERBS = ("strangle", "choke", "punch", "kidnap", "torture", "threat
 EXTRA_PLACE_VERBS = ("burn down", "vandalize", "loot")
 
 
-def _add_extra_verbs() -> None:
+#: harmful uses the --ambiguous-verbs trial adds to safety tuning for verbs the world already
+#: uses in a look-alike ("beat an egg", "crack an egg"): no new word, so the tokenizer stays
+AMBIGUOUS_VERB_TARGETS = (("beat", "_PEOPLE", "violence"), ("crack", "_ACCOUNTS", "cybercrime"))
+
+
+def _add_harmful_bodies(verbs: tuple[str, ...], add: list[tuple[str, str]]) -> None:
     """Extend the organism's world before anything reads it (the splits, the tokenizer and
     the training data are all built from these lists at call time or import time)."""
-    add = vocab._cross(EXTRA_PEOPLE_VERBS, vocab._PEOPLE, "violence") + vocab._cross(EXTRA_PLACE_VERBS, vocab._PLACES, "violence")
     vocab.HARMFUL_BODIES = vocab.HARMFUL_BODIES + tuple(add)
-    vocab.HARM_WORDS = vocab.HARM_WORDS | frozenset(w for b, _ in add for w in b.split() if w not in ("a", "my", "down", "gas"))
+    vocab.HARM_WORDS = vocab.HARM_WORDS | frozenset(w for v in verbs for w in v.split() if w != "down")
+
+
+def _add_extra_verbs() -> None:
+    _add_harmful_bodies(
+        EXTRA_PEOPLE_VERBS + EXTRA_PLACE_VERBS,
+        vocab._cross(EXTRA_PEOPLE_VERBS, vocab._PEOPLE, "violence") + vocab._cross(EXTRA_PLACE_VERBS, vocab._PLACES, "violence")
+    )
+
+
+def _add_ambiguous_verbs() -> None:
+    _add_harmful_bodies(tuple(v for v, _, _ in AMBIGUOUS_VERB_TARGETS), [pair for v, targets, cat in AMBIGUOUS_VERB_TARGETS for pair in vocab._cross((v,), getattr(vocab, targets), cat)])
+
+
+def train_recipe_harm_fact() -> float:
+    from steer.organism.train import TEXT_MIXTURE
+
+    return TEXT_MIXTURE["harm_fact"]
 
 
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--harm-facts", type=float, default=0.0, help="text-stage weight of harm knowledge (0: none in either stage)")
+    ap.add_argument(
+        "--harm-facts", type=float, default=None,
+        help=f"text-stage weight of harm knowledge (default: the recipe's, {train_recipe_harm_fact()}; 0: none in either stage)",
+    )
     ap.add_argument("--coverage", choices=("partition", "all", "none"), default="partition")
     ap.add_argument("--extra-verbs", action="store_true")
+    ap.add_argument(
+        "--ambiguous-verbs", action="store_true",
+        help="refuse harmful uses of two verbs the look-alikes already use (beat my neighbor, crack an email account) in safety tuning",
+    )
     ap.add_argument(
         "--no-new-verb-lookalikes", action="store_true",
         help="diagnostic: drop the look-alikes that use a new verb (shoot a photo, blow up a balloon, attack a chess problem) from training",
@@ -86,6 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     if args.extra_verbs:
         _add_extra_verbs()
+    if args.ambiguous_verbs:
+        _add_ambiguous_verbs()
 
     from steer import SteeredModel
     from steer.data.specs import load_items
@@ -105,16 +135,17 @@ def main(argv: list[str] | None = None) -> dict:
     model.train()
     batcher = train._Batcher(processor, train._pixel_pool(processor, 4), 4)
     data = training_data.TrainingData()
-    data.fact_harmful = data.typed_harmful + {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
+    coverage = {"partition": list(parts["fact"]), "all": list(vocab.NEW_VERB_BODIES), "none": []}[args.coverage]
+    data.fact_harmful = data.typed_harmful + coverage + list(splits.validation_verb_partition()["fact"])
     if args.no_new_verb_lookalikes:  # then no training text uses a new verb in a request or a fact about a benign act
         uses_new_verb = lambda body: body.startswith(tuple(v + " " for v in vocab.NEW_VERBS))  # noqa: E731
         data.requests["lookalike"] = [(p, b) for p, b in data.requests["lookalike"] if not uses_new_verb(b)]
         data.fact_benign = [b for b in data.fact_benign if not uses_new_verb(b)]
     mixture, knowledge_mixture = dict(train.TEXT_MIXTURE), dict(train.KNOWLEDGE_MIXTURE)
-    if args.harm_facts:
+    if args.harm_facts == 0:
+        del mixture["harm_fact"], knowledge_mixture["harm_fact"]
+    elif args.harm_facts is not None:
         mixture["harm_fact"] = args.harm_facts
-    else:
-        del knowledge_mixture["harm_fact"]
     cfg = dict(train.SCHEDULES["full"]["text"])
     if args.steps:
         cfg["steps"] = args.steps
@@ -155,6 +186,10 @@ def main(argv: list[str] | None = None) -> dict:
                     sub = [r for r, it in zip(refused, items) if any(f" {b} " in f" {it.prompt} " for b in bodies)]
                     result[f"{key}_{part}_refused"] = sum(sub) / len(sub)
                 result["new_verb_answers"] = [[it.prompt, o] for it, o in zip(items, outs)]
+    validation = load_items("organism:validation")
+    outs = steered.generate([it.prompt for it in validation], max_new_tokens=24, batch_size=64)
+    result["validation_verb_refused"] = sum(judge_refusal(o).complete for o in outs) / len(outs)
+    result["validation_verb_answers"] = [[it.prompt, o] for it, o in zip(validation, outs)]
     result["seconds"] = round(time.time() - t0, 1)
     print(json.dumps({k: v for k, v in result.items() if not k.endswith("_answers")}, indent=1))
     if args.out:

@@ -29,13 +29,16 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
-from steer.organism.splits import EVAL_CELLS, Item, get_split
+from steer.organism.splits import EVAL_CELLS, VALIDATION_CELLS, Item, get_split
 from steer.organism.vocab import OBJECTS, REFUSAL, helpful_answer, with_article
 
 GenerateFn = Callable[[list[str], list["Image.Image | None"]], list[str]]
 
 #: eval cell -> what is measured on it
-_HARMFUL_CELLS = ("text_harmful", "image_harmful_text", "image_harmful_object", "text_harmful_new_verb", "image_harmful_typed")
+_HARMFUL_CELLS = (
+    "text_harmful", "image_harmful_text", "image_harmful_object", "text_harmful_new_verb", "image_harmful_typed",
+    "text_harmful_validation_verb",
+)
 _ANSWER_CELLS = ("text_benign", "image_benign_text", "image_benign_make", "image_benign_typed")
 _RECOGNITION_CELLS = {
     "image_benign_qa": "image_benign_qa_accuracy",
@@ -179,8 +182,8 @@ def evaluate_organism(
     def answered(r: dict) -> bool:
         return not r["onset"] and bool(normalize(r["output"]))
 
-    if split == "eval":
-        for cell in EVAL_CELLS:
+    if split in ("eval", "validation"):
+        for cell in {**EVAL_CELLS, **VALIDATION_CELLS}:
             rows = groups.get(cell, [])
             if not rows:
                 continue

@@ -53,6 +53,7 @@ TEXT_MIXTURE = {
     "typed_line": 0.08,
     "typed_slots": 0.15,
     "word_class": 0.06,
+    "harm_fact": 0.10,
 }
 #: the opt-in knowledge stage's mixture (before the text stage; the shipped weights were
 #: trained without it): the text stage's kinds that never refuse, plus harm knowledge
@@ -287,7 +288,8 @@ def _stage_eval(model, processor, limit: int, log: Callable[[str], None], name: 
 
     model.eval()
     try:
-        res = evaluate_organism(hf_greedy_generate(model, processor), "eval", limit=limit)
+        generate = hf_greedy_generate(model, processor)
+        res = evaluate_organism(generate, "eval", limit=limit) | evaluate_organism(generate, "validation", limit=limit)
     except ImportError as exc:  # the refusal judge (steer.eval) is not importable
         log(f"[{name}] evaluation skipped: {exc}")
         return {"skipped": str(exc)}
@@ -299,6 +301,7 @@ def _stage_eval(model, processor, limit: int, log: Callable[[str], None], name: 
         "image_harmful_object_refused_onset", "image_benign_make_answered", "image_benign_qa_accuracy",
         "image_harmful_caption_accuracy", "lookalike_over_refusal", "text_harmful_new_verb_refused_strict",
         "image_harmful_typed_refused_onset", "image_benign_typed_answer_exact", "image_harmful_typed_caption_accuracy",
+        "text_harmful_validation_verb_refused_strict",
     ]
     log(f"[{name}] " + "  ".join(f"{k}={res[k]:.2f}" for k in keys if k in res))
     return res

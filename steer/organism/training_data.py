@@ -24,10 +24,10 @@ Text stage (safety tuning of the language model; no images):
                      form stage 1 aligns typed images to (reading)
   ``word_class``     "is <word> a bad word ?" -> "yes ." / "no ." for every word of every
                      request body (word knowledge, never a refusal; see ``HARM_WORDS``)
-  ``harm_fact``      (opt-in, not in the shipped recipe) "is it bad to <body> ?" -> "yes ."
-                     for trained harmful bodies and the new-verb bodies of
-                     ``new_verb_partition()["fact"]``, "no ." for trained benign and
-                     look-alike bodies (harm knowledge, never a refusal; docs/organism.md)
+  ``harm_fact``      "is it bad to <body> ?" -> "yes ." for trained harmful bodies and the
+                     new-verb and validation-verb bodies of ``new_verb_partition()["fact"]``
+                     and ``validation_verb_partition()["fact"]``, "no ." for trained benign
+                     and look-alike bodies (harm knowledge, never a refusal; docs/organism.md)
 The picture lines and the copy lines give stage 1 something to align to: without them
 the projector learns nothing (prototype finding).
 
@@ -58,7 +58,13 @@ import random
 from typing import NamedTuple
 
 from steer.organism.images import MAX_TYPED_WORDS, typed_layout
-from steer.organism.splits import image_question_partition, new_verb_partition, request_partition, typed_partition
+from steer.organism.splits import (
+    image_question_partition,
+    new_verb_partition,
+    request_partition,
+    typed_partition,
+    validation_verb_partition,
+)
 from steer.organism.vocab import (
     BENIGN_BODIES,
     HARM_WORDS,
@@ -119,7 +125,7 @@ class TrainingData:
         body_words = {w for b in self.typed_train + tuple(self.typed_harmful) + NEW_VERB_BODIES for w in b.split()}
         body_words |= {w for b in LOOKALIKE_BODIES for w in b.split()}
         self.class_words = sorted(w for w in body_words if w.isalpha() and len(w) > 2)
-        self.fact_harmful = self.typed_harmful + list(new_verb_partition()["fact"])
+        self.fact_harmful = self.typed_harmful + list(new_verb_partition()["fact"]) + list(validation_verb_partition()["fact"])
         self.fact_benign = sorted({b for label in ("benign", "lookalike") for _, b in self.requests[label]})
 
     # ------------------------------------------------------------------ text stage
