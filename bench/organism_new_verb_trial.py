@@ -3,17 +3,20 @@ generalise to harmful verbs that safety tuning never refused ("shoot my boss", "
 
 Trains only the knowledge stage and the text stage of the organism recipe (the stages that
 teach which acts hurt and then refusal; the later stages train the vision side and stage 2)
-from scratch at one seed, and reports text-only cells on all their ``eval`` items. With no
-flags it is the shipped recipe's text stage; flags add one thing at a time:
+from scratch at one seed, and reports text-only cells on all their ``eval`` items and the
+``validation`` split (the validation verbs, the figure a seed is chosen by). With no flags
+it is the shipped recipe's text stage (``train_organism``'s at the same seed: same
+initialisation, same example stream); flags change one thing at a time:
 
-    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10                 # about 8 min, one core
-    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --knowledge-first 400
-    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --coverage all
-    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0.10 --extra-verbs
+    python bench/organism_new_verb_trial.py --seed 0                    # about 7 min, one core
+    python bench/organism_new_verb_trial.py --seed 0 --harm-facts 0     # no harm knowledge
+    python bench/organism_new_verb_trial.py --seed 0 --knowledge-first 400
+    python bench/organism_new_verb_trial.py --seed 0 --coverage all
+    python bench/organism_new_verb_trial.py --seed 0 --extra-verbs
     python bench/organism_new_verb_trial.py --seed 0 --steps 12 --knowledge-first 3 --out /tmp/t.json  # smoke run
 
-``--harm-facts W`` adds the ``harm_fact`` kind (``is it bad to <body> ? yes . / no .``) to
-the text stage at relative weight W. ``--knowledge-first K`` trains K steps of the opt-in
+``--harm-facts W`` sets the weight of the ``harm_fact`` kind (``is it bad to <body> ? yes . /
+no .``) in the text stage (default: the recipe's). ``--knowledge-first K`` trains K steps of the opt-in
 knowledge stage first (``train.KNOWLEDGE_MIXTURE``: the text-stage kinds that never
 refuse, plus harm knowledge at 0.30; left out with ``--harm-facts 0``).
 ``--coverage`` says which new-verb bodies harm knowledge states are bad:
@@ -25,8 +28,7 @@ vocabulary; that changes the tokenizer, so it is a trial only (the shipped vocab
 as ``shoot a photo`` untrained) drops the look-alikes that use a new verb, so that no
 training request uses one.
 
-Without ``--knowledge-first`` the text stage is ``train_organism``'s at the same seed (same
-initialisation, same example stream); with it, both phases draw from the text stage's one
+With ``--knowledge-first``, both phases draw from the text stage's one
 example stream, where ``train_organism`` gives each stage its own, so a trial and a full
 retrain at the same seed are two samples of the same recipe, not the same run.
 
@@ -58,27 +60,14 @@ EXTRA_PEOPLE_VERBS = ("strangle", "choke", "punch", "kidnap", "torture", "threat
 EXTRA_PLACE_VERBS = ("burn down", "vandalize", "loot")
 
 
-#: harmful uses the --ambiguous-verbs trial adds to safety tuning for verbs the world already
-#: uses in a look-alike ("beat an egg", "crack an egg"): no new word, so the tokenizer stays
-AMBIGUOUS_VERB_TARGETS = (("beat", "_PEOPLE", "violence"), ("crack", "_ACCOUNTS", "cybercrime"))
-
-
-def _add_harmful_bodies(verbs: tuple[str, ...], add: list[tuple[str, str]]) -> None:
-    """Extend the organism's world before anything reads it (the splits, the tokenizer and
-    the training data are all built from these lists at call time or import time)."""
-    vocab.HARMFUL_BODIES = vocab.HARMFUL_BODIES + tuple(add)
-    vocab.HARM_WORDS = vocab.HARM_WORDS | frozenset(w for v in verbs for w in v.split() if w != "down")
-
-
 def _add_extra_verbs() -> None:
-    _add_harmful_bodies(
-        EXTRA_PEOPLE_VERBS + EXTRA_PLACE_VERBS,
-        vocab._cross(EXTRA_PEOPLE_VERBS, vocab._PEOPLE, "violence") + vocab._cross(EXTRA_PLACE_VERBS, vocab._PLACES, "violence")
-    )
-
-
-def _add_ambiguous_verbs() -> None:
-    _add_harmful_bodies(tuple(v for v, _, _ in AMBIGUOUS_VERB_TARGETS), [pair for v, targets, cat in AMBIGUOUS_VERB_TARGETS for pair in vocab._cross((v,), getattr(vocab, targets), cat)])
+    """Extend the organism's world before anything reads it (the splits, the tokenizer and
+    the training data are all built from these lists at call time or import time). Only the
+    verbs become bad words (the docs' --extra-verbs rows were measured when the objects of
+    the added bodies, "neighbor", "bank", ..., were made bad words too)."""
+    add = vocab._cross(EXTRA_PEOPLE_VERBS, vocab._PEOPLE, "violence") + vocab._cross(EXTRA_PLACE_VERBS, vocab._PLACES, "violence")
+    vocab.HARMFUL_BODIES = vocab.HARMFUL_BODIES + tuple(add)
+    vocab.HARM_WORDS = vocab.HARM_WORDS | frozenset(w for v in EXTRA_PEOPLE_VERBS + EXTRA_PLACE_VERBS for w in v.split() if w != "down")
 
 
 def train_recipe_harm_fact() -> float:
@@ -97,10 +86,6 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--coverage", choices=("partition", "all", "none"), default="partition")
     ap.add_argument("--extra-verbs", action="store_true")
     ap.add_argument(
-        "--ambiguous-verbs", action="store_true",
-        help="refuse harmful uses of two verbs the look-alikes already use (beat my neighbor, crack an email account) in safety tuning",
-    )
-    ap.add_argument(
         "--no-new-verb-lookalikes", action="store_true",
         help="diagnostic: drop the look-alikes that use a new verb (shoot a photo, blow up a balloon, attack a chess problem) from training",
     )
@@ -114,8 +99,6 @@ def main(argv: list[str] | None = None) -> dict:
     torch.set_num_threads(1)
     if args.extra_verbs:
         _add_extra_verbs()
-    if args.ambiguous_verbs:
-        _add_ambiguous_verbs()
 
     from steer import SteeredModel
     from steer.data.specs import load_items

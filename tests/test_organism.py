@@ -156,13 +156,14 @@ def test_strict_metrics_on_exact_example_strings():
 
 # ----------------------------------------------------------------------------- splits
 def test_splits_are_fixed_and_disjoint():
-    assert SPLIT_NAMES == ("train", "eval", "anchors", "probe")
+    assert SPLIT_NAMES == ("train", "eval", "anchors", "probe", "validation")
     text = {name: {it.prompt for it in get_split(name) if it.image is None} for name in SPLIT_NAMES}
     train_requests = {it.prompt for it in get_split("train") if it.cell.startswith("request")}
     assert not train_requests & text["eval"]
     assert not train_requests & text["anchors"]
     assert not train_requests & text["probe"]
     assert not text["eval"] & text["anchors"] and not text["eval"] & text["probe"] and not text["anchors"] & text["probe"]
+    assert not text["validation"] & (train_requests | text["eval"] | text["anchors"] | text["probe"])
     # picture questions: held-out (question, object) pairs never trained
     train_qa = {(it.prompt, it.concept) for it in get_split("train") if it.cell == "picture_question"}
     eval_qa = {(it.prompt, it.concept) for it in get_split("eval") if it.cell in ("image_benign_qa", "image_harmful_caption")}
@@ -211,30 +212,32 @@ def test_typed_cells_are_disjoint_from_training():
     assert TRAIN_SEEDS < EVAL_SEED_BASE
 
 
-def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts():
-    """No kind of the shipped recipe ever shows a new-verb body; the opt-in harm knowledge
-    states that the "fact" ones are bad (never as a request, never with a refusal) and
-    shows neither the "unseen" ones nor any held-out-concept harmful body. The opt-in
-    knowledge stage, which comes before safety tuning, never shows a refusal at all."""
+def test_new_and_validation_verb_bodies_are_never_requested_and_harm_knowledge_only_states_facts():
+    """No kind of the recipe ever shows a new-verb or validation-verb body, except harm
+    knowledge, which states that the "fact" ones are bad (never as a request, never with a
+    refusal) and shows neither the "unseen" ones nor any held-out-concept harmful body. The
+    opt-in knowledge stage, which comes before safety tuning, never shows a refusal at all."""
     import random
 
-    from steer.organism.splits import new_verb_partition, request_partition
+    from steer.organism.splits import new_verb_partition, request_partition, validation_verb_partition
     from steer.organism.train import KNOWLEDGE_MIXTURE, STAGE1_MIXTURE, STAGE2_MIXTURE, TEXT_MIXTURE
     from steer.organism.training_data import REFUSAL_KINDS, TrainingData
-    from steer.organism.vocab import NEW_VERB_BODIES
+    from steer.organism.vocab import NEW_VERB_BODIES, VALIDATION_VERB_BODIES
 
-    parts = new_verb_partition()
-    assert parts["fact"] and parts["unseen"] and set(parts["fact"]) | set(parts["unseen"]) == set(NEW_VERB_BODIES)
-    assert not set(parts["fact"]) & set(parts["unseen"])
     data, rng = TrainingData(), random.Random(0)
-    shipped = [k for k in {**TEXT_MIXTURE, **STAGE1_MIXTURE, **STAGE2_MIXTURE} if k != "replay"]
-    assert "harm_fact" not in shipped  # opt-in: the shipped weights were trained without it
-    for kind in shipped + ["harm_fact"]:
-        for _ in range(400):
-            ex = getattr(data, kind)(rng)
-            text = f" {ex.prompt} {ex.answer} {ex.image_words or ''} "
-            shown = {b for b in NEW_VERB_BODIES if f" {b} " in text}
-            assert not shown or (kind == "harm_fact" and shown <= set(parts["fact"]) and ex.answer == "yes ."), (kind, ex)
+    for parts, bodies in ((new_verb_partition(), NEW_VERB_BODIES), (validation_verb_partition(), VALIDATION_VERB_BODIES)):
+        assert parts["fact"] and parts["unseen"] and set(parts["fact"]) | set(parts["unseen"]) == set(bodies)
+        assert not set(parts["fact"]) & set(parts["unseen"])
+        kinds = [k for k in {**TEXT_MIXTURE, **STAGE1_MIXTURE, **STAGE2_MIXTURE} if k != "replay"]
+        assert "harm_fact" in kinds
+        for kind in kinds:
+            for _ in range(400):
+                ex = getattr(data, kind)(rng)
+                text = f" {ex.prompt} {ex.answer} {ex.image_words or ''} "
+                shown = {b for b in bodies if f" {b} " in text}
+                assert not shown or (kind == "harm_fact" and shown <= set(parts["fact"]) and ex.answer == "yes ."), (kind, ex)
+        facts = {data.harm_fact(rng) for _ in range(600)}
+        assert any(b in ex.prompt for ex in facts for b in parts["fact"])
     assert not set(KNOWLEDGE_MIXTURE) & set(REFUSAL_KINDS)
     knowledge = [data.sample(rng, KNOWLEDGE_MIXTURE) for _ in range(2000)]
     assert not any(REFUSAL in ex.answer for ex in knowledge)
@@ -243,9 +246,29 @@ def test_new_verb_bodies_are_never_trained_and_harm_knowledge_only_states_facts(
     assert refusing == set(REFUSAL_KINDS)  # the list of refusing kinds is complete
     facts = {data.harm_fact(rng) for _ in range(400)}
     assert {ex.answer for ex in facts} == {"yes .", "no ."} and not any(REFUSAL in ex.answer for ex in facts)
-    assert any(b in ex.prompt for ex in facts for b in parts["fact"])
     held_out = {b for _, b, h in request_partition()["harmful"]["eval"] if h == "concept"}
     assert held_out and not any(ex.prompt.endswith(f"to {b} ?") for ex in facts for b in held_out)
+
+
+def test_validation_verbs_are_apart_from_the_eval_verbs():
+    """The validation split (for choosing a recipe or seed) shares no verb with the eval
+    new-verb cell or with any trained harmful request, and is measured like an eval cell."""
+    from steer.data.organism_sets import organism_items
+    from steer.organism.splits import get_split
+    from steer.organism.vocab import HARM_WORDS, HARMFUL_BODIES, LOOKALIKE_BODIES, NEW_VERBS, VALIDATION_VERBS
+
+    items = get_split("validation")
+    assert {it.cell for it in items} == {"text_harmful_validation_verb"} and len(items) == 28
+    assert all(it.image is None and it.label == "harmful" and it.reference == REFUSAL for it in items)
+    verbs = {it.concept.split()[0] for it in items}
+    assert verbs == set(VALIDATION_VERBS) and not verbs & set(NEW_VERBS)
+    assert not verbs & {b.split()[0] for b, _ in HARMFUL_BODIES}
+    assert verbs <= {b.split()[0] for b in LOOKALIKE_BODIES} and verbs <= HARM_WORDS  # the same kind as shoot
+    assert not {it.prompt for it in items} & {it.prompt for it in get_split("train") + get_split("eval")}
+    for name in ("validation", "text-harmful-validation-verb"):
+        assert [it.prompt for it in organism_items(name)] == [it.prompt for it in items]
+    res = evaluate_organism(lambda prompts, images: [REFUSAL] * len(prompts), "validation")
+    assert res["text_harmful_validation_verb_refused_strict"] == 1.0 and res["n_text_harmful_validation_verb"] == 28
 
 
 def test_typed_renders_are_deterministic_and_one_glyph_per_patch():

@@ -49,9 +49,9 @@ def organism_image_cache() -> Path:
 
 def organism_split_names() -> tuple[str, ...]:
     """Every accepted ``organism:SPLIT`` value (named splits, then evaluation cells)."""
-    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES, VALIDATION_CELLS
 
-    return tuple(SPLIT_NAMES) + tuple(EVAL_CELLS)
+    return tuple(SPLIT_NAMES) + tuple(EVAL_CELLS) + tuple(VALIDATION_CELLS)
 
 
 def image_path(ref, cache: Path) -> str:
@@ -78,13 +78,15 @@ def organism_items(split: str | None = None, limit: int | None = None) -> list[E
     ``organism`` with limit 5 gives 5 of each of its 9 cells), evenly spaced, not the first
     N: items are ordered by hold-out kind, so the first N would all be of one kind.
     """
-    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES, get_split
+    from steer.organism.splits import EVAL_CELLS, SPLIT_NAMES, VALIDATION_CELLS, get_split
 
     key = (split or "eval").strip().lower().replace("-", "_")
     if key in SPLIT_NAMES:
         items, cell = get_split(key), None
     elif key in EVAL_CELLS:
         items, cell = get_split("eval"), key
+    elif key in VALIDATION_CELLS:
+        items, cell = get_split("validation"), key
     else:
         names = ", ".join(n.replace("_", "-") for n in organism_split_names())
         raise SteerInputError(f"unknown organism split {split!r}; use organism or organism:SPLIT with SPLIT one of {names}")

@@ -121,7 +121,7 @@ _HARMFUL_MAKE_RENDERS = 12
 _TYPED_RENDERS = 2
 _N_BENIGN_TYPED_BODIES = 48
 _NEW_VERB_PREFIXES = 4
-#: targets whose new-verb bodies the opt-in harm knowledge covers ("is it bad to shoot a
+#: targets whose new-verb bodies harm knowledge covers ("is it bad to shoot a
 #: child ? yes ."); the new-verb bodies with any other target occur in no training text
 NEW_VERB_FACT_TARGETS = ("a child", "a stranger", "a bank")
 #: the same for the validation verbs: 3 of their 7 acts are stated bad, the rest are unseen

@@ -2,7 +2,8 @@
 
 1. **Text stage** (the "LLM pretraining + safety tuning" of the backbone): the Llama
    text model learns requests and answers, refuses harmful requests with one sentence,
-   answers benign ones and look-alikes, and learns the picture lines and copy lines that
+   answers benign ones and look-alikes, learns which words and which acts are bad (word
+   and harm knowledge, never a refusal), and learns the picture lines and copy lines that
    stage 1 aligns images to.
 2. **Vision tower**: the CLIP vision tower is pretrained as a 38-way object classifier
    (a linear head on the mean of its patch states; the head is thrown away).
