@@ -16,6 +16,7 @@ from rich.text import Text
 
 from cli_options import DataDir, ShowProgress
 from steer.errors import SteerInputError
+from steer.organism import SHIPPED_SEED
 from steer.threads import with_threads
 
 # markup and emoji codes off, as in cli: paths and set names are user text
@@ -29,7 +30,7 @@ organism_app = typer.Typer(short_help="The built-in model organism: train it, fi
 @with_threads
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of every stage (the shipped weights use 0)."),
+    seed: int = typer.Option(SHIPPED_SEED, "--seed", help=f"Seed of every stage (the shipped weights use {SHIPPED_SEED}, chosen on the validation verbs: docs/organism.md)."),
     short: bool = typer.Option(False, "--short", help="A few steps of every stage (smoke test), not the full recipe."),
 ) -> None:
     """Retrain the organism from scratch (about 20 min of one CPU core, measured; recipe and timings in docs/organism.md)."""

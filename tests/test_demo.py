@@ -88,13 +88,20 @@ def test_generate_with_the_demo_files_reproduces_the_demo(demo_run, tmp_path, ca
 
     out, _ = demo_run
     eval_items = get_split("eval")
-    picks = [next(it for it in eval_items if it.cell == cell) for cell in ("image_harmful_text", "image_benign_qa")]
+    # the first harmful text + image items: the check below needs one whose answer the
+    # steering changes (which one depends on the weights), and one picture question
+    candidates = [it for it in eval_items if it.cell == "image_harmful_text"][:8]
+    question = next(it for it in eval_items if it.cell == "image_benign_qa")
     sm = SteeredModel.from_pretrained(ORGANISM_DIR)
+    unsteered_all = organism_generate_fn(sm)([it.prompt for it in candidates], [it.pil_image() for it in candidates])
     for name, recipe in (("cmrm", DEFAULT_CMRM), ("shiftdc", DEFAULT_SHIFTDC)):
         path = out / f"{name}.safetensors"
+        steered_all = organism_generate_fn(sm, path, recipe)([it.prompt for it in candidates], [it.pil_image() for it in candidates])
+        changed = [i for i, (a, b) in enumerate(zip(steered_all, unsteered_all)) if a != b]
+        assert changed, f"{name} changes none of the first {len(candidates)} harmful text + image answers"
+        picks = [candidates[changed[0]], question]
         demo_answers = organism_generate_fn(sm, path, recipe)([it.prompt for it in picks], [it.pil_image() for it in picks])
-        unsteered = organism_generate_fn(sm)([it.prompt for it in picks], [it.pil_image() for it in picks])
-        assert demo_answers != unsteered  # the check below can tell steering from none
+        assert demo_answers[0] == steered_all[changed[0]]  # batch composition does not change an answer
         # the Python API with the file alone applies its stored recipe (ShiftDC: sample level) too
         api = sm.generate([it.prompt for it in picks], images=[it.pil_image() for it in picks], steer=path,
                           max_new_tokens=24)

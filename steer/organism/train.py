@@ -37,6 +37,7 @@ from PIL import Image
 from torch import nn
 
 from steer.organism.images import FONT, MAX_TYPED_WORDS, render_object, render_typed, typed_slot_labels
+from steer.organism import SHIPPED_SEED
 from steer.organism.model import NUM_IMAGE_TOKENS, build_model, build_processor, format_prompt
 from steer.organism.splits import TRAIN_SEEDS
 from steer.organism.training_data import REFUSAL_KINDS, Example, TrainingData
@@ -310,7 +311,7 @@ def _stage_eval(model, processor, limit: int, log: Callable[[str], None], name: 
 
 def train_organism(
     out_dir: str | Path,
-    seed: int = 0,
+    seed: int = SHIPPED_SEED,
     schedule: str = "full",
     progress: bool = True,
     *,
