@@ -190,7 +190,7 @@ def calibrate(
     device_map: DeviceMap = None,
     recipe: str = typer.Option("measured", "--recipe", help="Steering defaults stored in the file "
         "(generate/eval/compare use them unless told otherwise). measured: the best measured on the organism (CMRM: "
-        "prompt positions, incremental schedule, alpha 1; ShiftDC: sample level, alpha 1.5). paper: the "
+        "prompt positions, incremental schedule, alpha 1; ShiftDC: sample level, alpha 1). paper: the "
         "paper-literal after_image + cumulative, alpha 1, for replication. --positions/--schedule/--alpha/--level "
         "override it (stored as recipe 'custom')."),
     positions: Optional[str] = typer.Option(None, "--positions", help=f"Stored positions: {POSITION_NAMES}."),

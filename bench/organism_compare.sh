@@ -37,7 +37,7 @@ cmrm:$OUT/cmrm.safetensors@$TUNED,layers=1-3,name=cmrm-layers-1-3;\
 gated:$OUT/cmrm.safetensors:$OUT/gate_layer0.safetensors@$TUNED,layers=1-3,name=gated-cmrm-layers-1-3;\
 gated:$OUT/cmrm.safetensors:$OUT/gate_layer0_qa.safetensors@$TUNED,layers=1-3,name=gated-cmrm-layers-1-3-qa-gate;\
 cmrm-sample@$TUNED,name=cmrm-sample;\
-shiftdc-sample:$OUT/shiftdc.safetensors@alpha=1.5,positions=prompt,schedule=incremental,name=shiftdc-sample;\
+shiftdc-sample:$OUT/shiftdc.safetensors@alpha=1,positions=prompt,schedule=incremental,name=shiftdc-sample;\
 tga:$TGA@name=tga" \
   --data organism:text-harmful,organism:image-harmful-text,organism:image-harmful-object,organism:image-benign-text,organism:image-benign-make,organism:image-benign-qa,organism:image-harmful-caption,organism:text-lookalike,organism:image-harmful-typed,organism:image-benign-typed,organism:text-harmful-new-verb \
   --batch-size 64 --max-new-tokens 24 --out "$OUT/compare" "${@:2}"

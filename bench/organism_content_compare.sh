@@ -35,12 +35,12 @@ TUNED="alpha=1,positions=prompt,schedule=incremental"
 steer compare --model "$ORG" \
   --variants "baseline;\
 cmrm:$OUT/cmrm.safetensors@$TUNED,name=cmrm;\
-shiftdc-sample:$OUT/shiftdc.safetensors@alpha=1.5,positions=prompt,schedule=incremental,name=shiftdc-sample;\
+shiftdc-sample:$OUT/shiftdc.safetensors@alpha=1,positions=prompt,schedule=incremental,name=shiftdc-sample;\
 gated:$OUT/cmrm.safetensors:$OUT/gate_layer0_qa.safetensors@$TUNED,layers=1-3,name=gated-cmrm-qa-gate;\
 caption-cmrm@alpha=1,name=caption-cmrm;\
-caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,name=caption-shiftdc;\
-caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,name=caption-shiftdc-both;\
-caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1.5,twin=both,follow=0.5,name=caption-shiftdc-follow;\
+caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1,name=caption-shiftdc;\
+caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1,twin=both,name=caption-shiftdc-both;\
+caption-shiftdc:$OUT/shiftdc.safetensors@alpha=1,twin=both,follow=0.5,name=caption-shiftdc-follow;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer0_qa.safetensors@alpha=1,layers=1-3,name=refusal-add-qa-gate;\
 refusal-add:$OUT/shiftdc.safetensors:$OUT/gate_layer1_content.safetensors@alpha=1,layers=2-3,name=refusal-add-content-gate;\
 tga:$TGA@name=tga" \

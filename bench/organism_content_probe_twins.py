@@ -52,9 +52,9 @@ def main() -> None:
         print(f"| {cell} | {refused:.2f} | {taught:.2f} | `{twins[0]!r}` |")
     specs = {
         "baseline": "baseline",
-        "shiftdc-sample": f"shiftdc-sample:{args.vectors}@alpha=1.5,positions=prompt,schedule=incremental",
+        "shiftdc-sample": f"shiftdc-sample:{args.vectors}@alpha=1,positions=prompt,schedule=incremental",
         "caption-cmrm": "caption-cmrm@alpha=1",
-        "caption-shiftdc-both": f"caption-shiftdc:{args.vectors}@alpha=1.5,twin=both",
+        "caption-shiftdc-both": f"caption-shiftdc:{args.vectors}@alpha=1,twin=both",
         "refusal-add-content-gate": f"refusal-add:{args.vectors}:{args.gate}@alpha=1,layers=2-3",
     }
     batch = [it for cell in CELLS for it in cells[cell][: args.n]]

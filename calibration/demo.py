@@ -36,8 +36,9 @@ DEFAULT_SHIFTDC = RECIPES["measured"]["shiftdc"]
 #: (its own caption + the query, or the query alone), removed along the ShiftDC file's safety
 #: directions -- with twin following: rows whose image hides more than half the harmful-benign
 #: gap generate as their captioned twin (steer.twin_follow). (Gated refusal addition was best
-#: on the weights before the issue-16 retrain.)
-DEFAULT_CONTENT = Recipe(method="caption-shiftdc", alpha=1.5, positions="prompt", schedule="incremental",
+#: on the weights before the typed-reading retrain of issue 16.) Its alpha is ShiftDC's measured alpha: the
+#: same file, removed along the same directions.
+DEFAULT_CONTENT = Recipe(method="caption-shiftdc", alpha=DEFAULT_SHIFTDC.alpha, positions="prompt", schedule="incremental",
                          level="sample", name="measured")
 #: which twin the content recipe anchors to (see steer.self_caption)
 CONTENT_TWIN = "both"

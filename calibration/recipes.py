@@ -8,7 +8,7 @@ by name:
 * ``measured`` (the default): the best settings measured on the model organism
   (docs/results.md, section 2). CMRM: dataset level, ``incremental`` schedule, ``prompt``
   positions, alpha 1.0. ShiftDC: sample level (each query's own shift projected on the
-  safety direction), ``prompt`` / ``incremental``, alpha 1.5. These are also the settings
+  safety direction), ``prompt`` / ``incremental``, alpha 1.0. These are also the settings
   of ``steer demo``, whose saved files therefore reproduce the demo.
 * ``paper``: the paper-literal recipe, kept for replication: ``after_image`` positions,
   ``cumulative`` schedule (subtract ``s_l`` at every layer), alpha 1.0; ShiftDC at
@@ -65,7 +65,7 @@ class Recipe:
 RECIPES: dict[str, dict[str, Recipe]] = {
     "measured": {
         "cmrm": Recipe("cmrm", 1.0, "prompt", "incremental", "dataset", name="measured"),
-        "shiftdc": Recipe("shiftdc", 1.5, "prompt", "incremental", "sample", name="measured"),
+        "shiftdc": Recipe("shiftdc", 1.0, "prompt", "incremental", "sample", name="measured"),
     },
     "paper": {
         "cmrm": Recipe("cmrm", 1.0, "after_image", "cumulative", "dataset", name="paper"),

@@ -217,7 +217,7 @@ def calibrate_shiftdc(
 
     ``max_samples`` caps the anchors and each side of the safety data. ``recipe`` and the
     settings after it: the file's defaults (:mod:`calibration.recipes`; default ``measured``,
-    which for ShiftDC is sample level, alpha 1.5).
+    which for ShiftDC is sample level, alpha 1.0).
     """
     start = time.perf_counter()
     chosen_recipe = check_recipe("shiftdc", recipe, positions, schedule, default_alpha, level)

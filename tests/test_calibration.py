@@ -416,12 +416,12 @@ def test_cli_calibrate_resume_and_inspect(tiny_model_path, tiny_loaded, tmp_path
     assert isinstance(result.exception, SteerInputError) and "--safety-data" in str(result.exception)
 
     # the recipe stored in the file: 'measured' by default, 'paper' by name, 'custom' when the user's
-    # settings differ from the preset; ShiftDC's measured recipe is sample level, alpha 1.5; a bad one fails early
+    # settings differ from the preset; ShiftDC's measured recipe is sample level, alpha 1.0; a bad one fails early
     assert (vecs.metadata["recipe"], vecs.metadata["positions"], vecs.metadata["schedule"]) == (
         "measured", "prompt", "incremental"
     )
     dc_meta = ShiftVectors.load(dc).metadata
-    assert (dc_meta["recipe"], dc_meta["level"], dc_meta["default_alpha"]) == ("measured", "sample", 1.5)
+    assert (dc_meta["recipe"], dc_meta["level"], dc_meta["default_alpha"]) == ("measured", "sample", 1.0)
     paper = tmp_path / "paper.safetensors"
     result = runner.invoke(cli.app, base + ["--out", str(paper), "--recipe", "paper"])
     assert result.exit_code == 0, result.output
