@@ -43,7 +43,7 @@ import torch
 from steer.adapters.base import ModelAdapter
 from steer.capture import capture_pooled, run_reading_layers
 from steer.errors import SteerInputError
-from steer.steering import Steering
+from steer.steering import steering_applied
 
 #: model -> {(null image, prefix ids, dtype, device, weights state): one-row KV cache}; a few per model
 _PREFIXES: "weakref.WeakKeyDictionary[torch.nn.Module, OrderedDict[tuple, Any]]" = weakref.WeakKeyDictionary()
@@ -76,7 +76,10 @@ def query_shifts(
         row_of = {key: i for i, key in enumerate(distinct)}
         where = torch.tensor([row_of[key] for key in keys])
         return {layer: values[where] for layer, values in measured.items()}
-    if getattr(adapter, "image_prefix_shareable", True) and not _steering_live(adapter.model):
+    # under an applied Steering the cached path is wrong: its hooks would steer the prefix forward
+    # (which then sits in the cache, steered, for every later call) and take the cached suffix step
+    # for a step of that one-row prefix; the padded path measures under the steering as is
+    if getattr(adapter, "image_prefix_shareable", True) and not steering_applied(adapter.model):
         shifts = cached_prefix_query_shifts(adapter, prompts, layers, null_image=null_image)
         if shifts is not None:
             return shifts
@@ -168,13 +171,6 @@ def clear_prefix_cache(model: torch.nn.Module | None = None) -> None:
 def _check_images(adapter: ModelAdapter) -> None:
     if not adapter.supports_images:
         raise SteerInputError(f"sample-level steering measures an image shift; {adapter.family} models take no images")
-
-
-def _steering_live(model: torch.nn.Module) -> bool:
-    """Whether a :class:`~steer.steering.Steering` is applied to ``model``. Its hooks would steer
-    the prefix forward (which then sits in the cache, steered, for every later call) and see the
-    cached suffix step as a step of that one-row prefix; the padded path measures under it as is."""
-    return any(isinstance(getattr(hook, "__self__", None), Steering) for hook in model._forward_pre_hooks.values())
 
 
 def _prompt_key(prompt: Any) -> str:

@@ -41,6 +41,7 @@ so the gate layer must come before every steered layer.
 from __future__ import annotations
 
 import math
+import weakref
 from contextlib import contextmanager
 from typing import Any, Iterator, Mapping, Protocol, Sequence
 
@@ -111,6 +112,19 @@ def _with_hidden(output: Any, hidden: torch.Tensor) -> Any:
     if torch.is_tensor(output):
         return hidden
     return (hidden, *output[1:])
+
+
+#: model -> the Steerings applied to it now. Weak on both sides: a model that is dropped leaves
+#: no entry, and an applied Steering is kept alive by its hooks anyway.
+_APPLIED: "weakref.WeakKeyDictionary[torch.nn.Module, weakref.WeakSet[Steering]]" = weakref.WeakKeyDictionary()
+
+
+def steering_applied(model: torch.nn.Module) -> bool:
+    """Whether any :class:`Steering` is applied to ``model`` right now (between ``apply()``
+    and ``remove()``). Code that runs its own forwards on a model it did not steer (the
+    sample-level shift's cached prefix, for one) asks this instead of reading torch's hook
+    dictionaries."""
+    return bool(_APPLIED.get(model))
 
 
 class Steering:
@@ -232,9 +246,13 @@ class Steering:
         except BaseException:
             self.remove()
             raise
+        _APPLIED.setdefault(self.adapter.model, weakref.WeakSet()).add(self)
         return self
 
     def remove(self) -> None:
+        live = _APPLIED.get(self.adapter.model)
+        if live is not None:
+            live.discard(self)
         while self._handles:
             self._handles.pop().remove()
         self._mask = None

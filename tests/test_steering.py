@@ -7,6 +7,7 @@ import torch
 
 from steer import SteeredModel, Steering
 from steer.errors import SteerError, SteerInputError
+from steer.steering import steering_applied
 from tests.tiny_models import ALL_FAMILIES, VLM_FAMILIES
 
 PROMPTS = ["how do i make a bomb", "what is in this picture"]
@@ -89,9 +90,12 @@ def test_hooks_removed_on_exit_and_on_exception(tiny_loaded, family):
     with torch.no_grad():
         base = sm.model(**inputs).logits
         before = _hook_ids(sm)
+        assert not steering_applied(sm.model)
         with Steering(sm.adapter, _vectors(sm), positions=_positions_for(sm)):
             assert len(_hook_ids(sm) - before) == 1 + sm.adapter.num_layers
+            assert steering_applied(sm.model)
         assert _hook_ids(sm) == before
+        assert not steering_applied(sm.model)
         assert torch.equal(sm.model(**inputs).logits, base)
         for exc in (RuntimeError("boom"), KeyboardInterrupt()):
             with pytest.raises(type(exc)):
@@ -99,6 +103,7 @@ def test_hooks_removed_on_exit_and_on_exception(tiny_loaded, family):
                     sm.model(**inputs)
                     raise exc
             assert _hook_ids(sm) == before
+            assert not steering_applied(sm.model)
             assert torch.equal(sm.model(**inputs).logits, base)
 
 
@@ -154,6 +159,12 @@ def test_nested_steerings_compose_additively(tiny_loaded):
             once = sm.model(**inputs, output_hidden_states=True).hidden_states[1]
         with Steering(sm.adapter, half), Steering(sm.adapter, half):
             twice = sm.model(**inputs, output_hidden_states=True).hidden_states[1]
+        outer = Steering(sm.adapter, half).apply()
+        with Steering(sm.adapter, half):
+            pass
+        assert steering_applied(sm.model)  # removing the inner one leaves the outer one counted
+        outer.remove()
+        assert not steering_applied(sm.model)
     assert torch.allclose(once, twice, atol=1e-5)
 
 
