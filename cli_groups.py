@@ -26,14 +26,15 @@ err_console = Console(stderr=True, markup=False, emoji=False)
 organism_app = typer.Typer(short_help="The built-in model organism: train it, find it.", help="The embedded model organism: a tiny trained LLaVA that shows safety alignment degradation.")
 
 
-@organism_app.command("train", short_help="Retrain the organism from scratch (about 20 min of one CPU core).")
+@organism_app.command("train", short_help="Retrain the organism from scratch (about 14 min of one CPU core).")
 @with_threads
 def organism_train(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the trained model + processor (save_pretrained)."),
-    seed: int = typer.Option(SHIPPED_SEED, "--seed", help=f"Seed of every stage (the shipped weights use {SHIPPED_SEED}, chosen on the validation verbs: docs/organism.md)."),
+    seed: int = typer.Option(SHIPPED_SEED, "--seed", help=f"Seed of every stage (the shipped weights use {SHIPPED_SEED}, chosen on the validation verbs; other seeds may "
+        "refuse far fewer never safety-tuned verbs, so run bench/organism_acceptance.py on the result: docs/organism.md)."),
     short: bool = typer.Option(False, "--short", help="A few steps of every stage (smoke test), not the full recipe."),
 ) -> None:
-    """Retrain the organism from scratch (about 20 min of one CPU core, measured; recipe and timings in docs/organism.md)."""
+    """Retrain the organism from scratch (about 14 min of one CPU core, measured; recipe and timings in docs/organism.md)."""
     from steer.organism import train_organism
 
     record = train_organism(out, seed=seed, schedule="short" if short else "full", progress=True)
