@@ -48,7 +48,10 @@ def self_captions(
     """The model's own greedy description of each image, in one batch ("" where the image is None).
 
     ``prompt`` defaults to the adapter's :attr:`~steer.adapters.base.ModelAdapter.caption_prompt`.
-    Run without steering hooks on the model: the caption is what the unsteered model sees.
+    :class:`steer.SteeredModel` calls it before applying its own steering, so the
+    caption is what the unsteered model sees; under a steering the caller applied around that
+    call (``steering_applied(model)``), it is what that steered model sees, as sample-level
+    shifts are measured under it too.
     """
     if not adapter.supports_images:
         raise SteerInputError(f"self-captions describe images; {adapter.family} models take no images")
