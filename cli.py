@@ -585,6 +585,7 @@ def main() -> None:
 
     Ctrl-C exits 130 and SIGTERM 143 with one line saying what was kept and how to resume
     (typer hands back Ctrl-C as a return value of 130, which must not become exit 0)."""
+    from steer.atomic import remove_unfinished_writes
     from steer.interrupts import Interrupted, interrupted_message, signals_raise_interrupted
 
     try:
@@ -595,6 +596,7 @@ def main() -> None:
                 _exit(interrupted_message(code), code, error=False)
             sys.exit(code)
     except (Interrupted, KeyboardInterrupt) as err:
+        remove_unfinished_writes()
         code = getattr(err, "exit_code", 130)
         _exit(interrupted_message(code), code, error=False)
     except SteerError as err:

@@ -8,7 +8,7 @@ Everything `steer` writes -- vector files, checkpoints, results -- goes through
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -113,9 +113,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     if target.is_symlink():  # allowed by --force: update the file the link points at, keep the link
         target = check_output_path(os.path.realpath(target))
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temporary(target)
     try:
         yield tmp_path
         tmp_path.chmod(_file_mode())  # after the write: a writer may have made the file anew
@@ -125,6 +123,37 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    finally:
+        _UNFINISHED.discard(tmp_path)
+
+
+#: temporary files of the writes in progress. A signal can land where a write's own clean-up
+#: never runs (before its ``try``, or inside contextlib's ``__enter__`` / ``__exit__``, where
+#: the generator is not told), so the CLI removes what is left here when it is interrupted.
+_UNFINISHED: set[Path] = set()
+
+
+def _new_temporary(target: Path) -> Path:
+    """An empty private file next to ``target``, registered in :data:`_UNFINISHED` *before* it
+    exists, so that no moment leaves an unregistered file behind (``mkstemp`` returns the
+    name only after creating it)."""
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.{secrets.token_hex(4)}.tmp"
+        _UNFINISHED.add(tmp)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            _UNFINISHED.discard(tmp)  # someone else's file of that name
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"could not create a temporary file next to {target}")
+
+
+def remove_unfinished_writes() -> None:
+    """Delete the temporary files of writes an interrupt cut off (the targets keep their old content)."""
+    while _UNFINISHED:
+        _UNFINISHED.pop().unlink(missing_ok=True)
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> None:

@@ -112,6 +112,29 @@ def test_calibrate_interrupted_keeps_its_checkpoint_and_writes_no_vector_file(fo
     assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt.name]  # no half-written temporary files
 
 
+def test_a_write_cut_off_where_its_own_clean_up_cannot_run_is_swept(tmp_path):
+    """An interrupt can land inside contextlib's __enter__ / __exit__, where atomic_path's
+    generator is never told; the temporary it made must still be removed by the CLI's sweep,
+    and the target keep its old content."""
+    from steer.atomic import _UNFINISHED, atomic_path, atomic_write_text, remove_unfinished_writes
+
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "old")
+    assert not _UNFINISHED  # a finished write leaves nothing registered
+    cut_off = atomic_path(target)
+    tmp = cut_off.__enter__()  # ... and __exit__ never runs
+    tmp.write_text("half")
+    assert tmp.exists() and tmp in _UNFINISHED
+    remove_unfinished_writes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"] and target.read_text() == "old"
+    assert not _UNFINISHED
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as failing:
+            failing.write_text("new")
+            raise RuntimeError("boom")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"] and not _UNFINISHED
+
+
 def test_typer_return_code_130_is_not_dropped(monkeypatch, capsys):
     """A KeyboardInterrupt that typer turns into a return value of 130 still exits 130, with the line."""
     from steer.vectors import ShiftVectors
